@@ -1,0 +1,162 @@
+"""Checkpoints are folders: ``config.json`` + ``model.safetensors`` (+ ``train_state.pt``).
+
+``config.json`` holds the whole resolved config, the model family and constructor arguments,
+library versions, a format version and the SHA-256 of ``model.safetensors`` (checked on load).
+Nothing is pickled: weights are safetensors; the resume state is a tensor dict loaded with
+``torch.load(..., weights_only=True)``. Every file is written atomically (temp file, fsync,
+rename), so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .config import Config, config_from_dict, config_to_dict
+from .errors import CheckpointError, FewgenError
+from .models import Generator, model_from_dict
+
+FORMAT = "fewgen-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE, MODEL_FILE, STATE_FILE = "config.json", "model.safetensors", "train_state.pt"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` via ``write(tmp)`` then an atomic rename; a full disk is reported clearly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno == 28:
+            raise FewgenError(f"{path}: no space left on device; the previous checkpoint is intact") from None
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+
+    from . import __version__
+
+    return {"fewgen": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (with its weights), the config and stored extras."""
+
+    model: Generator
+    config: Config
+    path: Path
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data facts, adaptation info
+    tensors: dict[str, Tensor] = field(default_factory=dict)  # non-parameter tensors (e.g. a stored context)
+
+
+def save(path: str | Path, model: Generator, config: Config, extra: dict[str, Any] | None = None,
+         tensors: dict[str, Tensor] | None = None) -> Path:
+    """Write a checkpoint folder. ``tensors`` are stored beside the weights under ``extra/``."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for k, v in (tensors or {}).items():
+        state["extra/" + k] = v.detach().contiguous().cpu()
+    atomic_write(path / MODEL_FILE, lambda p: save_file(state, str(p)))
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model": {"family": model.family, "kwargs": model.config_dict()},
+        "config": config_to_dict(config), "extra": extra or {}, "versions": _versions(),
+        "sha256": {MODEL_FILE: sha256_of(path / MODEL_FILE)},
+    }
+    atomic_write(path / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+    return path
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Rebuild everything from a checkpoint folder: no flag has to be repeated.
+
+    Raises :class:`CheckpointError` for a missing folder or file, a corrupted or tampered
+    weights file (hash mismatch), or a checkpoint of another format version.
+    """
+    path = Path(path)
+    cfg_file = path / CONFIG_FILE
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint folder")
+    try:
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{cfg_file}: missing (not a fewgen checkpoint?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{cfg_file}: corrupted (not valid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file}: not a fewgen checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_file}: checkpoint format version {meta.get('format_version')} "
+                              f"is not supported (this fewgen reads version {FORMAT_VERSION})")
+    weights = path / MODEL_FILE
+    if not weights.exists():
+        raise CheckpointError(f"{weights}: missing")
+    expected = meta.get("sha256", {}).get(MODEL_FILE)
+    if expected and sha256_of(weights) != expected:
+        raise CheckpointError(f"{weights}: integrity check failed (SHA-256 differs from config.json); "
+                              "the file is corrupted or was modified")
+    try:
+        config = config_from_dict(meta["config"])
+        model = model_from_dict(meta["model"]["family"], meta["model"]["kwargs"])
+        state = load_file(str(weights))
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg_file}: incomplete checkpoint metadata ({e})") from None
+    except SafetensorError as e:
+        raise CheckpointError(f"{weights}: corrupted weights file ({e})") from None
+    except FewgenError as e:
+        raise CheckpointError(f"{cfg_file}: {e}") from None
+    tensors = {k[6:]: v for k, v in state.items() if k.startswith("extra/")}
+    params = {k: v for k, v in state.items() if not k.startswith("extra/")}
+    try:
+        model.load_state_dict(params, strict=True)
+    except RuntimeError:
+        raise CheckpointError(f"{weights}: weights do not match the model described in config.json "
+                              f"(family {meta['model']['family']})") from None
+    model.eval()
+    return Checkpoint(model, config, path, meta.get("extra", {}), tensors)
+
+
+def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Atomically write the resume state (tensors and plain numbers only)."""
+    atomic_write(Path(path) / STATE_FILE, lambda p: torch.save(state, p))
+
+
+def load_train_state(path: str | Path) -> dict[str, Any] | None:
+    """The resume state, loaded without executing code (``weights_only=True``); None if absent."""
+    f = Path(path) / STATE_FILE
+    if not f.exists():
+        return None
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise CheckpointError(f"{f}: corrupted resume state ({type(e).__name__})") from None

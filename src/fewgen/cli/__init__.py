@@ -1,0 +1,59 @@
+"""The ``fewgen`` command line: thin; each subcommand parses, builds a config, calls the library.
+
+Problems with the user's input print one line ``fewgen: error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from ..errors import FewgenError
+
+COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib import import_module
+
+    parser = argparse.ArgumentParser(
+        prog="fewgen",
+        description="Meta-generation: meta-train generators over many tasks, then learn a new "
+                    "distribution from a few examples and sample from it.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"fewgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = import_module(f".{name}", __name__)
+        except ModuleNotFoundError:
+            continue
+        p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fewgen`` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"fewgen: warning: {msg}\n"
+    try:
+        return int(args.run(args) or 0)
+    except FewgenError as e:
+        print(f"fewgen: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fewgen: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:  # pragma: no cover
+    sys.exit(main())

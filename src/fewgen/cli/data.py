@@ -1,0 +1,53 @@
+"""Inspect task data.
+
+examples:
+  fewgen data show glyphs --out tasks.png
+  fewgen data show omniglot:../shared/data/omniglot --split test --tasks 10 --out omni.png
+  fewgen data list                                  # the data sources
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "show a grid of tasks of a data source, or list the sources"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    s = sub.add_parser("show", help="a PNG grid of a few tasks and their examples")
+    s.add_argument("spec", metavar="SPEC")
+    s.add_argument("--out", required=True, help="output PNG")
+    s.add_argument("--split", default="all", choices=["train", "val", "test", "all"])
+    s.add_argument("--tasks", type=int, default=8)
+    s.add_argument("--examples", type=int, default=12)
+    s.add_argument("--seed", type=int, default=0)
+    sub.add_parser("list", help="the available data sources")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import DataConfig
+    from ..errors import FewgenError
+    from ..tasks.spec import SOURCES, _ensure_registered, load_split
+
+    if args.data_command == "list":
+        _ensure_registered()
+        for name in sorted(SOURCES):
+            print(f"  {SOURCES[name][1]}")
+        return 0
+    import torch
+
+    from ..pictures import tasks_picture
+
+    ts = load_split(args.spec, DataConfig(spec=args.spec), args.split)
+    if len(ts) == 0:
+        raise FewgenError(f"{args.spec}: split '{args.split}' has no tasks")
+    if ts.modality != "image":
+        for i in torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist():
+            print(ts.names[i], "|", ", ".join(ts.meta["decode"](ts.examples(i)[: args.examples])) if "decode" in ts.meta else "")
+        return 0
+    ids = torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist()
+    path = tasks_picture(args.out, [ts.examples(i) for i in ids], [ts.names[i] for i in ids], args.examples)
+    print(f"wrote {path}: {len(ids)} of {len(ts)} tasks ({len(set(ts.groups))} groups), "
+          f"{int(ts.counts.sum())} examples of shape {tuple(ts.example_shape)}")
+    return 0

@@ -1,0 +1,55 @@
+"""Meta-train a generator over the tasks of a data source.
+
+examples:
+  fewgen train --data glyphs --out runs/glyphs --steps 2000
+  fewgen train --data omniglot:../shared/data/omniglot --out runs/omni --shots 5 --set train.lr=5e-4
+  fewgen train --out runs/omni --resume            # continue an interrupted run exactly
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import config_from_dict, replace
+from ..errors import FewgenError
+from .common import add_config_args, base_config, with_data
+
+HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="SPEC", help="data spec: glyphs, omniglot[:PATH], folder:PATH, words, text:PATH, toy")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder (the checkpoint)")
+    p.add_argument("--algo", help="meta-learning algorithm (default amortized)")
+    p.add_argument("--steps", type=int, help="meta-training steps")
+    p.add_argument("--shots", type=int, help="maximum support size K")
+    p.add_argument("--seed", type=int, help="seed (fixes everything)")
+    p.add_argument("--max-seconds", type=float, help="stop and save after this much time")
+    add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import train
+
+    out = Path(args.out)
+    if args.resume:
+        stored = out / "resolved_config.json"
+        if not stored.exists():
+            raise FewgenError(f"{out}: nothing to resume (no resolved_config.json)")
+        cfg = config_from_dict(json.loads(stored.read_text(encoding="utf-8")))
+    else:
+        cfg = with_data(base_config(args), args.data)
+    changes = {k: v for k, v in {"algo": args.algo, "steps": args.steps, "shots": args.shots, "seed": args.seed,
+                                 "max_seconds": args.max_seconds}.items() if v is not None}
+    if changes:
+        cfg = replace(cfg, train=changes)
+    if cfg.model.family == "image_vae" and cfg.data.spec.split(":")[0] in ("words", "text"):
+        cfg = replace(cfg, model={"family": "text_lm"})
+    res = train(cfg, out, resume=args.resume, progress=not args.quiet)
+    best = f", best meta-val loss {res.best_val:.2f}" if res.best_val is not None else ""
+    print(f"{'stopped' if res.interrupted else 'trained'} {res.steps} steps in {res.seconds:.0f}s{best}; checkpoint: {out}")
+    return 130 if res.interrupted else 0

@@ -1,0 +1,237 @@
+"""Configuration: frozen dataclasses, TOML presets and ``--set a.b=c`` overrides.
+
+The keys of a TOML file mirror the dataclasses exactly. Unknown keys and values of the
+wrong type are rejected with a :class:`~fewgen.errors.ConfigError` that names the key and
+lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where tasks come from and how examples are prepared."""
+
+    spec: str = "glyphs"  # data spec string, see fewgen.tasks.spec
+    image_size: int = 28  # images are resized to image_size x image_size
+    binarize: bool = True  # threshold at 0.5 after an antialiased resize (ink = 1)
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test, by group
+    split_seed: int = 0
+    split_file: str = ""  # optional JSON {"train": [...], "val": [...], "test": [...]} of task or group names
+    max_examples_per_task: int = 0  # 0 = all
+    augment: bool = True  # meta-train tasks are augmented (flips / rotations make new tasks)
+    strict: bool = False  # unreadable files are errors (default: skipped with a warning)
+    cache_dir: str = ""  # where downloads and prepared data go ("" = $FEWGEN_CACHE or ~/.cache/fewgen)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The generator family and its sizes."""
+
+    family: str = "image_vae"  # image_vae | text_lm
+    hidden: int = 32  # base channel count (images) / hidden size (text)
+    latent: int = 32  # VAE latent size
+    context: int = 128  # size of the set (support) encoding
+    extra: dict[str, Any] = field(default_factory=dict)  # family-specific keys
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Episodic meta-training."""
+
+    algo: str = "amortized"
+    steps: int = 2000
+    meta_batch: int = 16  # tasks per meta-batch
+    shots: int = 5  # maximum support size K during meta-training
+    min_shots: int = 0  # support sizes are drawn uniformly in [min_shots, shots] per task
+    queries: int = 10  # query examples per task
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0
+    inner_steps: int = 1  # gradient-based algorithms: inner-loop steps
+    inner_lr: float = 0.05
+    learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
+    first_order: bool = False
+    reptile_inner: str = "sgd"  # sgd | adam
+    seed: int = 0
+    val_every: int = 200
+    val_tasks: int = 64
+    log_every: int = 20
+    ckpt_every: int = 200
+    patience: int = 0  # early stopping: validations without improvement (0 = off)
+    max_seconds: float = 0.0  # stop (and save) after this much training time (0 = no limit)
+    device: str = "cpu"
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation."""
+
+    split: str = "test"
+    shots: tuple[int, ...] = (1, 5)
+    steps: tuple[int, ...] = (0,)
+    importance_samples: int = 100
+    chunk: int = 25  # importance samples per chunk: memory does not grow with the data
+    batch_tasks: int = 8  # tasks evaluated together
+    max_queries: int = 15
+    max_tasks: int = 0  # 0 = all tasks of the split
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of a run; stored in every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a TOML / JSON / CLI value to the dataclass field type, or raise ConfigError."""
+    origin = getattr(typ, "__origin__", None)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a table, got {value!r}")
+        return _from_dict(typ, value, key + ".")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    if origin is tuple:
+        args = typ.__args__
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"config key '{key}' must have {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ConfigError(f"config key '{key}' must be a JSON object, got {value!r}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a table, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(
+                f"unknown config key '{prefix}{k}'; valid keys: {', '.join(prefix + n for n in names)}"
+            )
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from a nested dict (TOML or JSON), validating every key."""
+    return _from_dict(Config, data)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The nested-dict (JSON-safe) form of a config."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a TOML preset; missing keys keep their defaults."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    return config_from_dict(data)
+
+
+def _parse_scalar(text: str) -> Any:
+    """A --set value: TOML syntax when it parses (numbers, booleans, lists), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` overrides (``model.extra.key=value`` also works)."""
+    data = config_to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2 or parts[0] not in data:
+            raise ConfigError(f"unknown config key '{key}'; sections: {', '.join(data)}")
+        node = data
+        for p in parts[:-1]:
+            if p not in node or not isinstance(node[p], dict):
+                valid = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+                raise ConfigError(f"unknown config key '{key}'; valid here: {valid}")
+            node = node[p]
+        is_extra = parts[-2] == "extra"
+        if parts[-1] not in node and not is_extra:
+            raise ConfigError(
+                f"unknown config key '{key}'; valid keys: {', '.join(parts[0] + '.' + k for k in node)}"
+            )
+        node[parts[-1]] = _parse_scalar(text.strip())
+    return config_from_dict(data)
+
+
+def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """Return a copy of ``cfg`` with some fields of some sections replaced, e.g.
+    ``replace(cfg, train={"steps": 10})``."""
+    new = {}
+    for name, changes in sections.items():
+        new[name] = dataclasses.replace(getattr(cfg, name), **changes)
+    return dataclasses.replace(cfg, **new)

@@ -1,0 +1,26 @@
+"""Amortized (set-conditioned) meta-generation: adaptation is one forward pass.
+
+Neural Statistician (Edwards & Storkey 2017): the model encodes the support set into a
+context and is trained to maximise the ELBO of the query examples given that context.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..models import Generator, Params, call
+from ..tasks.base import Episode
+from .base import MetaAlgorithm
+
+
+class Amortized(MetaAlgorithm):
+    """Context from the support, negative ELBO (or exact NLL) on the queries."""
+
+    name = "amortized"
+
+    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+                  generator: torch.Generator) -> Tensor:
+        ctx = call(model, params, "context", ep.support, ep.support_mask)  # (T,C)
+        noise = model.draw_noise(ep.query, generator)
+        return call(model, params, "loss", ep.query, ctx, noise).mean()

@@ -1,0 +1,34 @@
+"""What a meta-learning algorithm is: a meta-objective over a meta-batch of tasks.
+
+``min_theta E_t [ L(theta, D_t^support, D_t^query) ]``: an algorithm turns parameters and an
+:class:`~fewgen.tasks.base.Episode` into one differentiable scalar. Everything else (the
+optimiser, logging, checkpoints, distribution) lives in :mod:`fewgen.training`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..config import TrainConfig
+from ..models import Generator, Params
+from ..tasks.base import Episode
+
+
+class MetaAlgorithm:
+    """Base class: subclasses implement :meth:`meta_loss` and may own extra meta-parameters."""
+
+    name: str = ""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def extra_params(self, model: Generator) -> dict[str, Tensor]:
+        """Meta-parameters the algorithm owns besides the model's (e.g. Meta-SGD step sizes).
+        Returned tensors are optimised with the model and stored in checkpoints."""
+        return {}
+
+    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+                  generator: torch.Generator) -> Tensor:
+        """The scalar meta-objective (nats per query example) of one meta-batch."""
+        raise NotImplementedError

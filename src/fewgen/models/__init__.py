@@ -1,0 +1,41 @@
+"""Generator families; every one implements the contract in :mod:`fewgen.models.base`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .base import Generator, Params, call, params_of
+
+
+def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
+    """Build the generator named by ``cfg.family`` for data described by ``data_meta``
+    (``TaskSet.meta`` plus ``example_shape``)."""
+    if cfg.family == "image_vae":
+        from .image_vae import ImageVAE
+
+        c, s, _ = data_meta["example_shape"]
+        return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context,
+                        **{k: v for k, v in cfg.extra.items() if k in ("features",)})
+    if cfg.family == "text_lm":
+        from .text_lm import build_text_lm
+
+        return build_text_lm(cfg, data_meta)
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm")
+
+
+def model_from_dict(family: str, kwargs: dict[str, Any]) -> Generator:
+    """Rebuild a generator from a checkpoint's stored family and constructor arguments."""
+    if family == "image_vae":
+        from .image_vae import ImageVAE
+
+        return ImageVAE(**kwargs)
+    if family == "text_lm":
+        from .text_lm import TextLM
+
+        return TextLM(**kwargs)
+    raise ConfigError(f"unknown model family '{family}' in checkpoint")
+
+
+__all__ = ["Generator", "Params", "build_model", "call", "model_from_dict", "params_of"]

@@ -1,0 +1,139 @@
+"""A set-conditioned convolutional VAE for images (Neural Statistician style).
+
+Edwards & Storkey, "Towards a Neural Statistician" (ICLR 2017): a permutation-invariant
+encoder of the support set gives a context ``c``; the VAE's prior ``p(z | c)``, posterior
+``q(z | x, c)`` and decoder ``p(x | z, c)`` are all conditioned on it. Here ``c`` is a
+deterministic set encoding (mean-pooled, so any number of shots works, zero included: the
+empty set gives the unconditional model). Bernoulli likelihood over pixels.
+
+Shapes: T tasks, K shots, N examples, images (1, S, S) with S divisible by 4.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Generator
+from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
+
+
+class ImageVAE(Generator):
+    """Set-conditioned conv VAE; implements the :mod:`fewgen.models.base` contract."""
+
+    family = "image_vae"
+    modality = "image"
+
+    def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
+                 context: int = 128, features: int = 256) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise ValueError("image_size must be divisible by 4")
+        self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
+                           context=context, features=features)
+        self.image_size, self.channels, self.latent, self.ctx = image_size, channels, latent, context
+        s4 = image_size // 4
+        self.s4, self.h2 = s4, 2 * hidden
+        # Shared per-image feature trunk: used by the set encoder and by q(z | x, c).
+        self.trunk = nn.Sequential(
+            conv_block(channels, hidden, 2), conv_block(hidden, 2 * hidden, 2),
+            nn.Flatten(), nn.Linear(2 * hidden * s4 * s4, features), nn.SiLU(),
+        )
+        self.set_phi = mlp([features, features, features])  # per-shot embedding before pooling
+        self.set_rho = mlp([features + 1, features, context])  # pooled (+ log shot count) -> context
+        self.prior = mlp([context, features, 2 * latent])
+        self.posterior = mlp([features + context, features, 2 * latent])
+        self.dec_in = nn.Sequential(nn.Linear(latent + context, 2 * hidden * s4 * s4), nn.SiLU())
+        self.dec = nn.Sequential(
+            deconv_block(2 * hidden, hidden), deconv_block(hidden, hidden),
+            nn.Conv2d(hidden, channels, 3, 1, 1),
+        )
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    # ------------------------------------------------------------------ pieces
+    def features(self, x: Tensor) -> Tensor:
+        """(..., C, S, S) -> (..., F)."""
+        lead = x.shape[:-3]
+        return self.trunk(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1)
+
+    def decode_logits(self, z: Tensor, c: Tensor) -> Tensor:
+        """z (..., Z), c broadcastable to (..., C) -> logits (..., channels, S, S)."""
+        lead = z.shape[:-1]
+        h = self.dec_in(torch.cat([z, c.expand(*lead, c.shape[-1])], -1))
+        h = h.reshape(-1, self.h2, self.s4, self.s4)
+        return self.dec(h).reshape(*lead, self.channels, self.image_size, self.image_size)
+
+    def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.prior(c).chunk(2, -1)
+        return mu, logvar.clamp(-8, 6)
+
+    def _posterior(self, f: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.posterior(torch.cat([f, c.expand(*f.shape[:-1], c.shape[-1])], -1)).chunk(2, -1)
+        return mu, logvar.clamp(-8, 6)
+
+    @staticmethod
+    def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+        """log p(x | logits) summed over (C, S, S); x may be soft (cross-entropy)."""
+        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
+
+    # ------------------------------------------------------------------ the contract
+    def context(self, support: Tensor, mask: Tensor) -> Tensor:
+        """support (T,K,C,S,S), mask (T,K) -> context (T,ctx). Empty support -> unconditional."""
+        T, K = mask.shape
+        if K == 0:
+            pooled = support.new_zeros(T, self.set_rho[0].in_features - 1)
+            count = support.new_zeros(T, 1)
+        else:
+            pooled, count = masked_mean(self.set_phi(self.features(support)), mask)
+        return self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+
+    def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(*x.shape[:-3], self.latent, generator=generator, device=x.device)
+
+    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None) -> Tensor:
+        """Negative ELBO in nats, x (T,N,C,S,S) -> (T,N). ``noise`` (T,N,Z) reparameterises z."""
+        c = context[:, None, :]  # (T,1,ctx)
+        mu_q, lv_q = self._posterior(self.features(x), c)
+        mu_p, lv_p = self._prior(c)
+        eps = noise if noise is not None else torch.zeros_like(mu_q)
+        z = mu_q + (0.5 * lv_q).exp() * eps
+        rec = self._bernoulli_log_prob(self.decode_logits(z, c), x)
+        return -rec + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+
+    def nll(self, x: Tensor, context: Tensor, num_samples: int = 100, chunk: int = 25,
+            generator: torch.Generator | None = None) -> Tensor:
+        """Importance-weighted estimate of -log p(x | c) (Burda et al. 2016, IWAE) in nats, (T,N).
+
+        The ``num_samples`` importance samples are drawn ``chunk`` at a time and combined with a
+        running log-sum-exp, so memory is bounded by ``T*N*chunk`` decodes whatever ``num_samples``.
+        """
+        c = context[:, None, :]  # (T,1,ctx)
+        mu_q, lv_q = self._posterior(self.features(x), c)  # (T,N,Z)
+        mu_p, lv_p = self._prior(c)
+        acc = None
+        done = 0
+        while done < num_samples:
+            s = min(chunk, num_samples - done)
+            eps = torch.randn(s, *mu_q.shape, generator=generator, device=x.device)  # (s,T,N,Z)
+            z = mu_q + (0.5 * lv_q).exp() * eps
+            log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x)
+                     + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q))  # (s,T,N)
+            part = torch.logsumexp(log_w, 0)
+            acc = part if acc is None else torch.logaddexp(acc, part)
+            done += s
+        return -(acc - math.log(num_samples))
+
+    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities) at
+        z ~ p(z | c), as is customary for Bernoulli VAEs."""
+        c = context[:, None, :]
+        mu_p, lv_p = self._prior(c)
+        eps = torch.randn(context.shape[0], n, self.latent, generator=generator, device=context.device)
+        z = mu_p + (0.5 * lv_p).exp() * eps
+        return torch.sigmoid(self.decode_logits(z, c))

@@ -1,0 +1,57 @@
+"""Shared building blocks (one place, reused by every family)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """Linear layers with activations between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def masked_mean(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of ``h`` (T,K,F) over the present shots ``mask`` (T,K); zeros for an empty set.
+
+    Returns the mean (T,F) and the count (T,1). Mean pooling makes the set encoder
+    permutation invariant (Deep Sets; Neural Statistician, Edwards & Storkey 2017).
+    """
+    m = mask.to(h.dtype).unsqueeze(-1)  # (T,K,1)
+    count = m.sum(1)  # (T,1)
+    return (h * m).sum(1) / count.clamp_min(1.0), count
+
+
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over the last axis."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0).sum(-1)
+
+
+def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last axis."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp()).sum(-1)
+
+
+def log_mean_exp(x: Tensor, dim: int) -> Tensor:
+    """log(mean(exp(x))) along ``dim``, stably."""
+    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
+
+
+def conv_block(cin: int, cout: int, stride: int, groups: int = 8) -> nn.Sequential:
+    """Conv -> GroupNorm -> SiLU (GroupNorm, not BatchNorm: no state shared across tasks)."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 4 if stride == 2 else 3, stride, 1),
+        nn.GroupNorm(min(groups, cout), cout), nn.SiLU(),
+    )
+
+
+def deconv_block(cin: int, cout: int, groups: int = 8) -> nn.Sequential:
+    """Transposed conv (x2 upsampling) -> GroupNorm -> SiLU."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU())

@@ -1,0 +1,372 @@
+"""Image task sources: folders, Omniglot (download or local archives), embedded font glyphs.
+
+Every image becomes a ``(1, S, S)`` float tensor with ink = 1: converted to grayscale (alpha
+composited on white), inverted when the background is light, resized with antialiasing and,
+by default, binarised at 0.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import unicodedata
+import urllib.request
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..config import DataConfig
+from ..errors import DataError
+from .base import Episode, TaskSet
+from .spec import register
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb limit: larger images are refused
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """The folder for downloads and prepared data."""
+    return Path(cfg.cache_dir or os.environ.get("FEWGEN_CACHE") or Path.home() / ".cache" / "fewgen")
+
+
+# ----------------------------------------------------------------------------- one image
+
+def to_array(img: Image.Image, size: int, binarize: bool) -> np.ndarray:
+    """A PIL image of any mode -> float32 ``(1, size, size)`` with ink = 1."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float32)
+        a = a / max(float(a.max()), 1.0)
+        img = Image.fromarray((a * 255).astype(np.uint8), "L")
+    elif img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("L")
+    else:
+        img = img.convert("L")
+    a = np.asarray(img.resize((size, size), Image.Resampling.BOX if min(img.size) >= size else Image.Resampling.BILINEAR),
+                   dtype=np.float32) / 255.0
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if border.mean() > 0.5:  # dark ink on a light background
+        a = 1.0 - a
+    if binarize:
+        a = (a > 0.5).astype(np.float32)
+    return a[None]
+
+
+def read_image(data: bytes | Path, size: int, binarize: bool, name: str) -> np.ndarray:
+    """Decode one image file (bytes or path); any failure raises DataError naming it."""
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+            img.load()
+            return to_array(img, size, binarize)
+    except Image.DecompressionBombError:
+        raise DataError(f"{name}: image is too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{name}: not a readable image ({type(e).__name__})") from None
+
+
+def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfig, source: str) -> TaskSet:
+    """items: (task, group, file name, bytes-or-path) -> TaskSet; bad files skipped or fatal."""
+    per_task: dict[str, list[np.ndarray]] = {}
+    groups: dict[str, str] = {}
+    skipped: list[str] = []
+    for task, group, fname, data in items:
+        try:
+            arr = read_image(data, cfg.image_size, cfg.binarize, fname)
+        except DataError:
+            if cfg.strict:
+                raise
+            skipped.append(fname)
+            continue
+        per_task.setdefault(task, []).append(arr)
+        groups[task] = group
+    if skipped:
+        warnings.warn(f"{source}: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}", stacklevel=2)
+    if not per_task:
+        raise DataError(f"{source}: no readable images found")
+    names = sorted(per_task)
+    if cfg.max_examples_per_task:
+        per_task = {n: v[: cfg.max_examples_per_task] for n, v in per_task.items()}
+    return TaskSet.from_lists(names, [groups[n] for n in names],
+                              [torch.from_numpy(np.stack(per_task[n])) for n in names], "image", source)
+
+
+# ----------------------------------------------------------------------------- folder:PATH
+
+@register("folder", "folder:PATH — PATH/<task>/<image files>, one sub-folder per task")
+def load_folder(arg: str, cfg: DataConfig) -> TaskSet:
+    """``PATH/<task>/*.png|jpg|...``: each sub-folder is a task (and its own split group)."""
+    root = Path(arg).expanduser()
+    if not arg:
+        raise DataError("folder: needs a path, e.g. folder:./my_images")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise DataError(f"{root}: no task sub-folders (expected {root}/<task>/<images>)")
+    items = []
+    for d in subdirs:
+        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            warnings.warn(f"{d}: empty task folder (no image files), skipped", stacklevel=2)
+        items += [(d.name, d.name, str(f), f) for f in files]
+    return _collect(items, cfg, str(root))
+
+
+# ----------------------------------------------------------------------------- omniglot
+
+# The official archives of Lake et al., "Human-level concept learning through probabilistic
+# program induction" (Science 2015), with the MD5s that torchvision publishes for them.
+OMNIGLOT_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+OMNIGLOT_MD5 = {
+    "images_background.zip": "68d2efa1b9178cc56df9314c21c6e718",
+    "images_evaluation.zip": "6b91aef0f799c5bb55b94e3f2daec811",
+}
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_omniglot(dest: Path, url: str = OMNIGLOT_URL) -> list[Path]:
+    """Download and checksum-verify the two official Omniglot archives into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, md5 in OMNIGLOT_MD5.items():
+        path = dest / name
+        if not (path.exists() and md5_of(path) == md5):
+            tmp = path.with_suffix(".part")
+            try:
+                with urllib.request.urlopen(url + name, timeout=60) as r, open(tmp, "wb") as f:
+                    while block := r.read(1 << 20):
+                        f.write(block)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise DataError(
+                    f"could not download {url + name} ({e}); download images_background.zip and "
+                    f"images_evaluation.zip by hand into {dest} (or use omniglot:PATH)") from None
+            if md5_of(tmp) != md5:
+                tmp.unlink(missing_ok=True)
+                raise DataError(f"{url + name}: checksum mismatch (expected MD5 {md5}); place the official "
+                                f"archive in {dest} by hand (or use omniglot:PATH)")
+            os.replace(tmp, path)
+        out.append(path)
+    return out
+
+
+def _safe_member(name: str) -> bool:
+    """Refuse absolute paths and path traversal inside archives."""
+    p = Path(name)
+    return not (p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts)
+
+
+def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
+    """Yield (alphabet/character, alphabet, file, data) from archives and unzipped folders.
+
+    The official layout is ``images_<set>/<Alphabet>/<characterNN>/<drawer>.png``. The same file
+    in two archives (the "small" background sets overlap) is read once.
+    """
+    seen: set[tuple[str, str, str]] = set()
+    for z in sorted(root.glob("*.zip")):
+        try:
+            with zipfile.ZipFile(z) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.split("/")
+                    if info.is_dir() or len(parts) != 4 or not parts[3].lower().endswith(".png"):
+                        continue
+                    if not _safe_member(info.filename):
+                        raise DataError(f"{z}: archive member '{info.filename}' has an unsafe path")
+                    key = (parts[1], parts[2], parts[3])
+                    if key not in seen:
+                        seen.add(key)
+                        yield f"{parts[1]}/{parts[2]}", parts[1], f"{z}:{info.filename}", zf.read(info)
+        except zipfile.BadZipFile:
+            raise DataError(f"{z}: not a valid zip archive (corrupt or truncated download?)") from None
+    for top in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("images_")):
+        for f in sorted(top.glob("*/*/*.png")):
+            key = (f.parent.parent.name, f.parent.name, f.name)
+            if key not in seen:
+                seen.add(key)
+                yield f"{key[0]}/{key[1]}", key[0], str(f), f
+
+
+@register("omniglot", "omniglot | omniglot:PATH — Omniglot characters (downloaded, or official archives in PATH)")
+def load_omniglot(arg: str, cfg: DataConfig) -> TaskSet:
+    """Omniglot: a character is a task, its drawers' images are examples, alphabets are groups."""
+    if arg:
+        root = Path(arg).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{root}: not a folder (expected the Omniglot archives or their unzipped folders)")
+    else:
+        root = cache_dir(cfg) / "omniglot"
+        download_omniglot(root)
+    items = list(_omniglot_items(root))
+    if not items:
+        raise DataError(f"{root}: no Omniglot archives (images_*.zip) or folders (images_*/) found")
+    return _collect(items, cfg, f"omniglot:{root}")
+
+
+# ----------------------------------------------------------------------------- glyphs
+
+GLYPH_FONTS = [  # matplotlib ships these; the TeX (cm*), size-variant and fallback fonts are left out
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+]
+GLYPH_MIN_FONTS = 4  # a character must be drawn by at least this many fonts to be a task
+GLYPH_EXAMPLES = 24  # about this many examples per task (fonts x jittered copies)
+GLYPH_CATEGORIES = ("Lu", "Ll", "Lo", "Lt", "Nd", "No", "So", "Sm")
+_RENDER = 64  # glyphs are rendered at this size, jittered, then resized
+
+
+def glyph_group(ch: str) -> str:
+    """The split group of a character: the first word of its Unicode name (its script, e.g.
+    LATIN, GREEK, CYRILLIC, or a symbol block word)."""
+    return unicodedata.name(ch, "UNKNOWN").split()[0]
+
+
+def _render(font, ch: str) -> np.ndarray | None:
+    from PIL import ImageDraw
+
+    img = Image.new("L", (_RENDER, _RENDER), 0)
+    draw = ImageDraw.Draw(img)
+    box = draw.textbbox((0, 0), ch, font=font)
+    w, h = box[2] - box[0], box[3] - box[1]
+    if w <= 0 or h <= 0:
+        return None
+    draw.text(((_RENDER - w) / 2 - box[0], (_RENDER - h) / 2 - box[1]), ch, fill=255, font=font)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _jitter(base: torch.Tensor, reps: int, size: int, binarize: bool, g: torch.Generator) -> torch.Tensor:
+    """Random small affine jitter of (B,1,R,R) renders, vectorised: -> (B*reps,1,size,size)."""
+    x = base.repeat_interleave(reps, 0)
+    n = x.shape[0]
+    ang = (torch.rand(n, generator=g) - 0.5) * math.radians(20)
+    scale = 1.0 + (torch.rand(n, generator=g) - 0.5) * 0.25
+    shear = (torch.rand(n, generator=g) - 0.5) * 0.3
+    shift = (torch.rand(n, 2, generator=g) - 0.5) * 0.15
+    cos, sin = torch.cos(ang) * scale, torch.sin(ang) * scale
+    theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, align_corners=False)
+    # Glyphs fill about 70% of the frame, like Omniglot strokes: crop the margin, then resize.
+    x = F.interpolate(x[..., 8:-8, 8:-8], size=(size, size), mode="area")
+    x = x / x.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
+    return (x > 0.5).float() if binarize else x
+
+
+def build_glyphs(cfg: DataConfig, fonts: list[str] | None = None, max_chars: int = 0) -> TaskSet:
+    """Render the glyph tasks (no cache): a character is a task; its examples are its renders in
+    every font that has it, each with small random affine jitter. Blank renders, characters
+    without a glyph (no placeholder boxes: only each font's own character map is used) and
+    characters that render identically to an earlier one (Latin A / Greek Alpha) are dropped."""
+    import matplotlib
+    from matplotlib.ft2font import FT2Font
+    from PIL import ImageFont
+
+    fdir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    fonts = fonts or GLYPH_FONTS
+    coverage: dict[str, list[int]] = {}
+    pil_fonts = []
+    for fi, name in enumerate(fonts):
+        cmap = FT2Font(str(fdir / name)).get_charmap()
+        pil_fonts.append(ImageFont.truetype(str(fdir / name), 44))
+        for cp, gid in cmap.items():
+            if gid == 0 or cp > 0x2FFFF:
+                continue
+            ch = chr(cp)
+            if unicodedata.category(ch) in GLYPH_CATEGORIES:
+                coverage.setdefault(ch, []).append(fi)
+    chars = sorted(ch for ch, fs in coverage.items() if len(fs) >= GLYPH_MIN_FONTS)
+    if max_chars:
+        chars = chars[:max_chars]
+    g = torch.Generator().manual_seed(1234)
+    names, groups, examples, seen = [], [], [], set()
+    for ch in chars:
+        renders = [r for fi in coverage[ch] if (r := _render(pil_fonts[fi], ch)) is not None and r.sum() > 20]
+        if len(renders) < GLYPH_MIN_FONTS:
+            continue
+        base = torch.from_numpy(np.stack(renders))[:, None]
+        key = hashlib.md5(_jitter(base[:1], 1, 16, True, torch.Generator().manual_seed(0)).numpy().tobytes()).hexdigest()
+        if key in seen:  # renders like an earlier character (e.g. Cyrillic A): not a distinct task
+            continue
+        seen.add(key)
+        reps = max(2, math.ceil(GLYPH_EXAMPLES / len(renders)))
+        x = _jitter(base, reps, cfg.image_size, cfg.binarize, g)
+        x = x[x.flatten(1).sum(1) >= 3]  # drop renders that came out blank at this size
+        if len(x) < 2 * GLYPH_MIN_FONTS:
+            continue
+        names.append(f"U+{ord(ch):04X} {ch}")
+        groups.append(glyph_group(ch))
+        examples.append(x)
+    return TaskSet.from_lists(names, groups, examples, "image", "glyphs")
+
+
+@register("glyphs", "glyphs — characters rendered from the fonts inside matplotlib (offline)")
+def load_glyphs(arg: str, cfg: DataConfig) -> TaskSet:
+    """The embedded default: glyph tasks, rendered once and cached (safetensors) per image config."""
+    from safetensors.torch import load_file, save_file
+
+    if arg:
+        raise DataError(f"glyphs takes no argument, got 'glyphs:{arg}'")
+    path = cache_dir(cfg) / f"glyphs-v1-s{cfg.image_size}-b{int(cfg.binarize)}.safetensors"
+    if path.exists():
+        try:
+            t = load_file(str(path))
+            import json
+
+            meta = json.loads(bytes(t["meta"].tolist()).decode("utf-8"))
+            ts = TaskSet(meta["names"], meta["groups"], t["data"], t["offsets"], "image", "glyphs")
+            return _limit(ts, cfg)
+        except Exception:  # a stale or damaged cache is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    ts = build_glyphs(cfg)
+    import json
+
+    meta = torch.tensor(list(json.dumps({"names": ts.names, "groups": ts.groups}).encode("utf-8")), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"data": ts.data.contiguous(), "offsets": ts.offsets, "meta": meta}, str(tmp))
+    os.replace(tmp, path)
+    return _limit(ts, cfg)
+
+
+def _limit(ts: TaskSet, cfg: DataConfig) -> TaskSet:
+    if not cfg.max_examples_per_task:
+        return ts
+    return TaskSet.from_lists(ts.names, ts.groups, [ts.examples(i)[: cfg.max_examples_per_task] for i in range(len(ts))],
+                              ts.modality, ts.source)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def augment_images(ep: Episode, generator: torch.Generator) -> Episode:
+    """Task augmentation for meta-training: each task gets one random rotation by a multiple of
+    90 degrees and an optional flip, applied to its support and query alike, so a transformed
+    character is a new task (Santoro et al. 2016; standard for Omniglot)."""
+    T = ep.num_tasks
+    rot = torch.randint(0, 4, (T,), generator=generator)
+    flip = torch.rand(T, generator=generator) < 0.5
+    sup, qry = ep.support.clone(), ep.query.clone()
+    for r in range(4):  # 8 cases, not a loop over examples
+        for f in (False, True):
+            sel = (rot == r) & (flip == f)
+            if sel.any():
+                for x in (sup, qry):
+                    y = torch.rot90(x[sel], r, dims=(-2, -1))
+                    x[sel] = torch.flip(y, dims=(-1,)) if f else y
+    return Episode(sup, ep.support_mask, qry, ep.names)
