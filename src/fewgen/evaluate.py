@@ -112,8 +112,9 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     Returns ``{"unconditional": {...}, "shots": {"K": {...}}, "steps": {"S": {"K": {...}}}}``
     where ``"shots"`` holds the steps = 0 figures.
     """
-    if cfg.max_tasks and len(ts) > cfg.max_tasks:
-        ts = ts.subset(range(cfg.max_tasks))
+    if cfg.max_tasks and len(ts) > cfg.max_tasks:  # a seeded subset, spread over the groups
+        ts = ts.subset(sorted(torch.randperm(len(ts), generator=torch.Generator().manual_seed(cfg.seed))
+                              [: cfg.max_tasks].tolist()))
     report: dict[str, Any] = {}
     report["unconditional"] = conditional_nll(unconditional_fn or adapt_fn, ts, 0, 0, cfg, progress, per_example)
     report["steps"] = {}

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real Omniglot archives and small generated image folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
+
+
+@pytest.fixture(scope="session")
+def omniglot_dir() -> Path:
+    if not any(OMNIGLOT.glob("*.zip")):
+        pytest.skip(f"Omniglot archives not found in {OMNIGLOT}")
+    return OMNIGLOT
+
+
+@pytest.fixture(scope="session")
+def omniglot_tasks(omniglot_dir):
+    from fewgen.tasks.spec import load_tasks
+
+    return load_tasks(f"omniglot:{omniglot_dir}")
+
+
+def make_image_folder(root: Path, tasks: int = 6, per_task: int = 8, size: int = 40, seed: int = 0) -> Path:
+    """Random blobby images: each task is a different random stroke pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for t in range(tasks):
+        d = root / f"task{t:02d}"
+        d.mkdir()
+        base = rng.random((size // 4, size // 4)) > 0.6
+        for i in range(per_task):
+            a = np.kron(base, np.ones((4, 4))) * 255
+            a = np.where(rng.random(a.shape) < 0.05, 255 - a, a).astype(np.uint8)
+            mode = ["L", "RGB", "RGBA", "P"][i % 4]
+            img = Image.fromarray(255 - a, "L").convert(mode)
+            img.save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture()
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "imgs")
