@@ -19,14 +19,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .adapt import Adapted, adapt, adapted_nll
+from .adapt import Adapted, AdaptFn, adapt, adapted_nll
 from .config import EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
 from .models import Generator
 from .tasks.base import TaskSet, episode_generator
-
-AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support, mask, steps) -> Adapted
 
 
 @dataclass(frozen=True)
@@ -56,12 +54,13 @@ def eval_episodes(ts: TaskSet, shots: int, max_queries: int, seed: int) -> list[
                          torch.stack([x for _, _, x in eps])) for eps in groups.values()]
 
 
-def default_adapt_fn(model: Generator, conditional: bool = True) -> AdaptFn:
-    """Amortized adaptation (steps must be 0)."""
+def default_adapt_fn(model: Generator, conditional: bool = True, lr: float = 0.05, seed: int = 0) -> AdaptFn:
+    """Adaptation of a bare model: its context (the support's, or the empty set's when not
+    ``conditional``), then ``steps`` SGD steps at ``lr`` on the support (the shared inner loop).
+    For a checkpoint use :func:`fewgen.adapt.adapter_for_checkpoint`, which knows its algorithm."""
     def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
-        if steps:
-            raise DataError("this model adapts amortized only; use --steps 0")
-        return adapt(model, support, mask, conditional=conditional)
+        return adapt(model, support, mask, conditional=conditional, steps=steps, lr=lr,
+                     generator=torch.Generator().manual_seed(seed))
     return fn
 
 
@@ -97,7 +96,9 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
     present = torch.unique(ti)
     per_task = per_task_mean(torch.cat(values), ti, len(ts))[present]
     mean, ci = mean_ci95(per_task)
-    out: dict[str, Any] = {"nll_nats": mean, "ci95": ci, "tasks": int(len(present)), "queries": nq}
+    out: dict[str, Any] = {"nll_nats": mean, "ci95": ci, "tasks": int(len(present)), "queries": nq,
+                           # per-task figures allow paired comparisons (methods, shots) on the same tasks
+                           "per_task": {ts.names[i]: float(v) for i, v in zip(present.tolist(), per_task)}}
     if per_example is not None:
         m2, c2 = mean_ci95(per_task_mean(torch.cat(extra_vals), ti, len(ts))[present])
         out["bits_per_char"], out["bits_per_char_ci95"] = m2, c2

@@ -6,6 +6,13 @@ encoder of the support set gives a context ``c``; the VAE's prior ``p(z | c)``, 
 deterministic set encoding (mean-pooled, so any number of shots works, zero included: the
 empty set gives the unconditional model). Bernoulli likelihood over pixels.
 
+The context has two parts: a learned vector (``ctx`` values) and the pixel-wise mean of the
+support images (``C*S*S`` values). The decoder reads the mean image at every resolution it
+draws at: a spatial template that tells it *where* the strokes of this character go, which a
+vector alone conveys poorly in short training (a skip connection from the support, in the
+spirit of the support attention of Reed et al. 2017, "Few-shot autoregressive density
+estimation"; here simply its mean).
+
 Shapes: T tasks, K shots, N examples, images (1, S, S) with S divisible by 4.
 """
 
@@ -18,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..tasks.base import task_randn
 from .base import Generator
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
@@ -48,10 +56,10 @@ class ImageVAE(Generator):
         self.prior = mlp([context, features, 2 * latent])
         self.posterior = mlp([features + context, features, 2 * latent])
         self.dec_in = nn.Sequential(nn.Linear(latent + context, 2 * hidden * s4 * s4), nn.SiLU())
-        self.dec = nn.Sequential(
-            deconv_block(2 * hidden, hidden), deconv_block(hidden, hidden),
-            nn.Conv2d(hidden, channels, 3, 1, 1),
-        )
+        # Each stage also sees the support's mean image at its resolution (+ channels inputs).
+        self.up1 = deconv_block(2 * hidden + channels, hidden)
+        self.up2 = deconv_block(hidden + channels, hidden)
+        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), nn.Conv2d(hidden, channels, 3, 1, 1))
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.kwargs)
@@ -63,17 +71,25 @@ class ImageVAE(Generator):
         return self.trunk(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1)
 
     def decode_logits(self, z: Tensor, c: Tensor) -> Tensor:
-        """z (..., Z), c broadcastable to (..., C) -> logits (..., channels, S, S)."""
+        """z (..., Z), c broadcastable to (..., C + channels*S*S) -> logits (..., channels, S, S)."""
         lead = z.shape[:-1]
-        h = self.dec_in(torch.cat([z, c.expand(*lead, c.shape[-1])], -1))
-        h = h.reshape(-1, self.h2, self.s4, self.s4)
-        return self.dec(h).reshape(*lead, self.channels, self.image_size, self.image_size)
+        c = c.expand(*lead, c.shape[-1])
+        vec, mean_img = c[..., : self.ctx], c[..., self.ctx :]
+        S = self.image_size
+        m1 = mean_img.reshape(-1, self.channels, S, S)  # (B, C, S, S)
+        m2 = F.avg_pool2d(m1, 2)
+        m4 = F.avg_pool2d(m2, 2)
+        h = self.dec_in(torch.cat([z, vec], -1)).reshape(-1, self.h2, self.s4, self.s4)
+        h = self.up1(torch.cat([h, m4], 1))
+        h = self.up2(torch.cat([h, m2], 1))
+        return self.out(torch.cat([h, m1], 1)).reshape(*lead, self.channels, S, S)
 
     def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.prior(c).chunk(2, -1)
+        mu, logvar = self.prior(c[..., : self.ctx]).chunk(2, -1)
         return mu, logvar.clamp(-8, 6)
 
     def _posterior(self, f: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        c = c[..., : self.ctx]
         mu, logvar = self.posterior(torch.cat([f, c.expand(*f.shape[:-1], c.shape[-1])], -1)).chunk(2, -1)
         return mu, logvar.clamp(-8, 6)
 
@@ -84,17 +100,20 @@ class ImageVAE(Generator):
 
     # ------------------------------------------------------------------ the contract
     def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        """support (T,K,C,S,S), mask (T,K) -> context (T,ctx). Empty support -> unconditional."""
+        """support (T,K,C,S,S), mask (T,K) -> context (T, ctx + C*S*S): the learned set encoding
+        and the support's mean image. An empty support gives the unconditional context."""
         T, K = mask.shape
         if K == 0:
             pooled = support.new_zeros(T, self.set_rho[0].in_features - 1)
             count = support.new_zeros(T, 1)
+            mean_img = support.new_zeros(T, self.channels * self.image_size**2)
         else:
             pooled, count = masked_mean(self.set_phi(self.features(support)), mask)
-        return self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+            mean_img, _ = masked_mean(support.flatten(2), mask)
+        return torch.cat([self.set_rho(torch.cat([pooled, torch.log1p(count)], -1)), mean_img], -1)
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        return torch.randn(*x.shape[:-3], self.latent, generator=generator, device=x.device)
+        return task_randn((*x.shape[:-3], self.latent), generator, x.device)  # (T,N,Z)
 
     def loss(self, x: Tensor, context: Tensor, noise: Tensor | None) -> Tensor:
         """Negative ELBO in nats, x (T,N,C,S,S) -> (T,N). ``noise`` (T,N,Z) reparameterises z."""

@@ -1,0 +1,271 @@
+"""A set-conditioned byte-level language model: few-shot generation of words and lines.
+
+The amortized recipe of the Neural Statistician (Edwards & Storkey, 2017) applied to
+strings, without a latent variable: a permutation-invariant encoder reads the K support
+strings (a GRU per string, an MLP per shot, a masked mean over shots plus ``log(1+k)`` so
+the model knows how much evidence it has) and gives a context ``c``; an autoregressive GRU
+over UTF-8 bytes (Cho et al., 2014) models ``p(x | c) = prod_t p(x_t | x_<t, c)``. An empty
+support gives the learned unconditional context.
+
+The context also carries a *cache* of the support (Kuhn & De Mori, 1990): its smoothed byte
+unigram and byte bigram ``p(next byte | previous byte)``, added to the output log-probs
+with learned, state-dependent weights. It lets the model put mass on bytes it never
+produced in meta-training (a script unseen in training) from the first shot, which a
+learned embedding of the support alone cannot do. Because there is no latent, ``loss`` and
+``nll`` are both the exact ``-log p(x | support)`` in nats per string (EOS included).
+
+Sampling is *constrained* to the UTF-8 grammar (lead byte, then the right number of
+continuation bytes in the right ranges, no overlong forms or surrogates, no control
+characters, EOS only between characters, at least one character, and always room to finish
+within ``max_len``), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
+unconstrained model, an upper bound on the NLL under the renormalised sampling distribution.
+
+The GRUs are written out (one matmul per step) rather than ``nn.GRU``, so the model is
+plain tensor algebra: ``functional_call``, ``torch.func.grad`` / ``vmap`` and second-order
+MAML all go through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
+from .base import Generator
+
+
+# ----------------------------------------------------------------------------- blocks
+class GRU(nn.Module):
+    """A single-layer GRU over a time axis, written out so it is vmap- and grad-of-grad-safe."""
+
+    def __init__(self, inp: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w_in = nn.Linear(inp, 3 * hidden)
+        self.w_h = nn.Linear(hidden, 3 * hidden)
+
+    def forward(self, x: Tensor, h: Tensor, keep: Tensor | None = None,
+                extra: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """x (B, L, I), h (B, H), keep (B, L) bool: where False the state is carried unchanged;
+        extra (B, 3H): an input projection added at every step (a constant conditioning input).
+
+        Returns all states (B, L, H) and the last state (B, H).
+        """
+        gx = self.w_in(x)  # (B, L, 3H): the input part of every step at once
+        if extra is not None:
+            gx = gx + extra[:, None, :]
+        outs = []
+        for t in range(x.shape[1]):
+            h_new = self.step(gx[:, t], h)
+            h = h_new if keep is None else torch.where(keep[:, t, None], h_new, h)
+            outs.append(h)
+        return torch.stack(outs, 1), h
+
+    def step(self, gx: Tensor, h: Tensor) -> Tensor:
+        """One step from the precomputed input projection gx (B, 3H) and state h (B, H)."""
+        r_x, z_x, n_x = gx.chunk(3, -1)
+        r_h, z_h, n_h = self.w_h(h).chunk(3, -1)
+        r = torch.sigmoid(r_x + r_h)
+        z = torch.sigmoid(z_x + z_h)
+        n = torch.tanh(n_x + r * n_h)
+        return (1 - z) * n + z * h
+
+
+def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inp, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
+
+
+# ----------------------------------------------------------------------------- UTF-8 grammar
+# States of the decoder's UTF-8 automaton: 0 = between characters; the others expect
+# continuation bytes (1: one more; 2: two more; 3: after E0; 4: after ED; 5: three more;
+# 6: after F0; 7: after F4; 8: after C2). ALLOWED[s] lists the tokens legal in state s, NEXT[s, b]
+# the next state. Control characters (C0, DEL and C1 = C2 80..9F) are never generated:
+# examples are single lines, and a control character counts as invalid (metrics.text.validity).
+def _utf8_tables() -> tuple[Tensor, Tensor, Tensor]:
+    allowed = torch.zeros(9, NUM_OUTPUTS, dtype=torch.bool)
+    nxt = torch.zeros(9, NUM_OUTPUTS, dtype=torch.long)
+    lead_len = torch.zeros(NUM_OUTPUTS, dtype=torch.long)  # bytes in the character a lead byte starts
+    lead_len[0x20:0x7F], lead_len[0xC2:0xE0], lead_len[0xE0:0xF0], lead_len[0xF0:0xF5] = 1, 2, 3, 4
+    allowed[0, :256] = lead_len[:256] > 0
+    allowed[0, EOS] = True
+    nxt[0, 0xC3:0xE0] = 1
+    nxt[0, 0xE1:0xF0] = 2
+    nxt[0, 0xC2], nxt[0, 0xE0], nxt[0, 0xED] = 8, 3, 4
+    nxt[0, 0xF1:0xF4] = 5
+    nxt[0, 0xF0], nxt[0, 0xF4] = 6, 7
+    for state, (lo, hi, then) in {1: (0x80, 0xC0, 0), 2: (0x80, 0xC0, 1), 3: (0xA0, 0xC0, 1),
+                                  4: (0x80, 0xA0, 1), 5: (0x80, 0xC0, 2), 6: (0x90, 0xC0, 2),
+                                  7: (0x80, 0x90, 2), 8: (0xA0, 0xC0, 0)}.items():
+        allowed[state, lo:hi] = True
+        nxt[state, lo:hi] = then
+    return allowed, nxt, lead_len
+
+
+UTF8_ALLOWED, UTF8_NEXT, UTF8_LEAD_LEN = _utf8_tables()
+
+# The support's byte cache: p(next | previous) from the support's byte bigrams, backed off to
+# its unigram. Rows are the previous token (a byte, or row 256 = start of string), columns the
+# next token (a byte or EOS).
+CACHE_ROWS = 257
+CACHE_ALPHA = 0.5  # add-alpha smoothing of the unigram
+CACHE_BETA = 1.0  # weight of the unigram in the bigram's back-off
+
+
+def _cache_row(prev: Tensor) -> Tensor:
+    """Cache row of a previous token: bytes keep their value, BOS (start) is row 256."""
+    return torch.where(prev >= 256, torch.full_like(prev, CACHE_ROWS - 1), prev)
+
+
+# ----------------------------------------------------------------------------- the model
+class TextLM(Generator):
+    """Byte-level GRU language model conditioned on a set of support strings.
+
+    Context layout (T, context_dim): ``[learned (C) | log unigram (257) | log bigram (257 x 257)]``.
+    """
+
+    family = "text_lm"
+    modality = "text"
+
+    def __init__(self, hidden: int = 128, context: int = 128, embed: int = 64, max_len: int = 24) -> None:
+        super().__init__()
+        self.hidden, self.embed_dim, self.max_len = hidden, embed, max_len
+        self.learned_dim = context
+        self.summary_dim = context + NUM_OUTPUTS  # what the recurrent decoder reads: learned + unigram
+        self.context_dim = self.summary_dim + CACHE_ROWS * NUM_OUTPUTS
+        self.embed = nn.Embedding(VOCAB_SIZE, embed)
+        # Set encoder: string -> GRU state -> per-shot features -> masked mean -> context.
+        self.enc_rnn = GRU(embed, hidden)
+        self.enc_shot = _mlp(hidden, hidden, hidden)
+        self.enc_set = _mlp(hidden + 1, hidden, context)  # +1: log(1 + k)
+        # Decoder: the context summary sets the initial state and enters every step.
+        self.dec_init = nn.Linear(self.summary_dim, hidden)
+        self.dec_rnn = GRU(embed, hidden)
+        self.dec_ctx = nn.Linear(self.summary_dim, 3 * hidden, bias=False)
+        self.head = nn.Linear(hidden, NUM_OUTPUTS)
+        self.cache_gate = nn.Linear(hidden, 2)  # how much the unigram and the bigram cache count now
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "context": self.learned_dim, "embed": self.embed_dim, "max_len": self.max_len}
+
+    # ------------------------------------------------------------------ set encoder
+    def context(self, support: Tensor, mask: Tensor) -> Tensor:
+        """support (T, K, L) ids, mask (T, K) bool -> (T, context_dim), invariant to the order of shots."""
+        T, K, L = support.shape
+        flat = support.reshape(T * K, L)
+        keep = flat != PAD  # (T*K, L): the state stops at the end of the string
+        h0 = torch.zeros(T * K, self.hidden, dtype=self.head.weight.dtype, device=support.device)
+        _, h = self.enc_rnn(self.embed(flat), h0, keep)  # (T*K, H)
+        feats = self.enc_shot(h).reshape(T, K, self.hidden)
+        w = mask.to(feats.dtype)  # (T, K)
+        k = w.sum(1, keepdim=True)  # (T, 1)
+        pooled = (feats * w[..., None]).sum(1) / k.clamp(min=1.0)  # (T, H); zeros when empty
+        learned = self.enc_set(torch.cat([pooled, torch.log1p(k)], -1))  # (T, C)
+        # Byte cache of the present shots (comparisons, not one_hot: vmap-safe). Empty support:
+        # uniform unigram and bigram, i.e. constant logits that change nothing.
+        classes = torch.arange(NUM_OUTPUTS, device=support.device)
+        present = ((support != PAD) & mask[..., None]).to(feats.dtype)  # (T, K, L)
+        nxt = (support[..., None] == classes).to(feats.dtype) * present[..., None]  # (T, K, L, 257)
+        prev = _cache_row(torch.cat([torch.full_like(support[..., :1], BOS), support[..., :-1]], -1))
+        prv = (prev[..., None] == classes).to(feats.dtype)  # (T, K, L, 257)
+        uni_counts = nxt.sum((1, 2))  # (T, 257)
+        bi_counts = torch.einsum("tkli,tklj->tij", prv, nxt)  # (T, rows, 257)
+        unigram = (uni_counts + CACHE_ALPHA) / (uni_counts.sum(-1, keepdim=True) + CACHE_ALPHA * NUM_OUTPUTS)
+        bigram = (bi_counts + CACHE_BETA * unigram[:, None, :]) / (bi_counts.sum(-1, keepdim=True) + CACHE_BETA)
+        return torch.cat([learned, unigram.log(), bigram.log().reshape(T, -1)], -1)
+
+    def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor) -> Tensor:
+        """Output logits (..., NUM_OUTPUTS) from decoder states h (..., H), the task index and
+        previous token of each state (...), and the context (T, context_dim)."""
+        log_uni = context[:, self.learned_dim : self.summary_dim][task]  # (..., 257)
+        log_bi = context[:, self.summary_dim :].reshape(-1, CACHE_ROWS, NUM_OUTPUTS)[task, _cache_row(prev)]
+        gate = self.cache_gate(h)
+        return self.head(h) + gate[..., :1] * log_uni + gate[..., 1:] * log_bi
+
+    # ------------------------------------------------------------------ likelihood
+    def _logits(self, x: Tensor, context: Tensor) -> Tensor:
+        """Next-token logits for teacher forcing: x (T, N, L) -> (T, N, L, NUM_OUTPUTS)."""
+        T, N, L = x.shape
+        inp = torch.cat([torch.full_like(x[..., :1], BOS), x[..., :-1]], -1)  # shift right
+        inp = torch.where(inp == PAD, torch.full_like(inp, EOS), inp)  # after the end: anything, masked below
+        summary = context[:, : self.summary_dim]
+
+        def per_string(v: Tensor) -> Tensor:  # (T, D) -> (T*N, D)
+            return v[:, None, :].expand(T, N, v.shape[-1]).reshape(T * N, v.shape[-1])
+
+        h0 = per_string(torch.tanh(self.dec_init(summary)))
+        states, _ = self.dec_rnn(self.embed(inp).reshape(T * N, L, -1), h0, extra=per_string(self.dec_ctx(summary)))
+        task = torch.arange(T, device=x.device)[:, None, None].expand(T, N, L)
+        return self._out(states.reshape(T, N, L, self.hidden), context, task, inp)
+
+    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None = None) -> Tensor:
+        """Exact -log p(x | context) in nats per string, EOS included: x (T, N, L) -> (T, N)."""
+        logp = F.log_softmax(self._logits(x, context), -1)
+        target = torch.where(x == PAD, torch.zeros_like(x), x)
+        tok = logp.gather(-1, target[..., None]).squeeze(-1)  # (T, N, L)
+        return -(tok * (x != PAD).to(tok.dtype)).sum(-1)
+
+    def nll(self, x: Tensor, context: Tensor, num_samples: int = 1, chunk: int = 256,
+            generator: torch.Generator | None = None) -> Tensor:
+        """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` examples per pass."""
+        step = max(int(chunk), 1)
+        return torch.cat([self.loss(x[:, i : i + step], context) for i in range(0, x.shape[1], step)], 1)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+               temperature: float = 1.0, max_len: int | None = None) -> Tensor:
+        """(T, n, L) ids of strings decoded under the UTF-8 grammar; ``temperature <= 0`` is greedy."""
+        T, L = context.shape[0], max_len or self.max_len
+        dev = context.device
+        allowed_t, next_t, lead_len = UTF8_ALLOWED.to(dev), UTF8_NEXT.to(dev), UTF8_LEAD_LEN.to(dev)
+        task = torch.arange(T, device=dev).repeat_interleave(n)  # (B,) the task of each sample
+        summary = context[:, : self.summary_dim]
+        h = torch.tanh(self.dec_init(summary))[task]
+        gctx = self.dec_ctx(summary)[task]  # (B, 3H)
+        tok = torch.full((T * n,), BOS, dtype=torch.long, device=dev)
+        state = torch.zeros(T * n, dtype=torch.long, device=dev)
+        done = torch.zeros(T * n, dtype=torch.bool, device=dev)
+        out = torch.full((T * n, L), PAD, dtype=torch.long, device=dev)
+        for t in range(L):
+            gx = self.dec_rnn.w_in(self.embed(tok)) + gctx
+            h = self.dec_rnn.step(gx, h)
+            logits = self._out(h, context, task, tok)  # (B, NUM_OUTPUTS)
+            room = L - t  # positions left incl. this one; a character of n bytes needs n + 1 (EOS)
+            ok = allowed_t[state] & ((state != 0)[:, None] | (lead_len <= room - 1))
+            ok[:, EOS] &= (state == 0) & (t > 0 or room == 1)
+            logits = logits.masked_fill(~ok, float("-inf"))
+            if temperature <= 0:
+                tok = logits.argmax(-1)
+            else:
+                tok = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
+            tok = torch.where(done, torch.full_like(tok, PAD), tok)
+            out[:, t] = tok
+            state = torch.where(done, state, next_t[state, tok.clamp(max=EOS)])
+            done = done | (tok == EOS)
+        return out.reshape(T, n, L)
+
+
+# ----------------------------------------------------------------------------- building
+EXTRA_KEYS = ("embed", "max_len")
+
+
+def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
+    """A :class:`TextLM` from the model config (``hidden``, ``context``, ``extra.embed``,
+    ``extra.max_len``) and the tokenizer facts in ``TaskSet.meta``."""
+    unknown = sorted(set(model_cfg.extra) - set(EXTRA_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for text_lm; valid: "
+                          + ", ".join("model.extra." + k for k in EXTRA_KEYS))
+    if taskset_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
+        raise ConfigError(f"text_lm needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "
+                          f"{taskset_meta.get('vocab_size')}")
+    max_len = int(model_cfg.extra.get("max_len", taskset_meta.get("max_len", 24)))
+    embed = int(model_cfg.extra.get("embed", 64))
+    if min(model_cfg.hidden, model_cfg.context, embed, max_len) < 1:
+        raise ConfigError("text_lm: model.hidden, model.context, model.extra.embed and max_len must be positive")
+    return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=embed, max_len=max_len)

@@ -1,0 +1,147 @@
+"""The generator contract for TextLM (see fewgen.models.base)."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.func import functional_call, grad, vmap
+
+from fewgen.config import ModelConfig
+from fewgen.errors import ConfigError
+from fewgen.metrics.text import validity
+from fewgen.models.base import call, params_of
+from fewgen.models.text_lm import TextLM, build_text_lm
+from fewgen.tasks.text import EOS, PAD, decode_batch, encode_batch, tokenizer_meta
+
+WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ"]
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    return TextLM(hidden=16, context=12, embed=8, max_len=12)
+
+
+def episode():
+    ids = encode_batch(WORDS, 12)  # (8, 12)
+    support = ids.reshape(2, 4, 12)  # (T=2, K=4, L)
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    query = ids.flip(0).reshape(2, 4, 12)
+    return support, mask, query
+
+
+def test_functional_call_equals_module_call():
+    m, (s, mask, q) = tiny(), episode()
+    p = params_of(m)
+    c = m.context(s, mask)
+    assert torch.equal(call(m, p, "context", s, mask), c)
+    assert torch.equal(call(m, p, "loss", q, c, None), m.loss(q, c, None))
+    assert torch.equal(call(m, p, "nll", q, c, 1, 3, None), m.nll(q, c, 1, 3, None))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(call(m, p, "sample", 5, c, g1), m.sample(5, c, g2))
+    # Other parameters really are used.
+    p2 = {k: v + 0.1 for k, v in p.items()}
+    assert not torch.allclose(call(m, p2, "loss", q, c, None), m.loss(q, c, None))
+
+
+def test_loss_is_exact_nll_and_chunking_does_not_change_it():
+    m, (s, mask, q) = tiny(), episode()
+    c = m.context(s, mask)
+    full = m.loss(q, c, m.draw_noise(q, None))
+    assert full.shape == (2, 4) and (full > 0).all()
+    assert torch.allclose(m.nll(q, c, 100, 1, None), full, atol=1e-5)
+    # By hand: sum of next-token log-probs of one string, EOS included, PAD ignored.
+    logp = torch.log_softmax(m._logits(q, c), -1)[0, 0]
+    ids = q[0, 0]
+    n = int((ids != PAD).sum())
+    assert ids[n - 1] == EOS
+    assert torch.allclose(-logp[torch.arange(n), ids[:n]].sum(), full[0, 0], atol=1e-5)
+    # Padding width does not matter.
+    wider = torch.cat([q, torch.full((2, 4, 5), PAD)], -1)
+    assert torch.allclose(m.loss(wider, c), full, atol=1e-5)
+
+
+def test_context_is_permutation_invariant_and_ignores_masked_shots():
+    m, (s, mask, _) = tiny(), episode()
+    c = m.context(s, mask)
+    perm = torch.tensor([2, 0, 1, 3])  # only present shots move in task 0; task 1 keeps shot 0 first
+    s2, mask2 = s[:, perm], mask[:, perm]
+    s2[1] = s[1]
+    mask2[1] = mask[1]
+    assert torch.allclose(m.context(s2, mask2), c, atol=1e-5)
+    junk = s.clone()
+    junk[~mask] = encode_batch(["zzzz"], 12)[0]
+    assert torch.allclose(m.context(junk, mask), c, atol=1e-6)
+    # A different support really changes the context.
+    full = torch.ones_like(mask)
+    assert torch.allclose(m.context(s.flip(1), full), m.context(s, full), atol=1e-5)  # flipping K permutes
+    assert not torch.allclose(m.context(s.flip(0), full), m.context(s, full))
+
+
+def test_empty_support_gives_one_unconditional_context():
+    m, (s, mask, q) = tiny(), episode()
+    c = m.context(s, torch.zeros_like(mask))
+    assert c.shape == (2, m.context_dim) and torch.isfinite(c).all()
+    assert torch.allclose(c[0], c[1])
+    assert torch.isfinite(m.loss(q, c)).all()
+
+
+def test_sample_shape_and_valid_utf8():
+    m, (s, mask, _) = tiny(), episode()
+    c = m.context(s, mask)
+    for temperature in (1.0, 3.0, 0.0):
+        x = m.sample(50, c, torch.Generator().manual_seed(0), temperature)
+        assert x.shape == (2, 50, 12) and x.dtype == torch.int64
+        assert ((x == EOS).sum(-1) == 1).all()  # every sample ends within max_len
+        texts = [t for task in decode_batch(x) for t in task]
+        assert validity(texts) == 1.0
+        assert encode_batch(texts, 12).tolist() == x.reshape(100, 12).tolist()  # no byte lost
+    a = m.sample(4, c, torch.Generator().manual_seed(1))
+    assert torch.equal(a, m.sample(4, c, torch.Generator().manual_seed(1)))
+
+
+def test_save_load_round_trips_exactly(tmp_path):
+    m, (s, mask, q) = tiny(0), episode()
+    save_file(m.state_dict(), str(tmp_path / "model.safetensors"))
+    m2 = TextLM(**m.config_dict())
+    m2.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+    c = m.context(s, mask)
+    assert torch.equal(m2.context(s, mask), c)
+    assert torch.equal(m2.loss(q, c), m.loss(q, c))
+
+
+def test_grad_and_vmap_over_tasks():
+    m, (s, mask, q) = tiny(), episode()
+    p = {k: v.detach() for k, v in params_of(m).items()}
+
+    def task_loss(params, sup, msk, qry):  # one task, as vmap sees it
+        c = call(m, params, "context", sup[None], msk[None])
+        return call(m, params, "loss", qry[None], c, None).mean()
+
+    grads = vmap(grad(task_loss), in_dims=(None, 0, 0, 0))(p, s, mask, q)
+    loop = [grad(task_loss)(p, s[i], mask[i], q[i]) for i in range(2)]
+    for i in range(2):
+        for k in p:
+            assert torch.allclose(grads[k][i], loop[i][k], atol=1e-5)
+
+
+def test_build_from_config():
+    m = build_text_lm(ModelConfig(family="text_lm", hidden=16, context=8, extra={"embed": 4}), tokenizer_meta(20))
+    assert m.config_dict() == {"hidden": 16, "context": 8, "embed": 4, "max_len": 20}
+    assert m.family == "text_lm" and m.modality == "text"
+    with pytest.raises(ConfigError, match="model.extra.bogus"):
+        build_text_lm(ModelConfig(extra={"bogus": 1}), tokenizer_meta(20))
+
+
+def test_sampling_stays_valid_even_when_the_model_prefers_invalid_bytes():
+    m, (s, mask, _) = tiny(), episode()
+    with torch.no_grad():
+        m.head.bias.fill_(-20.0)
+        m.head.bias[0x80:0xC0] = 20.0  # stray continuation bytes
+        m.head.bias[0xF5:0x100] = 20.0  # bytes that never occur in UTF-8
+        m.head.bias[0x00:0x20] = 19.0  # control characters
+        m.head.bias[0xE0] = 18.0  # needs two continuation bytes: must not start near the end
+    x = m.sample(64, m.context(s, mask), torch.Generator().manual_seed(0))
+    texts = [t for task in decode_batch(x) for t in task]
+    assert validity(texts) == 1.0
+    assert encode_batch(texts, 12).tolist() == x.reshape(128, 12).tolist()
