@@ -42,6 +42,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def load_tasks(spec: str, cfg: DataConfig | None = None) -> TaskSet:
     """Load every task of a data spec (all splits)."""
     cfg = cfg or DataConfig()
+    if "+" in spec:  # a mixture of sources
+        from .mix import load_mixture
+
+        return load_mixture(spec, cfg)
     name, arg = parse_spec(spec)
     ts = SOURCES[name][0](arg, cfg)
     ts.source = spec
