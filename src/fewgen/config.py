@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,9 @@ class TrainConfig:
     ckpt_every: int = 200
     patience: int = 0  # early stopping: validations without improvement (0 = off)
     max_seconds: float = 0.0  # stop (and save) after this much training time (0 = no limit)
-    device: str = "cpu"
-    compile: bool = False
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N (under torchrun, cuda = this process's GPU)
+    compile: bool = False  # torch.compile the meta-loss (falls back to eager with a warning)
+    precision: str = "fp32"  # fp32 | bf16 (bf16 autocast of the meta-loss; meant for GPUs)
 
 
 @dataclass(frozen=True)
@@ -100,49 +102,69 @@ class Config:
 
 # ----------------------------------------------------------------------------- conversion
 
+_INT_LIMIT = 2**62  # integers are used as seeds and sizes: keep them far from int64 overflow
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a TOML / JSON / CLI value to the dataclass field type, or raise ConfigError."""
     origin = getattr(typ, "__origin__", None)
     if dataclasses.is_dataclass(typ):
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a table, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
         return _from_dict(typ, value, key + ".")
     if typ is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {_short(value)}")
     if typ is int:
         if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
-        if isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                pass
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:
+                raise ConfigError(f"config key '{key}' is out of range: {_short(value)}")
             return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
     if typ is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        if number is not None:
+            try:
+                number = float(number)
+            except OverflowError:  # an integer too large for a float
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"config key '{key}' must be a finite number, got {_short(value)}")
+            return number
+        raise ConfigError(f"config key '{key}' must be a number, got {_short(value)}")
     if typ is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a string, got {_short(value)}")
     if origin is tuple:
         args = typ.__args__
         if isinstance(value, str):
             value = [v for v in value.replace(" ", "").split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a list, got {_short(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], key) for v in value)
         if len(value) != len(args):
@@ -153,9 +175,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise ConfigError(f"config key '{key}' must be a JSON object, got {value!r}") from None
+                raise ConfigError(f"config key '{key}' must be a JSON object, got {_short(value)}") from None
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a table, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
         return dict(value)
     raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
 
@@ -173,9 +195,47 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+# Value ranges: a value outside them would fail deep inside training or evaluation (a modulo
+# by zero, an empty batch, a negative size), so it is refused here with the key's name.
+_AT_LEAST = {
+    "data.image_size": 4, "data.split_seed": 0, "data.max_examples_per_task": 0,
+    "model.hidden": 1, "model.latent": 1, "model.context": 1,
+    "train.steps": 0, "train.meta_batch": 1, "train.shots": 0, "train.min_shots": 0, "train.queries": 1,
+    "train.weight_decay": 0, "train.grad_clip": 0, "train.inner_steps": 0, "train.inner_lr": 0,
+    "train.seed": 0, "train.val_every": 1, "train.val_tasks": 0, "train.log_every": 1, "train.ckpt_every": 1,
+    "train.patience": 0, "train.max_seconds": 0,
+    "eval.shots": 0, "eval.steps": 0, "eval.importance_samples": 1, "eval.chunk": 1, "eval.batch_tasks": 1,
+    "eval.max_queries": 1, "eval.max_tasks": 0, "eval.seed": 0, "data.split_fractions": 0,
+}
+_POSITIVE = {"train.lr"}
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse values outside their ranges (see ``_AT_LEAST``) with a ConfigError naming the key."""
+    for section in dataclasses.fields(cfg):
+        sub = getattr(cfg, section.name)
+        for f in dataclasses.fields(sub):
+            key, value = f"{section.name}.{f.name}", getattr(sub, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if key in _AT_LEAST and any(v < _AT_LEAST[key] for v in values):
+                raise ConfigError(f"config key '{key}' must be at least {_AT_LEAST[key]}, got {_short(value)}")
+            if key in _POSITIVE and not value > 0:
+                raise ConfigError(f"config key '{key}' must be greater than 0, got {_short(value)}")
+    if cfg.train.min_shots > cfg.train.shots:
+        raise ConfigError(f"config key 'train.min_shots' ({cfg.train.min_shots}) must not exceed "
+                          f"train.shots ({cfg.train.shots})")
+    if not cfg.eval.shots or not cfg.eval.steps:
+        raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
+    if sum(cfg.data.split_fractions) <= 0:
+        raise ConfigError("config key 'data.split_fractions' must not be all zero")
+    return cfg
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from a nested dict (TOML or JSON), validating every key."""
-    return _from_dict(Config, data)
+    """Build a :class:`Config` from a nested dict (TOML or JSON), validating every key and value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a table of sections, got {_short(data)}")
+    return validate(_from_dict(Config, data))
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
@@ -208,7 +268,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     data = config_to_dict(cfg)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like section.key=value")
+            raise ConfigError(f"override {_short(item)} must look like section.key=value")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) < 2 or parts[0] not in data:
@@ -224,7 +284,10 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(
                 f"unknown config key '{key}'; valid keys: {', '.join(parts[0] + '.' + k for k in node)}"
             )
-        node[parts[-1]] = _parse_scalar(text.strip())
+        value = _parse_scalar(text.strip())
+        if isinstance(node.get(parts[-1]), str) and not isinstance(value, str):
+            value = text.strip()  # a string key takes the text as written (e.g. a path "2024")
+        node[parts[-1]] = value
     return config_from_dict(data)
 
 

@@ -4,6 +4,8 @@ examples:
   fewgen train --data glyphs --out runs/glyphs --steps 2000
   fewgen train --data omniglot:../shared/data/omniglot --out runs/omni --shots 5 --set train.lr=5e-4
   fewgen train --out runs/omni --resume            # continue an interrupted run exactly
+  fewgen train --data omniglot --out runs/gpu --device cuda --precision bf16 --compile
+  torchrun --nproc_per_node 4 -m fewgen train --data omniglot --out runs/ddp   # 4 processes
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, help="maximum support size K")
     p.add_argument("--seed", type=int, help="seed (fixes everything)")
     p.add_argument("--max-seconds", type=float, help="stop and save after this much time")
+    p.add_argument("--device", help="auto (CUDA if visible), cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast of the meta-loss (GPUs)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the meta-loss (falls back to eager with a warning)")
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import is_main
     from ..training import train
 
     out = Path(args.out)
@@ -44,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = with_data(base_config(args), args.data)
     changes = {k: v for k, v in {"algo": args.algo, "steps": args.steps, "shots": args.shots, "seed": args.seed,
-                                 "max_seconds": args.max_seconds}.items() if v is not None}
+                                 "max_seconds": args.max_seconds, "device": args.device,
+                                 "precision": args.precision, "compile": args.compile}.items() if v is not None}
     if changes:
         cfg = replace(cfg, train=changes)
     if cfg.model.family == "image_vae" and cfg.data.spec.split(":")[0] in ("words", "text"):
         cfg = replace(cfg, model={"family": "text_lm"})
     res = train(cfg, out, resume=args.resume, progress=not args.quiet)
     best = f", best meta-val loss {res.best_val:.2f}" if res.best_val is not None else ""
-    print(f"{'stopped' if res.interrupted else 'trained'} {res.steps} steps in {res.seconds:.0f}s{best}; checkpoint: {out}")
+    if is_main():  # one line per run, not per process
+        print(f"{'stopped' if res.interrupted else 'trained'} {res.steps} steps in {res.seconds:.0f}s{best}; checkpoint: {out}")
     return 130 if res.interrupted else 0

@@ -46,7 +46,8 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
-        """Noise for :meth:`loss` (``None`` for models without latent variables)."""
+        """Noise for :meth:`loss` (``None`` for models without latent variables), drawn with
+        :func:`fewgen.tasks.base.task_randn` so that multi-process training shards it by task."""
         return None
 
     def nll(self, x: Tensor, context: Tensor, num_samples: int, chunk: int,
