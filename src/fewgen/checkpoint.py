@@ -9,9 +9,11 @@ rename), so a crash mid-write leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,25 +33,58 @@ FORMAT_VERSION = 1
 CONFIG_FILE, MODEL_FILE, STATE_FILE = "config.json", "model.safetensors", "train_state.pt"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via ``write(tmp)`` then an atomic rename; a full disk is reported clearly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _write_error(path: Path, e: OSError) -> FewgenError:
+    """The one-line error for a failed checkpoint write (a full disk is named as such)."""
+    if e.errno in _DISK_FULL:
+        return FewgenError(f"{path}: no space left on device; the previous checkpoint is intact")
+    return FewgenError(f"{path}: cannot write ({e.strerror or e}); the previous checkpoint is intact")
+
+
+def _prepare(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write a hidden temp file beside ``path`` with ``write(tmp)`` and flush it to disk."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o644)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return Path(tmp)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        if e.errno == 28:
-            raise FewgenError(f"{path}: no space left on device; the previous checkpoint is intact") from None
-        raise
-    except BaseException:
+        raise _write_error(path, e) from None
+    except BaseException:  # a crash (or Ctrl-C) mid-write: the temp file goes, the old file stays
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _commit(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename prepared temp files over their targets, back to back, then sync the folder."""
+    try:
+        for tmp, path in pairs:
+            os.replace(tmp, path)
+        fd = os.open(pairs[0][1].parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        for tmp, _ in pairs:
+            tmp.unlink(missing_ok=True)
+        raise _write_error(pairs[0][1], e) from None
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` via ``write(tmp)`` then an atomic rename: a crash mid-write leaves the
+    previous file intact; a full disk is reported as a one-line FewgenError."""
+    _commit([(_prepare(Path(path), write), Path(path))])
 
 
 def sha256_of(path: Path) -> str:
@@ -86,14 +121,23 @@ def save(path: str | Path, model: Generator, config: Config, extra: dict[str, An
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     for k, v in (tensors or {}).items():
         state["extra/" + k] = v.detach().contiguous().cpu()
-    atomic_write(path / MODEL_FILE, lambda p: save_file(state, str(p)))
-    meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model": {"family": model.family, "kwargs": model.config_dict()},
-        "config": config_to_dict(config), "extra": extra or {}, "versions": _versions(),
-        "sha256": {MODEL_FILE: sha256_of(path / MODEL_FILE)},
-    }
-    atomic_write(path / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+    # Both files are prepared first and then renamed back to back, so the folder never holds
+    # half a file and config.json's hash always describes the weights beside it, except for
+    # the instant between the two renames.
+    weights = _prepare(path / MODEL_FILE, lambda p: save_file(state, str(p)))
+    try:
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "model": {"family": model.family, "kwargs": model.config_dict()},
+            "config": config_to_dict(config), "extra": extra or {}, "versions": _versions(),
+            "sha256": {MODEL_FILE: sha256_of(weights)},
+        }
+        text = json.dumps(meta, indent=2)
+        cfg_tmp = _prepare(path / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+    except BaseException:
+        weights.unlink(missing_ok=True)
+        raise
+    _commit([(weights, path / MODEL_FILE), (cfg_tmp, path / CONFIG_FILE)])
     return path
 
 
@@ -111,37 +155,53 @@ def load(path: str | Path) -> Checkpoint:
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{cfg_file}: missing (not a fewgen checkpoint?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"{cfg_file}: corrupted (not valid JSON)") from None
+    except OSError as e:
+        raise CheckpointError(f"{cfg_file}: cannot read ({e.strerror or e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_file}: not a fewgen checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{cfg_file}: checkpoint format version {meta.get('format_version')} "
+        raise CheckpointError(f"{cfg_file}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (this fewgen reads version {FORMAT_VERSION})")
     weights = path / MODEL_FILE
-    if not weights.exists():
+    if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
-    expected = meta.get("sha256", {}).get(MODEL_FILE)
-    if expected and sha256_of(weights) != expected:
+    hashes = meta.get("sha256")
+    expected = hashes.get(MODEL_FILE) if isinstance(hashes, dict) else None
+    if not isinstance(expected, str):
+        raise CheckpointError(f"{cfg_file}: no SHA-256 of {MODEL_FILE} recorded; the weights cannot be verified")
+    try:
+        actual = sha256_of(weights)
+    except OSError as e:
+        raise CheckpointError(f"{weights}: cannot read ({e.strerror or e})") from None
+    if actual != expected.lower():
         raise CheckpointError(f"{weights}: integrity check failed (SHA-256 differs from config.json); "
                               "the file is corrupted or was modified")
+    model_meta = meta.get("model")
+    if not isinstance(model_meta, dict) or not isinstance(model_meta.get("kwargs"), dict):
+        raise CheckpointError(f"{cfg_file}: incomplete checkpoint metadata (no model description)")
+    family = model_meta.get("family")
     try:
         config = config_from_dict(meta["config"])
-        model = model_from_dict(meta["model"]["family"], meta["model"]["kwargs"])
+        model = model_from_dict(family, model_meta["kwargs"])
         state = load_file(str(weights))
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{cfg_file}: incomplete checkpoint metadata ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{cfg_file}: incomplete or invalid checkpoint metadata ({type(e).__name__}: "
+                              f"{str(e)[:100]})") from None
     except SafetensorError as e:
         raise CheckpointError(f"{weights}: corrupted weights file ({e})") from None
     except FewgenError as e:
         raise CheckpointError(f"{cfg_file}: {e}") from None
+    except RuntimeError as e:  # e.g. a negative size in a hand-edited config.json
+        raise CheckpointError(f"{cfg_file}: the model it describes cannot be built ({str(e)[:100]})") from None
     tensors = {k[6:]: v for k, v in state.items() if k.startswith("extra/")}
     params = {k: v for k, v in state.items() if not k.startswith("extra/")}
     try:
         model.load_state_dict(params, strict=True)
     except RuntimeError:
         raise CheckpointError(f"{weights}: weights do not match the model described in config.json "
-                              f"(family {meta['model']['family']})") from None
+                              f"(family {family})") from None
     model.eval()
     return Checkpoint(model, config, path, meta.get("extra", {}), tensors)
 
@@ -157,6 +217,12 @@ def load_train_state(path: str | Path) -> dict[str, Any] | None:
     if not f.exists():
         return None
     try:
-        return torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise CheckpointError(f"{f}: corrupted resume state ({type(e).__name__})") from None
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged or unsafe file
+        detail = ("it holds objects other than tensors and numbers; refused"
+                  if isinstance(e, pickle.UnpicklingError) else type(e).__name__)
+        raise CheckpointError(f"{f}: corrupted resume state ({detail})") from None
+    missing = [k for k in ("step", "model", "optim") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{f}: not a fewgen resume state (no {', '.join(missing)})")
+    return state

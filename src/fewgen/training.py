@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from . import distributed
 from .config import Config, config_to_dict
-from .errors import ConfigError, FewgenError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import Generator, build_model, params_of
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
@@ -168,11 +168,15 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
     if resume and state is None:
         raise FewgenError(f"{out}: nothing to resume (no {ckpt.STATE_FILE})")
     if state is not None:
-        model.load_state_dict(state["model"])
-        for k, v in state.get("extra", {}).items():
-            extra[k].data.copy_(v)
-        opt.load_state_dict(state["optim"])
-        start, best_val, bad_vals, elapsed = state["step"], state["best_val"], state["bad_vals"], state["elapsed"]
+        try:
+            model.load_state_dict(state["model"])
+            for k, v in state.get("extra", {}).items():
+                extra[k].data.copy_(v)
+            opt.load_state_dict(state["optim"])
+            start, best_val, bad_vals, elapsed = state["step"], state["best_val"], state["bad_vals"], state["elapsed"]
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{out / ckpt.STATE_FILE}: does not match this run's model "
+                                  f"({str(e).splitlines()[0][:120]})") from None
         best_val = None if best_val is None or math.isnan(best_val) else best_val
     elif main:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,12 +206,35 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
 
     # SIGTERM (and Ctrl-C with several processes, which must all stop at the same step) ends
     # the run like Ctrl-C at the end of the current step: a resumable state is saved.
+    def validate() -> bool:
+        """Meta-validate; keep the weights if they are the best so far. True if improved."""
+        nonlocal best_val
+        model.eval()
+        v = validation_loss(model, algo, extra, val_ts, cfg, device)
+        if not math.isfinite(v):
+            raise TrainingDiverged(f"meta-validation loss became {v} at step {step}; stopped. "
+                                   f"The last good checkpoint in {out} is kept")
+        improved = best_val is None or v < best_val
+        if improved:
+            best_val = v
+            save_model()
+        log({"step": step, "val_loss": v, "best_val": best_val})
+        return improved
+
+    # A signal never lands mid-update: the step finishes, then the state is saved. A second
+    # Ctrl-C stops a stuck run at once.
     stop_signal: list[int] = []
-    caught = (signal.SIGTERM, signal.SIGINT) if world > 1 else (signal.SIGTERM,)
+    caught = (signal.SIGTERM, signal.SIGINT)
     old_handlers = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop_signal.append(signum)
+        if len(stop_signal) > 1:
+            raise KeyboardInterrupt
+
     try:
         for sig in caught:
-            old_handlers[sig] = signal.signal(sig, lambda signum, _: stop_signal.append(signum))
+            old_handlers[sig] = signal.signal(sig, on_signal)
     except ValueError:  # not the main thread
         pass
     step = start
@@ -261,26 +288,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
                      "tasks_per_s": rate * tc.meta_batch, "time": now - t0})
             if len(val_ts) and (step % tc.val_every == 0 or step == tc.steps):
                 if main:  # rank 0 validates; the others wait at the next collective
-                    model.eval()
-                    v = validation_loss(model, algo, extra, val_ts, cfg, device)
-                    improved = best_val is None or v < best_val
-                    bad_vals = 0 if improved else bad_vals + 1
-                    if improved:
-                        best_val = v
-                        save_model()
-                    log({"step": step, "val_loss": v, "best_val": best_val})
+                    bad_vals = 0 if validate() else bad_vals + 1
                 if tc.patience and distributed.broadcast_flag(bool(main and bad_vals >= tc.patience)):
                     note(f"early stopping at step {step}: no meta-val improvement in {bad_vals} validations")
                     elapsed = time.time() - t0
                     save_state()
                     break
             if main and out_of_time and len(val_ts) and step % tc.val_every:
-                model.eval()  # a last validation, so the saved model is judged like the others
-                v = validation_loss(model, algo, extra, val_ts, cfg, device)
-                if best_val is None or v < best_val:
-                    best_val = v
-                    save_model()
-                log({"step": step, "val_loss": v, "best_val": best_val})
+                validate()  # a last validation, so the saved model is judged like the others
             if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
                 elapsed = time.time() - t0
                 if not len(val_ts):

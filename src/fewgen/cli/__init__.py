@@ -6,6 +6,7 @@ Problems with the user's input print one line ``fewgen: error: ...`` and exit wi
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 
@@ -14,10 +15,17 @@ from ..errors import FewgenError
 COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "demo")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``fewgen train: error: ... (see fewgen train --help)``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib import import_module
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fewgen",
         description="Meta-generation: meta-train generators over many tasks, then learn a new "
                     "distribution from a few examples and sample from it.")
@@ -48,11 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except FewgenError as e:
-        print(f"fewgen: error: {e}", file=sys.stderr)
+        print(f"fewgen: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the environment: a full disk, a folder that cannot be written, ...
+        where = f"{e.filename}: " if e.filename else ""
+        what = "no space left on device" if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) \
+            else (e.strerror or str(e))
+        print(f"fewgen: error: {one_line(where + what)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fewgen: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """An error message on exactly one line (a value with a newline in it stays visible)."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def entry() -> None:  # pragma: no cover

@@ -3,12 +3,15 @@
 examples:
   fewgen data show glyphs --out tasks.png
   fewgen data show omniglot:../shared/data/omniglot --split test --tasks 10 --out omni.png
+  fewgen data show folder:./my_images --out t.png --set data.strict=true   # unreadable files are errors
   fewgen data list                                  # the data sources
 """
 
 from __future__ import annotations
 
 import argparse
+
+from .common import add_config_args, base_config, with_data
 
 HELP = "show a grid of tasks of a data source, or list the sources"
 
@@ -22,11 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--tasks", type=int, default=8)
     s.add_argument("--examples", type=int, default=12)
     s.add_argument("--seed", type=int, default=0)
+    add_config_args(s)  # data.* keys: image_size, binarize, strict, split_*, cache_dir
     sub.add_parser("list", help="the available data sources")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import DataConfig
     from ..errors import FewgenError
     from ..tasks.spec import SOURCES, _ensure_registered, load_split
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..pictures import tasks_picture
 
-    ts = load_split(args.spec, DataConfig(spec=args.spec), args.split)
+    cfg = with_data(base_config(args), args.spec).data
+    ts = load_split(args.spec, cfg, args.split)
     if len(ts) == 0:
         raise FewgenError(f"{args.spec}: split '{args.split}' has no tasks")
     if ts.modality != "image":

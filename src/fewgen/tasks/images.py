@@ -8,6 +8,7 @@ by default, binarised at 0.5.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -15,6 +16,7 @@ import unicodedata
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -26,7 +28,7 @@ from PIL import Image
 from ..config import DataConfig
 from ..errors import DataError
 from .base import Episode, TaskSet
-from .spec import register
+from .spec import register, user_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb limit: larger images are refused
@@ -41,16 +43,21 @@ def cache_dir(cfg: DataConfig) -> Path:
 
 def to_array(img: Image.Image, size: int, binarize: bool) -> np.ndarray:
     """A PIL image of any mode -> float32 ``(1, size, size)`` with ink = 1."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float32)
-        a = a / max(float(a.max()), 1.0)
-        img = Image.fromarray((a * 255).astype(np.uint8), "L")
-    elif img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16/32-bit integer or float grayscale: scale to 0..255 by the image's own range
+        # (a float image in [0, 1] keeps its scale), never wrapping around in uint8.
+        a = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
+        top = float(a.max()) if a.size else 0.0
+        a = a / (1.0 if img.mode == "F" and top <= 1.0 else max(top, 1.0))
+        img = Image.fromarray((a.clip(0, 1) * 255).astype(np.uint8), "L")
+    elif img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba).convert("L")
-    else:
+    elif img.mode in ("L", "1", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV"):
         img = img.convert("L")
+    else:  # e.g. LAB, or a mode a newer Pillow adds: through RGB when Pillow can
+        img = img.convert("RGB").convert("L")
     a = np.asarray(img.resize((size, size), Image.Resampling.BOX if min(img.size) >= size else Image.Resampling.BILINEAR),
                    dtype=np.float32) / 255.0
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
@@ -62,14 +69,31 @@ def to_array(img: Image.Image, size: int, binarize: bool) -> np.ndarray:
 
 
 def read_image(data: bytes | Path, size: int, binarize: bool, name: str) -> np.ndarray:
-    """Decode one image file (bytes or path); any failure raises DataError naming it."""
+    """Decode one image file (bytes or path); any failure raises DataError naming it.
+
+    Images over ``Image.MAX_IMAGE_PIXELS`` pixels are refused before they are decoded (Pillow
+    itself only warns up to twice that limit), so a decompression bomb cannot exhaust memory.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-            img.load()
-            return to_array(img, size, binarize)
+        with warnings.catch_warnings():
+            # Pillow's own warnings (a bomb is refused below; "corrupt EXIF" and the like) would
+            # reach the user without the file's name: the file is judged by what decodes.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+                w, h = img.size
+                if limit and w * h > limit:
+                    raise Image.DecompressionBombError()
+                if w < 1 or h < 1:
+                    raise ValueError("empty image")
+                img.load()
+                return to_array(img, size, binarize)
     except Image.DecompressionBombError:
-        raise DataError(f"{name}: image is too large (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
-    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{name}: image is too large (over the limit of {limit} pixels; "
+                        "a decompression bomb?)") from None
+    except MemoryError:
+        raise DataError(f"{name}: image is too large to decode (out of memory)") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types on malformed files
         raise DataError(f"{name}: not a readable image ({type(e).__name__})") from None
 
 
@@ -89,7 +113,8 @@ def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfi
         per_task.setdefault(task, []).append(arr)
         groups[task] = group
     if skipped:
-        warnings.warn(f"{source}: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]}", stacklevel=2)
+        warnings.warn(f"{source}: skipped {len(skipped)} unreadable image file(s), e.g. {skipped[0]} "
+                      "(--set data.strict=true makes them errors)", stacklevel=2)
     if not per_task:
         raise DataError(f"{source}: no readable images found")
     names = sorted(per_task)
@@ -104,20 +129,29 @@ def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfi
 @register("folder", "folder:PATH — PATH/<task>/<image files>, one sub-folder per task")
 def load_folder(arg: str, cfg: DataConfig) -> TaskSet:
     """``PATH/<task>/*.png|jpg|...``: each sub-folder is a task (and its own split group)."""
-    root = Path(arg).expanduser()
     if not arg:
         raise DataError("folder: needs a path, e.g. folder:./my_images")
+    root = user_path(arg, "folder")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        items, empty = [], []
+        for d in subdirs:
+            files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                empty.append(d)
+            items += [(d.name, d.name, str(f), f) for f in files]
+    except OSError as e:
+        raise DataError(f"{e.filename or root}: cannot read the folder ({e.strerror})") from None
     if not subdirs:
         raise DataError(f"{root}: no task sub-folders (expected {root}/<task>/<images>)")
-    items = []
-    for d in subdirs:
-        files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            warnings.warn(f"{d}: empty task folder (no image files), skipped", stacklevel=2)
-        items += [(d.name, d.name, str(f), f) for f in files]
+    if empty and len(empty) == len(subdirs):
+        raise DataError(f"{root}: every task folder is empty (no {'/'.join(sorted(IMAGE_SUFFIXES))} files), "
+                        f"e.g. {empty[0]}")
+    if empty:
+        warnings.warn(f"{root}: skipped {len(empty)} empty task folder(s) (no image files), e.g. {empty[0]}",
+                      stacklevel=2)
     return _collect(items, cfg, str(root))
 
 
@@ -152,24 +186,29 @@ def download_omniglot(dest: Path, url: str = OMNIGLOT_URL) -> list[Path]:
                 with urllib.request.urlopen(url + name, timeout=60) as r, open(tmp, "wb") as f:
                     while block := r.read(1 << 20):
                         f.write(block)
-            except OSError as e:
+            except (OSError, http.client.HTTPException, ValueError) as e:
                 tmp.unlink(missing_ok=True)
                 raise DataError(
                     f"could not download {url + name} ({e}); download images_background.zip and "
                     f"images_evaluation.zip by hand into {dest} (or use omniglot:PATH)") from None
-            if md5_of(tmp) != md5:
+            if (got := md5_of(tmp)) != md5:
                 tmp.unlink(missing_ok=True)
-                raise DataError(f"{url + name}: checksum mismatch (expected MD5 {md5}); place the official "
-                                f"archive in {dest} by hand (or use omniglot:PATH)")
+                raise DataError(f"{url + name}: checksum mismatch (MD5 {got}, expected {md5}): the download is "
+                                f"corrupt or not the official archive; place the official {name} in {dest} "
+                                "by hand (or use omniglot:PATH)")
             os.replace(tmp, path)
         out.append(path)
     return out
 
 
+MAX_MEMBER_BYTES = 64 << 20  # an archive member larger than this (uncompressed) is refused
+
+
 def _safe_member(name: str) -> bool:
-    """Refuse absolute paths and path traversal inside archives."""
-    p = Path(name)
-    return not (p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts)
+    """Refuse absolute paths (POSIX, Windows drive or UNC) and path traversal inside archives."""
+    norm = name.replace("\\", "/")
+    parts = norm.split("/")
+    return not (norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in parts or "\0" in name)
 
 
 def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
@@ -182,18 +221,27 @@ def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
     for z in sorted(root.glob("*.zip")):
         try:
             with zipfile.ZipFile(z) as zf:
-                for info in zf.infolist():
+                infos = zf.infolist()
+                # The whole archive is refused if any member could escape a folder when extracted.
+                for info in infos:
+                    if not _safe_member(info.filename):
+                        raise DataError(f"{z}: refused: archive member '{info.filename}' has an unsafe path "
+                                        "(absolute or with '..')")
+                for info in infos:
                     parts = info.filename.split("/")
                     if info.is_dir() or len(parts) != 4 or not parts[3].lower().endswith(".png"):
                         continue
-                    if not _safe_member(info.filename):
-                        raise DataError(f"{z}: archive member '{info.filename}' has an unsafe path")
+                    if info.file_size > MAX_MEMBER_BYTES:
+                        raise DataError(f"{z}: refused: archive member '{info.filename}' is {info.file_size} "
+                                        f"bytes uncompressed (limit {MAX_MEMBER_BYTES})")
                     key = (parts[1], parts[2], parts[3])
                     if key not in seen:
                         seen.add(key)
                         yield f"{parts[1]}/{parts[2]}", parts[1], f"{z}:{info.filename}", zf.read(info)
-        except zipfile.BadZipFile:
-            raise DataError(f"{z}: not a valid zip archive (corrupt or truncated download?)") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise DataError(f"{z}: not a valid zip archive ({e}; corrupt or truncated download?)") from None
+        except OSError as e:
+            raise DataError(f"{z}: cannot read the archive ({e.strerror or e})") from None
     for top in sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("images_")):
         for f in sorted(top.glob("*/*/*.png")):
             key = (f.parent.parent.name, f.parent.name, f.name)
@@ -206,7 +254,7 @@ def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
 def load_omniglot(arg: str, cfg: DataConfig) -> TaskSet:
     """Omniglot: a character is a task, its drawers' images are examples, alphabets are groups."""
     if arg:
-        root = Path(arg).expanduser()
+        root = user_path(arg, "omniglot")
         if not root.is_dir():
             raise DataError(f"{root}: not a folder (expected the Omniglot archives or their unzipped folders)")
     else:

@@ -8,6 +8,8 @@ every source and a mixed meta-batch is still gathered with one indexing op.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..config import DataConfig
@@ -27,7 +29,7 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
             weight = float(w)
         except ValueError:
             raise DataError(f"bad weight '{w}' for '{src}' in data spec '{spec}' (use SPEC@NUMBER)") from None
-        if not weight > 0:
+        if not (math.isfinite(weight) and weight > 0):
             raise DataError(f"weight of '{src}' in data spec '{spec}' must be positive")
         parts.append((src, weight))
     return parts

@@ -8,6 +8,7 @@ Each source registers a loader ``(argument, DataConfig) -> TaskSet`` in :data:`S
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from ..config import DataConfig
@@ -26,6 +27,16 @@ def register(name: str, help: str) -> Callable[[Loader], Loader]:
         return fn
 
     return deco
+
+
+def user_path(arg: str, source: str) -> Path:
+    """``arg`` as a path (``~`` expanded); a path that cannot be one is a DataError."""
+    if "\0" in arg:
+        raise DataError(f"{source}: the path {arg!r} contains a NUL byte")
+    try:
+        return Path(arg).expanduser()
+    except RuntimeError as e:  # ~user of an unknown user
+        raise DataError(f"{source}: cannot expand the path '{arg}' ({e})") from None
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -37,7 +37,7 @@ from torch import Tensor
 from ..config import DataConfig
 from ..errors import DataError
 from .base import Episode, TaskSet
-from .spec import register
+from .spec import register, user_path
 
 # ----------------------------------------------------------------------------- tokenizer
 # Ids 0..255 are bytes. EOS comes right after them so a model's output classes are 0..EOS.
@@ -149,7 +149,10 @@ def load_words(arg: str, cfg: DataConfig) -> TaskSet:
 
 
 def _read_lines(path: Path) -> list[str]:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
     lines = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
@@ -167,10 +170,13 @@ def load_text(arg: str, cfg: DataConfig) -> TaskSet:
     """``PATH/<task>.txt`` files: a file is a task, a line is an example."""
     if not arg:
         raise DataError("text: give a folder, e.g. text:PATH (PATH/<task>.txt, one example per line)")
-    root = Path(arg).expanduser()
+    root = user_path(arg, "text")
     if not root.is_dir():
         raise DataError(f"text: folder '{root}' not found")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == ".txt")
+    try:
+        files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == ".txt")
+    except OSError as e:
+        raise DataError(f"text: cannot read the folder '{root}' ({e.strerror or e})") from None
     if not files:
         raise DataError(f"text: no .txt files in '{root}' (expected PATH/<task>.txt, one example per line)")
     per_task, dropped = [], 0
