@@ -59,6 +59,10 @@ def augmenter(ts: TaskSet):
         from .tasks.images import augment_images
 
         return augment_images
+    if ts.modality == "text":
+        from .tasks.text import permute_scripts
+
+        return permute_scripts
     return None
 
 
