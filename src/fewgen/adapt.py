@@ -1,18 +1,29 @@
 """K-shot support -> adapted generator.
 
 An :class:`Adapted` generator is a model plus what adaptation produced for each of T tasks:
-its context (amortized: the support's encoding) and its parameters (shared, or per task after
-fine-tuning, with a leading task axis). Amortized adaptation is one forward pass.
+its context (the support's encoding for conditional models, the empty set's for unconditional
+ones, or a stored one) and its parameters (shared, or per task after fine-tuning, with a
+leading task axis). Amortized adaptation is one forward pass; gradient-based adaptation runs
+the shared inner loop of :mod:`fewgen.meta.inner`, vectorised over tasks.
+
+:func:`adapter_for_checkpoint` turns any checkpoint (every algorithm, the scratch baseline, an
+already adapted checkpoint) into an :data:`AdaptFn` ``(support, mask, steps) -> Adapted``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .models import Generator, Params, call, params_of
+from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
+from .models import Generator, Params, call, model_from_dict, params_of
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 
 @dataclass
@@ -28,42 +39,147 @@ class Adapted:
     def num_tasks(self) -> int:
         return self.context.shape[0]
 
+    def task(self, t: int) -> "Adapted":
+        """The t-th task alone (T = 1, shared parameters)."""
+        params = {k: v[t] for k, v in self.params.items()} if self.per_task else self.params
+        return Adapted(self.model, params, self.context[t : t + 1], per_task=False)
+
+
+AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T,K), steps) -> Adapted
+
 
 def adapt(model: Generator, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
-          conditional: bool = True) -> Adapted:
+          conditional: bool = True, steps: int = 0, lr: float = 0.05, lrs: Params | None = None,
+          optimizer: str = "sgd", generator: torch.Generator | None = None, context: Tensor | None = None,
+          vectorize: bool = True) -> Adapted:
     """Adapt to T tasks from their supports ``(T, K, *X)`` (``mask`` (T, K) marks present shots).
 
-    ``conditional=False`` ignores the support's content (an unconditional model: the context
-    of the empty set).
+    ``conditional=False`` ignores the support's content for the context (an unconditional
+    model: the context of the empty set). ``steps > 0`` fine-tunes on each support with the
+    shared inner loop (SGD at ``lr``, or per-parameter Meta-SGD rates ``lrs``; ``optimizer``
+    ``"adam"`` for Reptile's inner Adam) and returns per-task parameters with a leading T axis.
+    ``context`` (C,) or (1, C) fixes the context (an adapted checkpoint's stored one).
+    ``generator`` draws the noise of latent-variable models' support losses (default: seed 0).
     """
-    params = params if params is not None else params_of(model)
+    params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
-    if not conditional:
-        mask = torch.zeros_like(mask)
-    with torch.no_grad():
-        ctx = call(model, params, "context", support, mask)
-    return Adapted(model, {k: v.detach() for k, v in params.items()}, ctx, per_task=False)
+    fixed = None if context is None else context.reshape(1, -1).expand(support.shape[0], -1)  # (T, C)
+    if steps <= 0:
+        with torch.no_grad():
+            ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
+        return Adapted(model, params, ctx, per_task=False)
+
+    inner = InnerConfig(steps=steps, lr=lr, first_order=True, optimizer=optimizer, conditional=conditional)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    noise = draw_support_noise(model, support, steps, g)  # (T, S, K, *E)
+    lrs = None if lrs is None else {k: v.detach() for k, v in lrs.items()}
+
+    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> tuple[Params, Tensor]:
+        phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
+        c = ctx[None] if ctx is not None else task_context(model, phi, sup[None], msk[None], conditional)
+        return phi, c[0]
+
+    with torch.no_grad():  # torch.func.grad still computes the inner gradients
+        phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
+    return Adapted(model, phi, ctx, per_task=True)
 
 
 def adapted_nll(adapted: Adapted, x: Tensor, num_samples: int = 100, chunk: int = 25,
                 generator: torch.Generator | None = None) -> Tensor:
-    """-log p(x | adapted task) in nats for x (T, N, *X) -> (T, N)."""
+    """-log p(x | adapted task) in nats for x (T, N, *X) -> (T, N).
+
+    Per-task parameters run in one ``torch.func.vmap`` over the task axis (each task draws its
+    own importance samples).
+    """
     m = adapted.model
     with torch.no_grad():
         if not adapted.per_task:
             return call(m, adapted.params, "nll", x, adapted.context, num_samples, chunk, generator)
-        rows = [call(m, {k: v[t] for k, v in adapted.params.items()}, "nll", x[t : t + 1],
-                     adapted.context[t : t + 1], num_samples, chunk, generator) for t in range(adapted.num_tasks)]
-        return torch.cat(rows)
+
+        def one(p: Params, xt: Tensor, ct: Tensor) -> Tensor:
+            return call(m, p, "nll", xt[None], ct[None], num_samples, chunk, generator)[0]
+
+        return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), randomness="different")
 
 
-def adapted_sample(adapted: Adapted, n: int, generator: torch.Generator | None = None, **kwargs) -> Tensor:
-    """n samples for each adapted task, (T, n, *X)."""
+def adapted_sample(adapted: Adapted, n: int, generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
+    """n samples for each adapted task, (T, n, *X).
+
+    Per-task parameters are sampled task by task (a loop over tasks, never over examples):
+    autoregressive samplers write their output in place, which ``vmap`` cannot batch.
+    """
     m = adapted.model
     with torch.no_grad():
         if not adapted.per_task:
             return call(m, adapted.params, "sample", n, adapted.context, generator, *kwargs.values())
-        rows = [call(m, {k: v[t] for k, v in adapted.params.items()}, "sample", n, adapted.context[t : t + 1],
-                     generator, *kwargs.values()) for t in range(adapted.num_tasks)]
+        rows = [call(m, a.params, "sample", n, a.context, generator, *kwargs.values())
+                for a in (adapted.task(t) for t in range(adapted.num_tasks))]
         return torch.cat(rows)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def fresh_model(model: Generator, seed: int = 0) -> Generator:
+    """A new model of the same family and sizes with a fresh random init (seeded, without
+    touching the global random state): the *scratch* baseline's starting point."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = model_from_dict(model.family, model.config_dict())
+    return new.to(next(model.parameters()).device).eval()
+
+
+def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float | None = None,
+                           seed: int = 0) -> AdaptFn:
+    """The adaptation function of a checkpoint: ``(support, mask, steps) -> Adapted``.
+
+    ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.extra["algo"]``)
+    decides whether the model reads the support's context (amortized, hybrid) or the empty
+    set's (maml, fomaml, reptile, transfer), and the inner optimiser (Reptile's ``sgd``/``adam``).
+    ``algo="scratch"`` replaces the weights with a fresh seeded init, fine-tuned on the shots.
+    The inner learning rate is ``lr``, else the checkpoint's Meta-SGD rates, else its
+    ``train.inner_lr``. An adapted checkpoint (``ck.extra["adapted"]``) keeps its stored
+    context and fine-tunes further from its own weights.
+    """
+    from .meta import CONDITIONAL
+
+    tc = ck.config.train
+    algo = algo or ck.extra.get("algo", tc.algo)
+    adapted = bool(ck.extra.get("adapted"))
+    fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
+    model = fresh_model(ck.model, seed) if fresh else ck.model
+    rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
+    step_size = tc.inner_lr if lr is None else lr
+    optimizer = tc.reptile_inner if algo == "reptile" else "sgd"
+    stored = ck.tensors.get("context") if adapted else None
+
+    def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
+        return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
+                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored)
+
+    return fn
+
+
+def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out: str | Path, steps: int = 0,
+                     lr: float | None = None, algo: str | None = None, seed: int = 0) -> tuple[Path, int]:
+    """Adapt a checkpoint to one distribution given by the user's support files and save the
+    result as a self-contained checkpoint at ``out`` (what ``fewgen adapt`` does).
+
+    The adapted weights become the model's weights; the context goes into the checkpoint's
+    tensors (``"context"``, (1, C)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
+    ``extra["adaptation"]`` records how. Returns the folder and the number of support examples.
+    """
+    from .checkpoint import save
+    from .sample import read_support
+
+    support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
+    mask = torch.ones(1, len(support), dtype=torch.bool)
+    algo = algo or ck.extra.get("algo", ck.config.train.algo)
+    a = adapter_for_checkpoint(ck, algo, lr, seed)(support[None], mask, steps).task(0)  # T = 1
+    model = model_from_dict(ck.model.family, ck.model.config_dict())
+    model.load_state_dict({**model.state_dict(), **a.params})
+    info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else ck.config.train.inner_lr,
+            "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files]}
+    history = list(ck.extra.get("adaptation_history", [])) + [info]
+    extra = {**ck.extra, "algo": algo, "adapted": True, "adaptation": info, "adaptation_history": history}
+    tensors = {**{k: v for k, v in ck.tensors.items() if k != "context"}, "context": a.context}
+    return save(out, model, ck.config, extra, tensors), len(support)

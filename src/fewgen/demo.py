@@ -30,7 +30,7 @@ def demo_config(train_seconds: float, seed: int = 0) -> Config:
     return replace(cfg, data={"spec": "glyphs"},
                    train={"steps": 20_000, "max_seconds": train_seconds, "seed": seed, "val_every": 250,
                           "ckpt_every": 250},
-                   eval={"shots": (1, 5), "steps": (0,), "max_tasks": 40, "importance_samples": 100,
+                   eval={"shots": (1, 5), "steps": (0,), "max_tasks": 24, "importance_samples": 100,
                          "seed": seed})
 
 

@@ -37,6 +37,43 @@ def read_support_images(paths: Sequence[str | Path], cfg: DataConfig) -> Tensor:
     return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f)) for f in files]))
 
 
+def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, max_len: int = 0) -> Tensor:
+    """A user's support files for a model of ``modality`` -> (K, *X), prepared like its data.
+
+    Images: image files and/or folders of them. Text: ``.txt`` files (or folders of them), one
+    example per line, byte-encoded to ``max_len``. Toy: text files of numbers, one example per row.
+    """
+    if modality == "image":
+        return read_support_images(paths, cfg)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.is_file() and f.suffix == ".txt")
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    if not files:
+        raise DataError(f"{', '.join(map(str, paths))}: no .txt support files")
+    if modality == "text":
+        from .tasks.text import encode_batch
+
+        lines = [ln.strip() for f in files for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            return encode_batch(lines, max_len)
+        except ValueError as e:
+            raise DataError(f"support: {e}") from None
+    if modality == "toy":
+        import numpy as np
+
+        try:
+            rows = [np.atleast_2d(np.loadtxt(f, dtype=np.float32, delimiter=None, ndmin=2)) for f in files]
+        except ValueError as e:
+            raise DataError(f"support: not a table of numbers ({e})") from None
+        return torch.from_numpy(np.concatenate(rows))
+    raise DataError(f"reading support files of '{modality}' models is not supported")
+
+
 def sample_images(adapted: Adapted, n: int, seed: int = 0) -> Tensor:
     """n samples per adapted task, seeded: (T, n, C, S, S)."""
     return adapted_sample(adapted, n, torch.Generator().manual_seed(seed))

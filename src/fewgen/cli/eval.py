@@ -7,6 +7,11 @@ NLL is importance-weighted (IWAE) for latent-variable models, in nats per exampl
 examples:
   fewgen eval runs/omni --data omniglot:../shared/data/omniglot --split test --shots 1,5 --json eval.json
   fewgen eval runs/user --data folder:./my_chars --split all --shots 1
+  fewgen eval runs/maml --steps 0,1,5,10 --json maml.json       # after 0/1/5/10 fine-tuning steps
+  fewgen eval runs/maml --algo scratch --steps 0,1,5,10           # baseline: fresh init + fine-tuning
+
+Fine-tuning (--steps > 0) runs SGD on the support's loss at the checkpoint's inner learning rate
+(its learned Meta-SGD rates if it has them; --lr overrides), for every algorithm.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     p.add_argument("--shots", default="1,5", help="comma-separated K values")
     p.add_argument("--steps", default="0", help="comma-separated fine-tuning step counts")
+    p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's); "
+                                  "'scratch' evaluates a fresh random init of the same model")
+    p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--importance-samples", type=int, default=None, help="IWAE samples (default 100)")
     p.add_argument("--max-tasks", type=int, default=None, help="evaluate at most this many tasks")
     p.add_argument("--seed", type=int, default=None)
@@ -34,10 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
-    from ..evaluate import default_adapt_fn, evaluate, format_report, parse_int_list
+    from ..adapt import adapter_for_checkpoint
+    from ..errors import FewgenError
+    from ..evaluate import evaluate, format_report, parse_int_list
+    from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
     ck = load(args.checkpoint)
+    if args.algo is not None and args.algo not in (*ALGORITHMS, *UNTRAINED):
+        raise FewgenError(f"unknown --algo '{args.algo}'; valid: {', '.join(sorted((*ALGORITHMS, *UNTRAINED)))}")
     cfg = ck.config
     spec = args.data or cfg.data.spec
     data_cfg = replace(cfg, data={"spec": spec}).data
@@ -49,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
             changes[key] = val
     ecfg = replace(cfg, eval=changes).eval
     ts = load_split(spec, data_cfg, args.split)
-    report = evaluate(default_adapt_fn(ck.model), ts, ecfg, progress=not args.quiet)
-    report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), **report}
+    algo = args.algo or ck.extra.get("algo", cfg.train.algo)
+    adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
+    report = evaluate(adapt_fn, ts, ecfg, progress=not args.quiet)
+    report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
+              "adapted": bool(ck.extra.get("adapted")), **report}
     print(format_report(report))
     if args.json:
         print(f"wrote {write_json(args.json, report)}")

@@ -11,7 +11,14 @@ from .base import Generator, Params, call, params_of
 
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
-    (``TaskSet.meta`` plus ``example_shape``)."""
+    (``TaskSet.meta`` plus ``example_shape``). Low-dimensional ``toy`` data always gets
+    ``toy_gauss`` (the image and text families cannot read it)."""
+    if data_meta.get("modality") == "toy" or cfg.family == "toy_gauss":
+        from .toy_gauss import ToyGauss
+
+        scale = (data_meta.get("mean_scale", 1.0) ** 2 + data_meta.get("std", 0.0) ** 2) ** 0.5 or 1.0
+        return ToyGauss(dim=int(data_meta["example_shape"][-1]), hidden=cfg.hidden, context=cfg.context,
+                        scale=scale)
     if cfg.family == "image_vae":
         from .image_vae import ImageVAE
 
@@ -22,7 +29,7 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
         from .text_lm import build_text_lm
 
         return build_text_lm(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm")
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, toy_gauss")
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> Generator:
@@ -35,6 +42,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> Generator:
         from .text_lm import TextLM
 
         return TextLM(**kwargs)
+    if family == "toy_gauss":
+        from .toy_gauss import ToyGauss
+
+        return ToyGauss(**kwargs)
     raise ConfigError(f"unknown model family '{family}' in checkpoint")
 
 

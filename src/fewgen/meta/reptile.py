@@ -1,0 +1,69 @@
+"""Reptile with an SGD or Adam inner loop, vectorised over tasks.
+
+Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms" (2018); FIGR (Clouatre &
+Demers 2019) used it to meta-train a GAN. Per task, fine-tune from ``theta`` on the support for
+``train.inner_steps`` steps (``train.reptile_inner``: ``sgd``, or ``adam`` with beta1 = 0 and a
+fresh state per task as in the paper), giving ``phi_t``; Reptile's meta-update is
+
+    theta <- theta - epsilon * mean_t (theta - phi_t).
+
+How it plugs into the generic training loop: :meth:`Reptile.meta_loss` returns a surrogate whose
+gradient w.r.t. ``theta`` is exactly ``mean_t (theta - phi_t)``, namely
+``0.5 * || theta - stopgrad(mean_t phi_t) ||^2`` summed over parameters, so the outer optimiser
+(Adam in :mod:`fewgen.training`) plays the role of ``epsilon``; with plain SGD at learning rate
+``epsilon`` it is literally the update above. The surrogate's *value* is replaced (a
+straight-through sum) by the mean query loss after adaptation, so logs and meta-validation
+report the same quantity as MAML's. The inner loop needs no graph, so it runs under
+``no_grad`` (``torch.func.grad`` still computes the inner gradients).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..models import Generator, Params
+from ..tasks.base import Episode
+from .base import MetaAlgorithm
+from .inner import InnerConfig, draw_support_noise, fine_tune_task, map_tasks, query_loss_task
+
+
+class Reptile(MetaAlgorithm):
+    """Reptile on an unconditional generator (the context of the empty set)."""
+
+    name = "reptile"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__(cfg)
+        if cfg.reptile_inner not in ("sgd", "adam"):
+            raise ConfigError(f"train.reptile_inner must be sgd or adam, got '{cfg.reptile_inner}'")
+        if cfg.learn_inner_lr:
+            raise ConfigError("train.learn_inner_lr (Meta-SGD) needs a differentiable inner loop; "
+                              "use --algo maml, fomaml or hybrid")
+        self.inner = InnerConfig(steps=cfg.inner_steps, lr=cfg.inner_lr, first_order=True,
+                                 optimizer=cfg.reptile_inner)
+        self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
+
+    def adapted(self, model: Generator, params: Params, ep: Episode, generator: torch.Generator
+                ) -> tuple[Params, Tensor]:
+        """Each task's fine-tuned parameters phi_t (T, ...) and query loss after adaptation (T,)."""
+        theta = {k: v.detach() for k, v in params.items()}
+        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
+        noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: Tensor | None, nq: Tensor | None
+                ) -> tuple[Params, Tensor]:
+            phi = fine_tune_task(model, theta, sup, msk, ns, self.inner)
+            return phi, query_loss_task(model, phi, sup, msk, qry, nq, False)
+
+        with torch.no_grad():
+            return map_tasks(one, (ep.support, ep.support_mask, ep.query, noise_s, noise_q), (True,) * 5,
+                             self.vectorize)
+
+    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+                  generator: torch.Generator) -> Tensor:
+        phis, query_losses = self.adapted(model, params, ep, generator)
+        surrogate = sum(0.5 * (params[k] - phis[k].mean(0)).pow(2).sum() for k in params)  # grad: theta - mean phi
+        return query_losses.mean() + (surrogate - surrogate.detach())
