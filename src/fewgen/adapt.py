@@ -135,12 +135,15 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.extra["algo"]``)
     decides whether the model reads the support's context (amortized, hybrid) or the empty
     set's (maml, fomaml, reptile, transfer), and the inner optimiser (Reptile's ``sgd``/``adam``).
+    maml, fomaml, reptile and hybrid fine-tune with the inner loop they were meta-learned
+    for (SGD at ``train.inner_lr``, or Reptile's optimiser); amortized, transfer and scratch
+    fine-tune with Adam at ``eval.finetune_lr``, as one would fine-tune any model.
     ``algo="scratch"`` replaces the weights with a fresh seeded init, fine-tuned on the shots.
     The inner learning rate is ``lr``, else the checkpoint's Meta-SGD rates, else its
     ``train.inner_lr``. An adapted checkpoint (``ck.extra["adapted"]``) keeps its stored
     context and fine-tunes further from its own weights.
     """
-    from .meta import CONDITIONAL
+    from .meta import CONDITIONAL, META_LEARNED_INNER
 
     tc = ck.config.train
     algo = algo or ck.extra.get("algo", tc.algo)
@@ -148,8 +151,12 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
     model = fresh_model(ck.model, seed) if fresh else ck.model
     rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
-    step_size = tc.inner_lr if lr is None else lr
-    optimizer = tc.reptile_inner if algo == "reptile" else "sgd"
+    if algo in META_LEARNED_INNER:  # the inner loop the init was meta-learned for
+        step_size = tc.inner_lr if lr is None else lr
+        optimizer = tc.reptile_inner if algo == "reptile" else "sgd"
+    else:  # plain fine-tuning, as a user would do it: Adam at a small step size
+        step_size = ck.config.eval.finetune_lr if lr is None else lr
+        optimizer = "adam"
     stored = ck.tensors.get("context") if adapted else None
 
     def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:

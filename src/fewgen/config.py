@@ -59,7 +59,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 10.0
     inner_steps: int = 1  # gradient-based algorithms: inner-loop steps
-    inner_lr: float = 0.05
+    inner_lr: float = 1e-3  # SGD step on the support loss (nats per example: a sum over pixels)
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
     first_order: bool = False
     reptile_inner: str = "sgd"  # sgd | adam
@@ -86,6 +86,7 @@ class EvalConfig:
     chunk: int = 25  # importance samples per chunk: memory does not grow with the data
     batch_tasks: int = 8  # tasks evaluated together
     max_queries: int = 15
+    finetune_lr: float = 3e-4  # Adam step size when fine-tuning models not meta-learned for it (amortized, transfer, scratch)
     max_tasks: int = 0  # 0 = all tasks of the split
     seed: int = 0
 

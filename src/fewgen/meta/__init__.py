@@ -24,6 +24,7 @@ ALGORITHMS: dict[str, Callable[[TrainConfig], MetaAlgorithm]] = {
 }
 CONDITIONAL = ("amortized", "hybrid")  # algorithms whose generator reads the support's context
 UNTRAINED = ("scratch",)  # baselines with nothing to meta-train
+META_LEARNED_INNER = ("maml", "fomaml", "reptile", "hybrid")  # trained through their own inner loop
 
 
 def get_algorithm(cfg: TrainConfig) -> MetaAlgorithm:
@@ -36,4 +37,4 @@ def get_algorithm(cfg: TrainConfig) -> MetaAlgorithm:
     return ALGORITHMS[cfg.algo](cfg)
 
 
-__all__ = ["ALGORITHMS", "CONDITIONAL", "MetaAlgorithm", "UNTRAINED", "get_algorithm"]
+__all__ = ["ALGORITHMS", "CONDITIONAL", "META_LEARNED_INNER", "MetaAlgorithm", "UNTRAINED", "get_algorithm"]

@@ -1,0 +1,271 @@
+"""The few-shot benchmark: every method under the same budget, on the same held-out tasks and
+support sets, against the baselines. It proves or refutes the claim that meta-learning
+adapts to a new distribution from few samples better and more cheaply than training normally.
+
+For every method: meta-train (or take a given checkpoint), then on the held-out split report
+NLL for every K x adaptation steps (the same seeded episodes for every method), the
+adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.metrics`
+(FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
+support sets. Writes ``results.json``, ``results.md``, PNG plots and a sample grid per method.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .adapt import Adapted, adapted_sample, adapter_for_checkpoint
+from .checkpoint import Checkpoint, load
+from .config import Config, replace
+from .errors import FewgenError
+from .evaluate import evaluate
+from .meta import ALGORITHMS, UNTRAINED
+from .tasks.base import TaskSet
+from .tasks.spec import load_tasks
+from .training import train
+
+METHODS = ("amortized", "maml", "fomaml", "reptile", "hybrid", "transfer", "scratch")
+
+
+@dataclass
+class BenchConfig:
+    """What to compare and under which budget."""
+
+    data: str
+    eval_data: str = ""  # cross-domain: evaluate on another source ("" = the same)
+    methods: tuple[str, ...] = METHODS
+    shots: tuple[int, ...] = (1, 5, 10)
+    steps: tuple[int, ...] = (0, 1, 5, 10)
+    train_steps: int = 1500  # the same meta-training budget for every method
+    train_seconds: float = 0.0  # optional time budget per method (0 = none)
+    eval_tasks: int = 40
+    importance_samples: int = 50
+    quality_tasks: int = 12  # held-out tasks for the sample-quality metrics
+    quality_samples: int = 32
+    quality_shots: int = 5
+    seed: int = 0
+    ckpts: dict[str, str] = field(default_factory=dict)  # method -> existing checkpoint
+    base: Config = field(default_factory=Config)  # model / training settings shared by all methods
+
+
+def quick(cfg: BenchConfig) -> BenchConfig:
+    """The ``--quick`` budget: finishes within about 10 minutes on 2 CPU cores."""
+    cfg.train_steps = min(cfg.train_steps, 150)
+    cfg.train_seconds = cfg.train_seconds or 45.0
+    cfg.shots = tuple(k for k in cfg.shots if k <= 5) or (1,)
+    cfg.steps = tuple(s for s in cfg.steps if s <= 5) or (0,)
+    cfg.eval_tasks, cfg.importance_samples = min(cfg.eval_tasks, 12), min(cfg.importance_samples, 10)
+    cfg.quality_tasks, cfg.quality_samples = min(cfg.quality_tasks, 8), min(cfg.quality_samples, 16)
+    cfg.base = replace(cfg.base, model={"hidden": 16, "latent": 16, "context": 64},
+                       train={"meta_batch": 8, "val_every": 50, "val_tasks": 16})
+    return cfg
+
+
+def method_config(cfg: BenchConfig, method: str) -> Config:
+    """The training config of one method: the shared base with the method's algorithm."""
+    algo = "transfer" if method == "scratch" else method  # scratch borrows only the architecture
+    return replace(cfg.base, data={"spec": cfg.data},
+                   train={"algo": algo, "steps": cfg.train_steps, "max_seconds": cfg.train_seconds,
+                          "seed": cfg.seed})
+
+
+def _checkpoint(cfg: BenchConfig, method: str, out: Path, tasks: TaskSet, progress: bool,
+                trained: dict[str, Checkpoint]) -> tuple[Checkpoint, float]:
+    """A method's checkpoint and its meta-training time (0 when given or untrained)."""
+    if method in cfg.ckpts:
+        return load(cfg.ckpts[method]), 0.0
+    if method in UNTRAINED:
+        if trained:  # scratch: the same architecture, re-initialised by the adapter
+            return next(iter(trained.values())), 0.0
+        steps_cfg = replace(method_config(cfg, method), train={"steps": 1, "val_every": 10**9})
+        train(steps_cfg, out / method, progress=False, tasks=tasks)
+        return load(out / method), 0.0
+    t0 = time.time()
+    train(method_config(cfg, method), out / method, progress=progress, tasks=tasks)
+    return load(out / method), time.time() - t0
+
+
+def adaptation_seconds(adapt_fn, support: torch.Tensor, steps: Sequence[int]) -> dict[str, float]:
+    """Wall time to adapt to one batch of tasks, per task, for every step count."""
+    mask = torch.ones(support.shape[:2], dtype=torch.bool)
+    out = {}
+    for s in steps:
+        t0 = time.perf_counter()
+        adapt_fn(support, mask, s)
+        out[str(s)] = (time.perf_counter() - t0) / support.shape[0]
+    return out
+
+
+def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark; write results.json, results.md, plots and sample grids into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unknown = [m for m in cfg.methods if m not in (*ALGORITHMS, *UNTRAINED)]
+    if unknown:
+        raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}")
+    base_data = replace(cfg.base, data={"spec": cfg.data}).data
+    tasks = load_tasks(cfg.data, base_data)
+    eval_spec = cfg.eval_data or cfg.data
+    eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
+    held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
+        if not cfg.eval_data else eval_all
+    if held_out.modality == "image" and tasks.modality == "image" and held_out.example_shape != tasks.example_shape:
+        raise FewgenError(f"{eval_spec}: example shape {held_out.example_shape} differs from {tasks.example_shape}")
+    ecfg = replace(cfg.base, eval={"shots": cfg.shots, "steps": cfg.steps, "max_tasks": cfg.eval_tasks,
+                                   "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
+    if ecfg.max_tasks and len(held_out) > ecfg.max_tasks:  # the same tasks for NLL and quality
+        held_out = held_out.subset(sorted(torch.randperm(len(held_out), generator=torch.Generator()
+                                                         .manual_seed(cfg.seed))[: ecfg.max_tasks].tolist()))
+    quality = _quality_setup(cfg, tasks, held_out, out, progress)
+
+    results: dict[str, Any] = {"data": cfg.data, "eval_data": eval_spec, "held_out_tasks": len(held_out),
+                               "shots": list(cfg.shots), "steps": list(cfg.steps), "train_steps": cfg.train_steps,
+                               "train_seconds_budget": cfg.train_seconds, "methods": {}}
+    trained: dict[str, Checkpoint] = {}
+    for i, method in enumerate(cfg.methods):
+        if progress:
+            print(f"[{i + 1}/{len(cfg.methods)}] {method}: meta-training", flush=True)
+        ck, train_s = _checkpoint(cfg, method, out / "ckpt", tasks, progress, trained)
+        if method not in UNTRAINED and method not in cfg.ckpts:
+            trained[method] = ck
+        adapt_fn = adapter_for_checkpoint(ck, algo=method, seed=cfg.seed)
+        if progress:
+            print(f"[{i + 1}/{len(cfg.methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
+        t0 = time.time()
+        report = evaluate(adapt_fn, held_out, ecfg, progress=False)
+        for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
+            per_k.pop("per_task", None)
+        entry: dict[str, Any] = {"train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
+                                 "train_steps": ck.extra.get("step"), "nll": report}
+        if quality is not None:
+            entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
+            entry["quality"] = _quality_for(method, adapt_fn, quality, cfg, out)
+        results["methods"][method] = entry
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    _plots(results, out)
+    return results
+
+
+# ----------------------------------------------------------------------------- sample quality
+
+def _quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path, progress: bool
+                   ) -> dict[str, Any] | None:
+    """Fixed support / real sets of a few held-out tasks and the domain feature network."""
+    if held_out.modality != "image":
+        return None
+    from .metrics.features import feature_net_for
+
+    k, n_real = cfg.quality_shots, 10
+    pool = held_out.with_min_examples(k + 2)
+    if len(pool) < 2:
+        return None
+    ids = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.quality_tasks]
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    x = pool.gather(ids, min(k + n_real, int(pool.counts[ids].min())), g)
+    train_ts = tasks.split(cfg.base.data.split_fractions, cfg.base.data.split_seed, cfg.base.data.split_file)["train"]
+    if progress:
+        print("training the domain feature network (prototypical network on meta-train tasks)", flush=True)
+    net = feature_net_for(train_ts, out / "feature_net", seed=cfg.seed, progress=progress)
+    return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
+
+
+def _quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path) -> dict[str, Any]:
+    """Sample-quality metrics of a method after the adaptation steps it is best used with."""
+    from .metrics.quality import quality_report
+    from .pictures import save_grid
+
+    mask = torch.ones(q["support"].shape[:2], dtype=torch.bool)
+    res = {}
+    for s in sorted({0, max(cfg.steps)}):
+        a: Adapted = adapt_fn(q["support"], mask, s)
+        samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed))
+        res[str(s)] = quality_report(samples, q["support"], q["real"], q["net"])
+        if s == max(cfg.steps):
+            rows, labels = [], []
+            for t in range(min(4, len(samples))):
+                rows += [q["support"][t], samples[t, :12]]
+                labels += ["shots", f"{method} s={s}"]
+            save_grid(out / f"samples_{method}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
+    return res
+
+
+# ----------------------------------------------------------------------------- reporting
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The benchmark's table in Markdown: NLL per method x K x steps, quality and cost."""
+    shots, steps = results["shots"], results["steps"]
+    lines = [f"Held-out tasks: {results['held_out_tasks']} of `{results['eval_data']}` "
+             f"(meta-trained on `{results['data']}`, {results['train_steps']} steps budget). "
+             "NLL in nats per example (lower is better), mean ± 95% CI over tasks."
+             + (" Text rows also give bits per character." if any("bits_per_char" in m["nll"]["unconditional"]
+                                                                   for m in results["methods"].values()) else ""), ""]
+    head = "| method | K=0 |" + "".join(f" K={k} s={s} |" for k in shots for s in steps)
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for m, e in results["methods"].items():
+        u = e["nll"]["unconditional"]
+        row = f"| {m} | {u['nll_nats']:.1f} |"
+        for k in shots:
+            for s in steps:
+                r = e["nll"]["steps"][str(s)][str(k)]
+                row += f" {r['nll_nats']:.1f} ± {r['ci95']:.1f} |"
+        lines.append(row)
+    if any("quality" in e for e in results["methods"].values()):
+        lines += ["", "Sample quality (K=" + "5" + " shots; domain feature network; mean over held-out tasks):", "",
+                  "| method | steps | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | adapt s/task | train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for m, e in results["methods"].items():
+            for s, qr in e.get("quality", {}).items():
+                lines.append(f"| {m} | {s} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | {_fmt(qr, 'fidelity')} | "
+                             f"{_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
+                             f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(qr: dict[str, Any], key: str) -> str:
+    v = qr.get(key)
+    if isinstance(v, dict):
+        v = v.get("mean", v.get("value"))
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _plots(results: dict[str, Any], out: Path) -> None:
+    """NLL vs shots, NLL vs adaptation steps, and quality vs adaptation wall time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = results["methods"]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    s_best = str(max(results["steps"]))
+    for m, e in methods.items():
+        ks = [0, *results["shots"]]
+        ax[0].plot(ks, [e["nll"]["unconditional"]["nll_nats"]] + [e["nll"]["steps"][s_best][str(k)]["nll_nats"]
+                                                                 for k in results["shots"]], "o-", label=m)
+        k_max = str(max(results["shots"]))
+        ax[1].plot(results["steps"], [e["nll"]["steps"][str(s)][k_max]["nll_nats"] for s in results["steps"]], "o-", label=m)
+    ax[0].set(xlabel="shots K", ylabel="held-out NLL (nats)", title=f"NLL vs shots (after {s_best} steps)")
+    ax[1].set(xlabel="adaptation steps", ylabel="held-out NLL (nats)", title=f"NLL vs steps (K={max(results['shots'])})")
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "nll.png", dpi=120)
+    plt.close(fig)
+    if any("quality" in e for e in methods.values()):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for m, e in methods.items():
+            for s, qr in e.get("quality", {}).items():
+                fid = _fmt(qr, "fid")
+                if fid != "-":
+                    ax.scatter(e["adapt_seconds_per_task"][s] + 1e-4, float(fid), label=f"{m} s={s}")
+        ax.set(xscale="log", xlabel="adaptation wall time per task (s)", ylabel="FID (domain features) ↓",
+               title="quality vs adaptation cost")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "quality_vs_time.png", dpi=120)
+        plt.close(fig)
