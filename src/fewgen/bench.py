@@ -48,6 +48,7 @@ class BenchConfig:
     quality_tasks: int = 12  # held-out tasks for the sample-quality metrics
     quality_samples: int = 32
     quality_shots: int = 5
+    feature_steps: int = 300  # episodes to train the domain feature network
     seed: int = 0
     ckpts: dict[str, str] = field(default_factory=dict)  # method -> existing checkpoint
     base: Config = field(default_factory=Config)  # model / training settings shared by all methods
@@ -171,7 +172,7 @@ def _quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Pat
     train_ts = tasks.split(cfg.base.data.split_fractions, cfg.base.data.split_seed, cfg.base.data.split_file)["train"]
     if progress:
         print("training the domain feature network (prototypical network on meta-train tasks)", flush=True)
-    net = feature_net_for(train_ts, out / "feature_net", seed=cfg.seed, progress=progress)
+    net = feature_net_for(train_ts, out / "feature_net", steps=cfg.feature_steps, seed=cfg.seed, progress=progress)
     return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
 
 
