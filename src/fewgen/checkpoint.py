@@ -10,7 +10,6 @@ rename), so a crash mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .digest import file_digest
 from .config import Config, config_from_dict, config_to_dict
 from .errors import CheckpointError, FewgenError
 from .models import Generator, model_from_dict
@@ -88,11 +88,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The SHA-256 recorded in (and checked against) ``config.json``."""
+    return file_digest(path, "sha256")
 
 
 def _versions() -> dict[str, str]:

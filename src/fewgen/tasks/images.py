@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..config import DataConfig
+from ..digest import file_digest
 from ..errors import DataError
 from .base import Episode, TaskSet
 from .spec import register, user_path
@@ -167,11 +168,8 @@ OMNIGLOT_MD5 = {
 
 
 def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The MD5 published for the Omniglot archives."""
+    return file_digest(path, "md5")
 
 
 def download_omniglot(dest: Path, url: str = OMNIGLOT_URL) -> list[Path]:
