@@ -23,8 +23,15 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
         from .image_vae import ImageVAE
 
         c, s, _ = data_meta["example_shape"]
-        return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context,
-                        **{k: v for k, v in cfg.extra.items() if k in ("features",)})
+        unknown = sorted(set(cfg.extra) - {"features"})
+        if unknown:
+            raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; valid: model.extra.features")
+        f = cfg.extra.get("features", 256)
+        if not isinstance(f, int) or isinstance(f, bool) or f < 1:
+            raise ConfigError(f"model.extra.features must be a positive integer, got {f!r}")
+        if s % 4:
+            raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
+        return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f)
     if cfg.family == "text_lm":
         from .text_lm import build_text_lm
 
