@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests run tiny ops, where extra threads cost more than they give (and compete with the
+# subprocesses some tests start): one thread unless OMP_NUM_THREADS says otherwise.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 

@@ -27,6 +27,10 @@ from .models import Generator
 from .tasks.base import TaskSet, episode_generator
 
 
+# (nll (B,q), query (B,q,*X)) -> per-example values (B,q), or (values, weights)
+PerExample = Callable[[Tensor, Tensor], "Tensor | tuple[Tensor, Tensor]"]
+
+
 @dataclass(frozen=True)
 class EvalEpisodes:
     """All evaluation episodes for one K, grouped by query size for batching."""
@@ -65,18 +69,21 @@ def default_adapt_fn(model: Generator, conditional: bool = True, lr: float = 0.0
 
 
 def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg: EvalConfig,
-                    progress: bool = False, per_example: Callable[[Tensor, Tensor], Tensor] | None = None
+                    progress: bool = False, per_example: PerExample | None = None
                     ) -> dict[str, Any]:
     """Mean held-out NLL (nats per example) given K shots after ``steps`` adaptation steps.
 
     ``per_example(nll (B,q), query (B,q,*X)) -> (B,q)`` optionally turns NLLs into another
-    per-example figure (e.g. bits per character) averaged the same way.
+    per-example figure averaged the same way. It may also return ``(values, weights)``, both
+    (B,q): a task's figure is then the weighted mean ``sum(w v) / sum(w)``, e.g. bits per
+    character weighted by characters, i.e. total bits over total characters
+    (:func:`fewgen.metrics.text.bits_per_char_examples`).
     """
     eps_groups = eval_episodes(ts, shots, cfg.max_queries, cfg.seed)
     if not eps_groups:
         raise DataError(f"{ts.source}: no task has more than {shots} examples; cannot evaluate {shots}-shot")
     g = torch.Generator().manual_seed(cfg.seed)
-    task_idx, values, extra_vals, nq = [], [], [], 0
+    task_idx, values, extra_vals, extra_w, nq = [], [], [], [], 0
     total = sum(len(e.task) for e in eps_groups)
     bar = tqdm(total=total, disable=not progress, desc=f"eval K={shots} steps={steps}", leave=False)
     for e in eps_groups:
@@ -88,7 +95,10 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
             task_idx.append(e.task[b : b + cfg.batch_tasks, None].expand_as(nll).reshape(-1))
             values.append(nll.reshape(-1))
             if per_example is not None:
-                extra_vals.append(per_example(nll, qry).reshape(-1))
+                v = per_example(nll, qry)
+                v, w = v if isinstance(v, tuple) else (v, torch.ones_like(v))
+                extra_vals.append((v * w).reshape(-1))
+                extra_w.append(w.reshape(-1))
             nq += nll.numel()
             bar.update(len(sup))
     bar.close()
@@ -100,13 +110,16 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
                            # per-task figures allow paired comparisons (methods, shots) on the same tasks
                            "per_task": {ts.names[i]: float(v) for i, v in zip(present.tolist(), per_task)}}
     if per_example is not None:
-        m2, c2 = mean_ci95(per_task_mean(torch.cat(extra_vals), ti, len(ts))[present])
+        # sum(w v) / sum(w) per task (the counts of the two means cancel)
+        per_task_extra = per_task_mean(torch.cat(extra_vals), ti, len(ts)) / per_task_mean(torch.cat(extra_w), ti, len(ts))
+        m2, c2 = mean_ci95(per_task_extra[present])
         out["bits_per_char"], out["bits_per_char_ci95"] = m2, c2
+        out["per_task_bits_per_char"] = {ts.names[i]: float(per_task_extra[i]) for i in present.tolist()}
     return out
 
 
 def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = True,
-             per_example: Callable[[Tensor, Tensor], Tensor] | None = None,
+             per_example: PerExample | None = None,
              unconditional_fn: AdaptFn | None = None) -> dict[str, Any]:
     """The full NLL report: unconditional (K = 0) and every K in ``cfg.shots`` x ``cfg.steps``.
 
@@ -129,6 +142,38 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     return report
 
 
+def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
+                       n: int = 20, seed: int = 0, batch_tasks: int = 8) -> dict[str, Any]:
+    """Novelty and validity of text samples (:mod:`fewgen.metrics.text`): for every task with at
+    least K examples, K seeded support examples, ``steps`` adaptation steps and n samples.
+
+    ``novelty``: share of samples in neither the support nor ``training_strings`` (the
+    meta-training data); ``in_task``: share that are real held-out examples of the task (in its
+    data, not in the support); ``validity``: share of valid, non-empty UTF-8. Means over tasks.
+    """
+    from .metrics.text import novelty, validity
+    from .sample import sample_text
+    from .tasks.text import decode_batch
+
+    tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots]
+    per_task: dict[str, dict[str, Any]] = {}
+    for b in range(0, len(tasks), batch_tasks):
+        ids = tasks[b : b + batch_tasks]
+        exs = [ts.examples(i) for i in ids]
+        sup = torch.stack([ex[torch.randperm(len(ex), generator=episode_generator(seed, i))[:shots]]
+                           for i, ex in zip(ids, exs)])  # (B, K, L)
+        a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
+        for i, ex, support, samples in zip(ids, exs, decode_batch(sup) if shots else [[]] * len(ids),
+                                           sample_text(a, n, seed + b)):
+            real = set(decode_batch(ex)) - set(support)
+            per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
+                                     "in_task": sum(x in real for x in samples) / len(samples),
+                                     "validity": validity(samples), "support": support, "samples": samples}
+    mean = {key: sum(r[key] for r in per_task.values()) / max(len(per_task), 1)
+            for key in ("novelty", "in_task", "validity")}
+    return {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of an evaluation report."""
     lines = [f"{'support':>12} {'steps':>5} {'NLL (nats)':>12} {'±95%':>7} {'tasks':>6}"]
@@ -139,6 +184,10 @@ def format_report(report: dict[str, Any]) -> str:
         for k, r in per_k.items():
             lines.append(f"{'K=' + k:>12} {s:>5} {r['nll_nats']:>12.2f} {r['ci95']:>7.2f} {r['tasks']:>6}"
                          + (f"   {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else ""))
+    if "samples" in report:
+        r = report["samples"]
+        lines.append(f"samples (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks): "
+                     f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}")
     return "\n".join(lines)
 
 

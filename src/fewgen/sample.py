@@ -1,13 +1,14 @@
 """Adapted generator -> samples; reading a user's support files.
 
 Images: ``sample_images`` gives a (T, n, C, S, S) tensor and ``write_sample_grid`` a PNG with the
-support in the first row and the samples below. Everything is seeded.
+support in the first row and the samples below. Text: ``sample_text`` gives T lists of n
+strings (always valid UTF-8) and ``write_lines`` writes one a line. Everything is seeded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
 
 import torch
 from torch import Tensor
@@ -56,9 +57,9 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     if not files:
         raise DataError(f"{', '.join(map(str, paths))}: no .txt support files")
     if modality == "text":
-        from .tasks.text import encode_batch
+        from .tasks.text import encode_batch, read_lines
 
-        lines = [ln.strip() for f in files for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        lines = [ln for f in files for ln in read_lines(f)]
         try:
             return encode_batch(lines, max_len)
         except ValueError as e:
@@ -82,3 +83,31 @@ def sample_images(adapted: Adapted, n: int, seed: int = 0) -> Tensor:
 def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Path:
     """A PNG: the K support images in the first row, the samples below."""
     return save_grid(path, support_and_samples(support, samples), gap_after=[0])
+
+
+def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0) -> list[list[str]]:
+    """n strings per adapted task, seeded: T lists of n strings, each valid UTF-8 (the text
+    model samples under a UTF-8 grammar; ``temperature`` 0 is greedy)."""
+    from .tasks.text import decode_batch
+
+    ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), temperature=temperature)  # (T, n, L)
+    return decode_batch(ids)
+
+
+def write_lines(out: str | Path | TextIO, lines: Sequence[str]) -> Path | None:
+    """One string a line (UTF-8) to a file path, or to an open text stream (returns None)."""
+    text = "".join(s + "\n" for s in lines)
+    if not isinstance(out, (str, Path)):
+        buf = getattr(out, "buffer", None)  # write UTF-8 bytes whatever the stream's own encoding
+        out.flush()
+        if buf is not None:
+            buf.write(text.encode("utf-8"))
+            buf.flush()
+        else:
+            out.write(text)
+            out.flush()
+        return None
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

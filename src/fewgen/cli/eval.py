@@ -10,6 +10,13 @@ examples:
   fewgen eval runs/maml --steps 0,1,5,10 --json maml.json       # after 0/1/5/10 fine-tuning steps
   fewgen eval runs/maml --algo scratch --steps 0,1,5,10           # baseline: fresh init + fine-tuning
 
+Text models add bits per character (per Unicode character, EOS counted as one; a task's figure
+is its total bits over its total characters) to every entry, and a "samples" entry: novelty and
+validity of --samples strings per task sampled after adapting to K = max(--shots) examples
+(at the largest --steps), against the support and the checkpoint's meta-training strings.
+
+  fewgen eval runs/words --data text:./my_texts --split all --shots 1,5,10 --json text.json
+
 Fine-tuning (--steps > 0) runs SGD on the support's loss at the checkpoint's inner learning rate
 (its learned Meta-SGD rates if it has them; --lr overrides), for every algorithm.
 """
@@ -35,7 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--importance-samples", type=int, default=None, help="IWAE samples (default 100)")
     p.add_argument("--max-tasks", type=int, default=None, help="evaluate at most this many tasks")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="use at most N examples per task (default: the checkpoint's data.max_examples_per_task)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--samples", type=int, default=20, metavar="N",
+                   help="text: samples per task for novelty / validity (default 20; 0 = none)")
     p.add_argument("--json", metavar="OUT.json", help="write the report here")
     p.add_argument("--quiet", action="store_true")
 
@@ -53,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError(f"unknown --algo '{args.algo}'; valid: {', '.join(sorted((*ALGORITHMS, *UNTRAINED)))}")
     cfg = ck.config
     spec = args.data or cfg.data.spec
-    data_cfg = replace(cfg, data={"spec": spec}).data
+    data_changes = {"spec": spec} if args.max_examples is None else {"spec": spec, "max_examples_per_task": args.max_examples}
+    data_cfg = replace(cfg, data=data_changes).data
     changes = {"shots": parse_int_list(args.shots, "shots"), "steps": parse_int_list(args.steps, "steps"),
                "split": args.split}
     for key, val in (("importance_samples", args.importance_samples), ("max_tasks", args.max_tasks),
@@ -64,10 +76,36 @@ def run(args: argparse.Namespace) -> int:
     ts = load_split(spec, data_cfg, args.split)
     algo = args.algo or ck.extra.get("algo", cfg.train.algo)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
-    report = evaluate(adapt_fn, ts, ecfg, progress=not args.quiet)
+    text = ts.modality == "text"
+    per_example = None
+    if text:
+        from ..metrics.text import bits_per_char_examples as per_example
+    report = evaluate(adapt_fn, ts, ecfg, progress=not args.quiet, per_example=per_example)
+    if text and args.samples > 0:
+        from ..evaluate import text_sample_report
+
+        evaluated = set(report["unconditional"]["per_task"])  # the --max-tasks subset, if any
+        ts = ts.subset([i for i, name in enumerate(ts.names) if name in evaluated])
+        seen = _training_strings(cfg)
+        report["samples"] = {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps),
+                                                  args.samples, ecfg.seed, ecfg.batch_tasks),
+                             "training_strings": len(seen)}
     report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
               "adapted": bool(ck.extra.get("adapted")), **report}
     print(format_report(report))
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
     return 0
+
+
+def _training_strings(cfg) -> set[str]:
+    """The decoded strings of the checkpoint's meta-training split (empty if it cannot be read)."""
+    from ..errors import FewgenError
+    from ..tasks.spec import load_split
+    from ..tasks.text import decode_batch
+
+    try:
+        ts = load_split(cfg.data.spec, cfg.data, "train")
+    except (FewgenError, OSError):
+        return set()
+    return {s for i in range(len(ts)) for s in decode_batch(ts.examples(i))}

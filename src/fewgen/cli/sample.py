@@ -2,13 +2,17 @@
 
 With a trained checkpoint, --support gives the examples (and --steps fine-tunes on them first);
 an adapted checkpoint (``fewgen adapt``) already is that distribution: --support is optional
-and only shown in the picture.
+and only shown in the picture. Image models write a PNG grid (support in the first row); text
+models write one sample a line (valid UTF-8) to --out, or to standard output when --out is
+omitted or '-'; text support is .txt files (or folders of them), one example per line.
 
 examples:
   fewgen sample runs/omni --support my_char/ --n 64 --out grid.png
   fewgen sample runs/omni --support a.png b.png c.png --n 32 --seed 3 --out grid.png
   fewgen sample runs/maml --support my_char/ --steps 5 --out grid.png
   fewgen sample runs/my_char --n 64 --out grid.png          # an adapted checkpoint
+  fewgen sample runs/words --support examples.txt --n 20 --temperature 0.8 --out new.txt
+  fewgen sample runs/words --support examples.txt more.txt --n 20       # to standard output
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import argparse
 
 from ..errors import FewgenError
 
-HELP = "sample from a checkpoint given support examples (PNG grid for images)"
+HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output PNG (images) or text file")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="text: sampling temperature (default 1; 0 = greedy)")
+    p.add_argument("--out", help="output PNG (images, required) or text file (text; default or '-': stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,25 +42,58 @@ def run(args: argparse.Namespace) -> int:
 
     from ..adapt import adapter_for_checkpoint
     from ..checkpoint import load
-    from ..pictures import save_grid
-    from ..sample import read_support_images, sample_images, write_sample_grid
+    from ..sample import read_support
 
     if args.n < 1:
         raise FewgenError("--n must be at least 1")
     if args.steps < 0:
         raise FewgenError("--steps must be non-negative")
+    if args.temperature < 0:
+        raise FewgenError("--temperature must be non-negative (0 = greedy)")
     ck = load(args.checkpoint)
-    if ck.model.modality != "image":
-        raise FewgenError(f"{args.checkpoint}: sampling of '{ck.model.modality}' models is not supported yet")
-    adapted = bool(ck.extra.get("adapted"))
-    if not args.support and not adapted:
-        raise FewgenError("--support: give at least one image file or folder (or an adapted checkpoint)")
     m = ck.model
-    support = (read_support_images(args.support, ck.config.data) if args.support
-               else torch.zeros(0, m.channels, m.image_size, m.image_size))
+    if m.modality not in ("image", "text"):
+        raise FewgenError(f"{args.checkpoint}: sampling of '{m.modality}' models is not supported yet")
+    if m.modality == "image" and not args.out:
+        raise FewgenError("--out: give the output PNG file")
+    adapted = bool(ck.extra.get("adapted"))
+    what = "image files or folders" if m.modality == "image" else ".txt files, one example per line"
+    if not args.support and not adapted:
+        raise FewgenError(f"--support: give at least one example ({what}), or an adapted checkpoint")
+    if args.support:
+        support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0))
+        if len(support) == 0:
+            raise FewgenError(f"--support: no examples found in {', '.join(args.support)}")
+    elif m.modality == "image":
+        support = torch.zeros(0, m.channels, m.image_size, m.image_size)
+    else:
+        support = torch.zeros(0, m.max_len, dtype=torch.long)
     # An adapted checkpoint ignores the support's content (its context is stored) unless --steps > 0.
     a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed)(
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
+    if m.modality == "text":
+        return _write_text(a, args, len(support))
+    return _write_images(a, args, support)
+
+
+def _write_text(a, args: argparse.Namespace, k: int) -> int:
+    import sys
+
+    from ..sample import sample_text, write_lines
+
+    samples = sample_text(a, args.n, args.seed, args.temperature)[0]
+    if args.out in (None, "-"):
+        write_lines(sys.stdout, samples)
+    else:
+        path = write_lines(args.out, samples)
+        print(f"wrote {path} ({args.n} samples, one a line, from {k} support examples)")
+    return 0
+
+
+def _write_images(a, args: argparse.Namespace, support) -> int:
+    from ..pictures import save_grid
+    from ..sample import sample_images, write_sample_grid
+
     samples = sample_images(a, args.n, args.seed)[0]
     if len(support):
         path = write_sample_grid(args.out, support, samples)

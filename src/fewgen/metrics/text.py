@@ -39,6 +39,15 @@ def bits_per_char(nats: Tensor, tokens: Tensor) -> Tensor:
     return nats.sum(-1) / (math.log(2) * chars.sum(-1))
 
 
+def bits_per_char_examples(nats: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-string bits per character and the character counts that weight them: nats ``(...)``
+    and ids ``(..., L)`` -> two ``(...)`` tensors. The chars-weighted mean of the first is
+    :func:`bits_per_char` (total bits over total characters); this is the ``per_example`` hook
+    of :func:`fewgen.evaluate.evaluate` for text."""
+    chars = char_counts(tokens).to(nats.dtype)
+    return nats / (math.log(2) * chars), chars
+
+
 def novelty(samples: Sequence[str], support: Iterable[str], training_strings: Iterable[str]) -> float:
     """Share of samples that are in neither the support set nor the training data (nan if none)."""
     if not samples:

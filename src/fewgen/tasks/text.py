@@ -148,7 +148,8 @@ def load_words(arg: str, cfg: DataConfig) -> TaskSet:
                               meta=tokenizer_meta(WORDS_MAX_LEN))
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
+    """The non-empty, stripped lines of a UTF-8 file; a clear ``DataError`` for bad bytes."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -181,7 +182,7 @@ def load_text(arg: str, cfg: DataConfig) -> TaskSet:
         raise DataError(f"text: no .txt files in '{root}' (expected PATH/<task>.txt, one example per line)")
     per_task, dropped = [], 0
     for f in files:
-        lines = _read_lines(f)
+        lines = read_lines(f)
         kept = [s for s in lines if len(s.encode("utf-8")) + 1 <= TEXT_MAX_LEN]
         dropped += len(lines) - len(kept)
         if kept:
