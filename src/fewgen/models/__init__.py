@@ -23,15 +23,20 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
         from .image_vae import ImageVAE
 
         c, s, _ = data_meta["example_shape"]
-        unknown = sorted(set(cfg.extra) - {"features"})
+        unknown = sorted(set(cfg.extra) - {"features", "kl_weight"})
         if unknown:
-            raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; valid: model.extra.features")
+            raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; "
+                              "valid: model.extra.features, model.extra.kl_weight")
+        beta = cfg.extra.get("kl_weight", 1.0)
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta > 0:
+            raise ConfigError(f"model.extra.kl_weight must be a positive number, got {beta!r}")
         f = cfg.extra.get("features", 256)
         if not isinstance(f, int) or isinstance(f, bool) or f < 1:
             raise ConfigError(f"model.extra.features must be a positive integer, got {f!r}")
         if s % 4:
             raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
-        return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f)
+        return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
+                        kl_weight=float(beta))
     if cfg.family == "text_lm":
         from .text_lm import build_text_lm
 

@@ -37,12 +37,16 @@ class ImageVAE(Generator):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
-                 context: int = 128, features: int = 256) -> None:
+                 context: int = 128, features: int = 256, kl_weight: float = 1.0) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
-                           context=context, features=features)
+                           context=context, features=features, kl_weight=kl_weight)
+        # The training loss weighs the per-example KL by kl_weight (beta-VAE, Higgins et al. 2017):
+        # above 1 it makes per-example latent information dearer than the (free) context, so the
+        # model carries a character's identity in the context. nll() always uses the true bound.
+        self.kl_weight = kl_weight
         self.image_size, self.channels, self.latent, self.ctx = image_size, channels, latent, context
         s4 = image_size // 4
         self.s4, self.h2 = s4, 2 * hidden
@@ -60,6 +64,14 @@ class ImageVAE(Generator):
         self.up1 = deconv_block(2 * hidden + channels, hidden)
         self.up2 = deconv_block(hidden + channels, hidden)
         self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), nn.Conv2d(hidden, channels, 3, 1, 1))
+        # A direct path from the support's mean image to the output logits: the decoder learns a
+        # residual on top of the template, so conditioning pays off from the first step instead
+        # of losing out to the per-example latent (which otherwise learns to ignore the context).
+        self.template = nn.Conv2d(channels, channels, 5, 1, 2)
+        with torch.no_grad():
+            self.template.weight.zero_()
+            self.template.weight[:, :, 2, 2] = 4.0 * torch.eye(channels)
+            self.template.bias.fill_(-2.0)
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.kwargs)
@@ -82,7 +94,7 @@ class ImageVAE(Generator):
         h = self.dec_in(torch.cat([z, vec], -1)).reshape(-1, self.h2, self.s4, self.s4)
         h = self.up1(torch.cat([h, m4], 1))
         h = self.up2(torch.cat([h, m2], 1))
-        return self.out(torch.cat([h, m1], 1)).reshape(*lead, self.channels, S, S)
+        return (self.out(torch.cat([h, m1], 1)) + self.template(m1)).reshape(*lead, self.channels, S, S)
 
     def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.prior(c[..., : self.ctx]).chunk(2, -1)
@@ -123,7 +135,7 @@ class ImageVAE(Generator):
         eps = noise if noise is not None else torch.zeros_like(mu_q)
         z = mu_q + (0.5 * lv_q).exp() * eps
         rec = self._bernoulli_log_prob(self.decode_logits(z, c), x)
-        return -rec + gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+        return -rec + self.kl_weight * gaussian_kl(mu_q, lv_q, mu_p, lv_p)
 
     def nll(self, x: Tensor, context: Tensor, num_samples: int = 100, chunk: int = 25,
             generator: torch.Generator | None = None) -> Tensor:
