@@ -80,3 +80,27 @@ def test_save_load_round_trip_is_exact(tmp_path):
     mask = torch.ones(3, 4, dtype=torch.bool)
     m.eval()
     assert torch.equal(m.context(sup, mask), ck.model.context(sup, mask))
+
+
+def test_kl_weight_changes_the_training_loss_not_the_likelihood():
+    m, _ = tiny()
+    sup, x = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    heavy = type(m)(**{**m.config_dict(), "kl_weight": 3.0})
+    heavy.load_state_dict(m.state_dict())
+    c = m.context(sup, mask)
+    noise = m.draw_noise(x, torch.Generator().manual_seed(0))
+    assert (heavy.loss(x, c, noise) > m.loss(x, c, noise)).all()  # KL > 0 weighs more
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(heavy.nll(x, c, 10, 5, g1), m.nll(x, c, 10, 5, g2))  # the true bound either way
+
+
+def test_support_template_reaches_the_decoder():
+    m, _ = tiny()
+    sup, _ = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    c = m.context(sup, mask)
+    z = torch.zeros(3, 1, m.latent)
+    other = c.clone()
+    other[:, m.ctx :] = 0.0  # same learned vector, no template
+    assert not torch.allclose(m.decode_logits(z, c[:, None]), m.decode_logits(z, other[:, None]))
