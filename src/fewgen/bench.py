@@ -59,7 +59,7 @@ def quick(cfg: BenchConfig) -> BenchConfig:
     cfg.train_steps = min(cfg.train_steps, 150)
     cfg.train_seconds = cfg.train_seconds or 45.0
     cfg.shots = tuple(k for k in cfg.shots if k <= 5) or (1,)
-    cfg.steps = tuple(s for s in cfg.steps if s <= 5) or (0,)
+    cfg.steps = tuple(s for s in cfg.steps if s <= 10) or (0,)
     cfg.eval_tasks, cfg.importance_samples = min(cfg.eval_tasks, 12), min(cfg.importance_samples, 10)
     cfg.quality_tasks, cfg.quality_samples = min(cfg.quality_tasks, 8), min(cfg.quality_samples, 16)
     cfg.base = replace(cfg.base, model={"hidden": 16, "latent": 16, "context": 64},

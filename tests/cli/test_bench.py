@@ -29,4 +29,16 @@ def test_bench_tiny(omniglot_dir, tmp_path):
 
 def test_quick_budget_is_small():
     cfg = quick(BenchConfig(data="glyphs"))
-    assert cfg.train_steps <= 150 and cfg.train_seconds <= 60 and max(cfg.steps) <= 5
+    assert cfg.train_steps <= 150 and cfg.train_seconds <= 60 and max(cfg.steps) <= 10
+
+
+def test_bench_cross_domain(omniglot_dir, image_folder, tmp_path):
+    """Meta-train on Omniglot, evaluate on another source (all of its tasks are held out)."""
+    base = replace(Config(), model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32}},
+                   train={"meta_batch": 4, "val_every": 5, "val_tasks": 4})
+    cfg = BenchConfig(data=f"omniglot:{omniglot_dir}", eval_data=f"folder:{image_folder}", methods=("amortized",),
+                      shots=(1,), steps=(0,), train_steps=3, eval_tasks=4, importance_samples=2, quality_tasks=3,
+                      quality_samples=4, feature_steps=2, base=base)
+    res = run_bench(cfg, tmp_path / "x", progress=False)
+    assert res["eval_data"] == f"folder:{image_folder}" and res["held_out_tasks"] == 4
+    assert res["methods"]["amortized"]["nll"]["shots"]["1"]["tasks"] == 4
