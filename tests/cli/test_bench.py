@@ -42,3 +42,20 @@ def test_bench_cross_domain(omniglot_dir, image_folder, tmp_path):
     res = run_bench(cfg, tmp_path / "x", progress=False)
     assert res["eval_data"] == f"folder:{image_folder}" and res["held_out_tasks"] == 4
     assert res["methods"]["amortized"]["nll"]["shots"]["1"]["tasks"] == 4
+
+
+def test_eval_quality_metrics(omniglot_dir, tmp_path):
+    from fewgen.cli import main
+    from fewgen.training import train
+
+    base = replace(Config(), data={"spec": f"omniglot:{omniglot_dir}"},
+                   model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32}},
+                   train={"steps": 3, "meta_batch": 4, "val_every": 3, "val_tasks": 4})
+    train(base, tmp_path / "ck", progress=False)
+    js = tmp_path / "q" / "eval.json"
+    assert main(["eval", str(tmp_path / "ck"), "--shots", "5", "--max-tasks", "3", "--importance-samples", "2",
+                 "--metrics", "nll,fid,kid,fidelity,diversity,memorization", "--feature-steps", "2",
+                 "--json", str(js), "--quiet"]) == 0
+    q = json.loads(js.read_text())["quality"]["0"]
+    assert {"fid", "kid", "fidelity", "diversity", "memorization"} <= set(q) and q["tasks"] == 3
+    assert main(["eval", str(tmp_path / "ck"), "--metrics", "nll,bogus"]) == 2

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--samples", type=int, default=20, metavar="N",
                    help="text: samples per task for novelty / validity (default 20; 0 = none)")
+    p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
+                   "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks)")
+    p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
     p.add_argument("--json", metavar="OUT.json", help="write the report here")
     p.add_argument("--quiet", action="store_true")
 
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    bad = [m for m in metrics if m not in QUALITY_METRICS + ("nll",)]
+    if bad:
+        raise FewgenError(f"unknown --metrics '{bad[0]}'; valid: nll, {', '.join(QUALITY_METRICS)}")
     ck = load(args.checkpoint)
     if args.algo is not None and args.algo not in (*ALGORITHMS, *UNTRAINED):
         raise FewgenError(f"unknown --algo '{args.algo}'; valid: {', '.join(sorted((*ALGORITHMS, *UNTRAINED)))}")
@@ -90,12 +97,41 @@ def run(args: argparse.Namespace) -> int:
         report["samples"] = {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps),
                                                   args.samples, ecfg.seed, ecfg.batch_tasks),
                              "training_strings": len(seen)}
+    quality = [m for m in metrics if m != "nll"]
+    if quality:
+        report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
     report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
               "adapted": bool(ck.extra.get("adapted")), **report}
     print(format_report(report))
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
     return 0
+
+
+QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
+
+
+def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Namespace) -> dict:
+    """Sample-quality metrics of K-shot adaptation on held-out tasks (as ``fewgen bench``)."""
+    from pathlib import Path
+
+    from ..bench import BenchConfig, _quality_for, _quality_setup
+    from ..errors import FewgenError
+    from ..tasks.spec import load_tasks
+
+    if ts.modality != "image":
+        raise FewgenError(f"--metrics {','.join(wanted)}: sample-quality metrics are for images")
+    out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
+    bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
+                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=cfg,
+                       feature_steps=args.feature_steps)
+    q = _quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
+    if q is None:
+        raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
+    per_steps = _quality_for("eval", adapt_fn, q, bcfg, out)
+    keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
+                                                          "fidelity_chance"}
+    return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
 
 
 def _training_strings(cfg) -> set[str]:
