@@ -111,6 +111,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}")
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
+    if tasks.modality == "text" and cfg.base.model.family == "image_vae":  # as `fewgen train` does
+        cfg.base = replace(cfg.base, model={"family": "text_lm"})
     eval_spec = cfg.eval_data or cfg.data
     eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
     held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
@@ -138,9 +140,13 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         if progress:
             print(f"[{i + 1}/{len(cfg.methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
         t0 = time.time()
-        report = evaluate(adapt_fn, held_out, ecfg, progress=False)
+        per_example = None
+        if held_out.modality == "text":  # bits per character beside nats per string
+            from .metrics.text import bits_per_char_examples as per_example
+        report = evaluate(adapt_fn, held_out, ecfg, progress=False, per_example=per_example)
         for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
             per_k.pop("per_task", None)
+            per_k.pop("per_task_bits_per_char", None)
         entry: dict[str, Any] = {"train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
                                  "train_steps": ck.extra.get("step"), "nll": report}
         if quality is not None:
@@ -210,11 +216,12 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for m, e in results["methods"].items():
         u = e["nll"]["unconditional"]
-        row = f"| {m} | {u['nll_nats']:.1f} |"
+        row = f"| {m} | {u['nll_nats']:.1f}" + (f" ({u['bits_per_char']:.2f} b/c)" if "bits_per_char" in u else "") + " |"
         for k in shots:
             for s in steps:
                 r = e["nll"]["steps"][str(s)][str(k)]
-                row += f" {r['nll_nats']:.1f} ± {r['ci95']:.1f} |"
+                row += (f" {r['nll_nats']:.1f} ± {r['ci95']:.1f}"
+                        + (f" ({r['bits_per_char']:.2f} b/c)" if "bits_per_char" in r else "") + " |")
         lines.append(row)
     if any("quality" in e for e in results["methods"].values()):
         lines += ["", "Sample quality (K=" + "5" + " shots; domain feature network; mean over held-out tasks):", "",

@@ -59,3 +59,15 @@ def test_eval_quality_metrics(omniglot_dir, tmp_path):
     q = json.loads(js.read_text())["quality"]["0"]
     assert {"fid", "kid", "fidelity", "diversity", "memorization"} <= set(q) and q["tasks"] == 3
     assert main(["eval", str(tmp_path / "ck"), "--metrics", "nll,bogus"]) == 2
+
+
+def test_bench_text_reports_bits_per_char(tmp_path):
+    base = replace(Config(), model={"hidden": 16, "context": 16},
+                   data={"max_examples_per_task": 40},
+                   train={"meta_batch": 4, "val_every": 5, "val_tasks": 4, "shots": 3, "queries": 4})
+    cfg = BenchConfig(data="words:en,fr,de,es,it,pt,nl,sv,pl,ru", methods=("amortized", "scratch"), shots=(1, 3),
+                      steps=(0, 1), train_steps=3, eval_tasks=2, base=base)
+    res = run_bench(cfg, tmp_path / "t", progress=False)
+    r = res["methods"]["amortized"]["nll"]
+    assert "bits_per_char" in r["unconditional"] and "bits_per_char" in r["steps"]["1"]["3"]
+    assert "b/c" in (tmp_path / "t" / "results.md").read_text()
