@@ -124,7 +124,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     if ecfg.max_tasks and len(held_out) > ecfg.max_tasks:  # the same tasks for NLL and quality
         held_out = held_out.subset(sorted(torch.randperm(len(held_out), generator=torch.Generator()
                                                          .manual_seed(cfg.seed))[: ecfg.max_tasks].tolist()))
-    quality = _quality_setup(cfg, tasks, held_out, out, progress)
+    quality = quality_setup(cfg, tasks, held_out, out, progress)
 
     results: dict[str, Any] = {"data": cfg.data, "eval_data": eval_spec, "held_out_tasks": len(held_out),
                                "shots": list(cfg.shots), "steps": list(cfg.steps), "train_steps": cfg.train_steps,
@@ -151,7 +151,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
                                  "train_steps": ck.extra.get("step"), "nll": report}
         if quality is not None:
             entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
-            entry["quality"] = _quality_for(method, adapt_fn, quality, cfg, out)
+            entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
         results["methods"][method] = entry
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
@@ -161,7 +161,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
 
 # ----------------------------------------------------------------------------- sample quality
 
-def _quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path, progress: bool
+def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path, progress: bool
                    ) -> dict[str, Any] | None:
     """Fixed support / real sets of a few held-out tasks and the domain feature network."""
     if held_out.modality != "image":
@@ -182,7 +182,7 @@ def _quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Pat
     return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
 
 
-def _quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path) -> dict[str, Any]:
+def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path) -> dict[str, Any]:
     """Sample-quality metrics of a method after the adaptation steps it is best used with."""
     from .metrics.quality import quality_report
     from .pictures import save_grid

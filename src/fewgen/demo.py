@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .adapt import adapt
+from .adapt import adapt, adapter_for_checkpoint
 from .checkpoint import load
 from .config import Config, replace
-from .evaluate import default_adapt_fn, evaluate, format_report
+from .evaluate import evaluate, format_report
 from .pictures import save_grid
 from .sample import sample_images, write_sample_grid
 from .tasks.spec import load_tasks
@@ -44,7 +44,7 @@ def run_demo(out: str | Path = "runs/demo", train_seconds: float = 180.0, seed: 
     res = train(cfg, out / "model", progress=progress, tasks=tasks)
     ck = load(out / "model")
     test = tasks.split(cfg.data.split_fractions, cfg.data.split_seed)["test"]
-    report = evaluate(default_adapt_fn(ck.model), test, cfg.eval, progress=progress)
+    report = evaluate(adapter_for_checkpoint(ck, seed=seed), test, cfg.eval, progress=progress)
 
     # Sample grids for a few held-out characters: 5 shots in, 32 samples out.
     g = torch.Generator().manual_seed(seed)

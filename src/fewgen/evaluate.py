@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .adapt import Adapted, AdaptFn, adapt, adapted_nll
+from .adapt import AdaptFn, adapted_nll
 from .config import EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
@@ -56,16 +56,6 @@ def eval_episodes(ts: TaskSet, shots: int, max_queries: int, seed: int) -> list[
             groups.setdefault(q, []).append((i, ex[si], ex[qi]))
     return [EvalEpisodes(torch.tensor([t for t, _, _ in eps]), torch.stack([s for _, s, _ in eps]),
                          torch.stack([x for _, _, x in eps])) for eps in groups.values()]
-
-
-def default_adapt_fn(model: Generator, conditional: bool = True, lr: float = 0.05, seed: int = 0) -> AdaptFn:
-    """Adaptation of a bare model: its context (the support's, or the empty set's when not
-    ``conditional``), then ``steps`` SGD steps at ``lr`` on the support (the shared inner loop).
-    For a checkpoint use :func:`fewgen.adapt.adapter_for_checkpoint`, which knows its algorithm."""
-    def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
-        return adapt(model, support, mask, conditional=conditional, steps=steps, lr=lr,
-                     generator=torch.Generator().manual_seed(seed))
-    return fn
 
 
 def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg: EvalConfig,

@@ -5,7 +5,8 @@ import torch
 
 from fewgen.adapt import adapt
 from fewgen.config import Config, replace
-from fewgen.evaluate import default_adapt_fn, evaluate
+from fewgen.adapt import adapter_for_checkpoint
+from fewgen.evaluate import evaluate
 from fewgen.checkpoint import load
 from fewgen.training import train
 
@@ -19,7 +20,7 @@ def test_five_shot_nll_is_below_unconditional_on_held_out_alphabets(omniglot_dir
     train(cfg, tmp_path / "run", progress=False, tasks=omniglot_tasks)
     ck = load(tmp_path / "run")
     test = omniglot_tasks.split(cfg.data.split_fractions, cfg.data.split_seed)["test"]
-    r = evaluate(default_adapt_fn(ck.model), test, cfg.eval, progress=False)
+    r = evaluate(adapter_for_checkpoint(ck), test, cfg.eval, progress=False)
     uncond, five = r["unconditional"]["per_task"], r["shots"]["5"]["per_task"]
     # Paired over the same held-out tasks: the gain must be clearly positive, not noise.
     gain = torch.tensor([uncond[t] - five[t] for t in five])

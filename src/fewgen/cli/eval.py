@@ -115,7 +115,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     """Sample-quality metrics of K-shot adaptation on held-out tasks (as ``fewgen bench``)."""
     from pathlib import Path
 
-    from ..bench import BenchConfig, _quality_for, _quality_setup
+    from ..bench import BenchConfig, quality_for, quality_setup
     from ..errors import FewgenError
     from ..tasks.spec import load_tasks
 
@@ -125,10 +125,10 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
                        quality_shots=max(ecfg.shots), seed=ecfg.seed, base=cfg,
                        feature_steps=args.feature_steps)
-    q = _quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
+    q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
     if q is None:
         raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
-    per_steps = _quality_for("eval", adapt_fn, q, bcfg, out)
+    per_steps = quality_for("eval", adapt_fn, q, bcfg, out)
     keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
                                                           "fidelity_chance"}
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
