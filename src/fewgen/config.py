@@ -63,6 +63,7 @@ class TrainConfig:
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
     first_order: bool = False
     reptile_inner: str = "sgd"  # sgd | adam
+    task_chunk: int = 4  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
     seed: int = 0
     val_every: int = 200
     val_tasks: int = 64
@@ -202,7 +203,7 @@ _AT_LEAST = {
     "data.image_size": 4, "data.split_seed": 0, "data.max_examples_per_task": 0,
     "model.hidden": 1, "model.latent": 1, "model.context": 1,
     "train.steps": 0, "train.meta_batch": 1, "train.shots": 0, "train.min_shots": 0, "train.queries": 1,
-    "train.weight_decay": 0, "train.grad_clip": 0, "train.inner_steps": 0, "train.inner_lr": 0,
+    "train.weight_decay": 0, "train.grad_clip": 0, "train.inner_steps": 0, "train.inner_lr": 0, "train.task_chunk": 0,
     "train.seed": 0, "train.val_every": 1, "train.val_tasks": 0, "train.log_every": 1, "train.ckpt_every": 1,
     "train.patience": 0, "train.max_seconds": 0,
     "eval.shots": 0, "eval.steps": 0, "eval.importance_samples": 1, "eval.chunk": 1, "eval.batch_tasks": 1,

@@ -189,3 +189,39 @@ def test_vectorised_equals_looped(family, algo, cfg):
     assert [x is None for x in g1] == [y is None for y in g2]
     for x, y in ((x, y) for x, y in zip(g1, g2) if x is not None):
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-5 * max(1.0, float(y.abs().max())))
+
+
+# ----------------------------------------------------------------------------- chunks == one vmap
+@pytest.mark.parametrize("family", list(MODELS))
+@pytest.mark.parametrize("algo,cfg", [("maml", {}), ("fomaml", {}), ("reptile", {}), ("hybrid", {"learn_inner_lr": True})])
+def test_task_chunks_give_the_same_loss_and_gradient(family, algo, cfg):
+    """train.task_chunk only bounds memory: 1 or 2 tasks per chunk = the whole meta-batch at once."""
+    if family == "image_vae" and algo not in ("maml", "reptile"):
+        pytest.skip("the other algorithms are compared on the toy model (keeps the suite fast)")
+    model, ep = MODELS[family]
+    out = []
+    for chunk in (0, 1, 2):
+        a = get_algorithm(TrainConfig(algo=algo, inner_steps=1, inner_lr=0.01, task_chunk=chunk, **cfg))
+        params = params_of(model)
+        extra = {k: v.requires_grad_() for k, v in a.extra_params(model).items()}
+        loss = a.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(5))
+        out.append((loss.detach(), torch.autograd.grad(loss, [*params.values(), *extra.values()], allow_unused=True)))
+    (l0, g0) = out[0]
+    for l1, g1 in out[1:]:
+        assert torch.allclose(l0, l1, rtol=1e-6, atol=1e-6)
+        assert [x is None for x in g0] == [y is None for y in g1]
+        flat0 = torch.cat([x.flatten() for x in g0 if x is not None])
+        flat1 = torch.cat([y.flatten() for y in g1 if y is not None])
+        # float32 sums in another order: equal up to rounding relative to the gradient's scale
+        assert float((flat0 - flat1).norm()) <= 1e-4 * float(flat0.norm())
+        assert float((flat0 - flat1).abs().max()) <= 1e-4 * float(flat0.abs().max())
+
+
+def test_chunked_meta_loss_without_autograd_is_just_the_value():
+    model, ep = MODELS["toy_gauss"]
+    a = get_algorithm(TrainConfig(algo="maml", inner_steps=1, inner_lr=0.01, task_chunk=1))
+    ref = get_algorithm(TrainConfig(algo="maml", inner_steps=1, inner_lr=0.01, task_chunk=0))
+    with torch.no_grad():
+        v = a.meta_loss(model, params_of(model), {}, ep, torch.Generator().manual_seed(5))
+    r = ref.meta_loss(model, params_of(model), {}, ep, torch.Generator().manual_seed(5))
+    assert not v.requires_grad and torch.allclose(v, r.detach(), rtol=1e-6)

@@ -166,6 +166,40 @@ def fine_tune(model: Generator, params: Params, support: Tensor, mask: Tensor, n
     return map_tasks(one, (support, mask, noise, context), (True, True, True, True), vectorize)
 
 
+# ----------------------------------------------------------------------------- chunks
+def task_chunks(num_tasks: int, chunk: int) -> list[slice]:
+    """The task axis cut into slices of ``chunk`` tasks (one slice when ``chunk`` is 0 or larger)."""
+    chunk = num_tasks if chunk <= 0 else min(chunk, num_tasks)
+    return [slice(i, min(i + chunk, num_tasks)) for i in range(0, num_tasks, chunk)]
+
+
+def chunked_task_mean(task_losses: Callable[[slice], Tensor], num_tasks: int, chunk: int,
+                      leaves: Sequence[Tensor]) -> Tensor:
+    """The mean over tasks of ``task_losses(slice) -> (n,)``, with memory for ``chunk`` tasks only.
+
+    Each chunk's graph (the per-task adapted parameters and everything MAML differentiates
+    through) is built, differentiated w.r.t. ``leaves`` and freed before the next chunk, so peak
+    memory follows ``chunk``, not the meta-batch. What comes back is a scalar whose *value* is the
+    mean loss and whose *gradient* w.r.t. ``leaves`` is the accumulated gradient of that mean
+    (``sum_i <g_i, leaf_i>`` minus its own value), so callers just call ``backward()`` on it as
+    on an unchunked loss. With one chunk, or without autograd, it is ``task_losses(all).mean()``.
+    """
+    slices = task_chunks(num_tasks, chunk)
+    needs = [leaf for leaf in leaves if leaf.requires_grad]
+    if len(slices) == 1 or not needs or not torch.is_grad_enabled():
+        return torch.cat([task_losses(sl) for sl in slices]).mean()
+    total: Tensor | None = None
+    acc: list[Tensor | None] = [None] * len(needs)
+    for sl in slices:
+        part = task_losses(sl).sum() / num_tasks
+        grads = torch.autograd.grad(part, needs, allow_unused=True)
+        acc = [a if g is None else (g if a is None else a + g) for a, g in zip(acc, grads)]
+        total = part.detach() if total is None else total + part.detach()
+    assert total is not None
+    surrogate = sum(((g * leaf).sum() for g, leaf in zip(acc, needs) if g is not None), total.new_zeros(()))
+    return total + (surrogate - surrogate.detach())
+
+
 # ----------------------------------------------------------------------------- Meta-SGD
 def init_inner_lrs(model: Generator, lr: float) -> dict[str, Tensor]:
     """Meta-SGD step sizes (Li et al. 2017, "Meta-SGD"): one per model parameter entry,

@@ -9,7 +9,9 @@ objective of a meta-batch is the query loss after fine-tuning on the support::
 (:mod:`fewgen.meta.inner`). Second order differentiates through the inner gradients; first order
 (FOMAML, ``train.first_order`` or ``--algo fomaml``) treats them as constants. With
 ``train.learn_inner_lr`` the per-parameter inner step sizes are meta-learned too (Meta-SGD,
-Li et al. 2017). Tasks run in one ``torch.func.vmap``; ``train.compile`` wraps it in
+Li et al. 2017). Tasks run in ``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each
+chunk differentiated and freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`),
+so memory follows the chunk, not the meta-batch; ``train.compile`` wraps the vmapped chunk in
 ``torch.compile``.
 """
 
@@ -24,8 +26,8 @@ from ..config import TrainConfig
 from ..models import Generator, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import (InnerConfig, draw_support_noise, fine_tune_task, init_inner_lrs, inner_lrs, map_tasks,
-                    query_loss_task)
+from .inner import (InnerConfig, chunked_task_mean, draw_support_noise, fine_tune_task, init_inner_lrs, inner_lrs,
+                    map_tasks, query_loss_task)
 
 
 class MAML(MetaAlgorithm):
@@ -63,7 +65,14 @@ class MAML(MetaAlgorithm):
             if self._compiled is None:
                 self._compiled = torch.compile(self.task_losses)
             fn = self._compiled
-        return fn(model, params, inner_lrs(extra), ep.support, ep.support_mask, ep.query, noise_s, noise_q).mean()
+        lrs = inner_lrs(extra)
+
+        def chunk_losses(sl: slice) -> Tensor:
+            return fn(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
+                      None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl])
+
+        return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,
+                                 [*params.values(), *extra.values()])
 
 
 class FOMAML(MAML):

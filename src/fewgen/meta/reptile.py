@@ -14,7 +14,8 @@ gradient w.r.t. ``theta`` is exactly ``mean_t (theta - phi_t)``, namely
 ``epsilon`` it is literally the update above. The surrogate's *value* is replaced (a
 straight-through sum) by the mean query loss after adaptation, so logs and meta-validation
 report the same quantity as MAML's. The inner loop needs no graph, so it runs under
-``no_grad`` (``torch.func.grad`` still computes the inner gradients).
+``no_grad`` (``torch.func.grad`` still computes the inner gradients), ``train.task_chunk``
+tasks at a time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..errors import ConfigError
 from ..models import Generator, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import InnerConfig, draw_support_noise, fine_tune_task, map_tasks, query_loss_task
+from .inner import InnerConfig, draw_support_noise, fine_tune_task, map_tasks, query_loss_task, task_chunks
 
 
 class Reptile(MetaAlgorithm):
@@ -49,9 +50,14 @@ class Reptile(MetaAlgorithm):
     def adapted(self, model: Generator, params: Params, ep: Episode, generator: torch.Generator
                 ) -> tuple[Params, Tensor]:
         """Each task's fine-tuned parameters phi_t (T, ...) and query loss after adaptation (T,)."""
-        theta = {k: v.detach() for k, v in params.items()}
         noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+        return self._adapt(model, params, ep, noise_s, noise_q, slice(None))
+
+    def _adapt(self, model: Generator, params: Params, ep: Episode, noise_s: Tensor | None,
+               noise_q: Tensor | None, sl: slice) -> tuple[Params, Tensor]:
+        """:meth:`adapted` for the tasks ``sl`` of the episode, with pre-drawn noise."""
+        theta = {k: v.detach() for k, v in params.items()}
 
         def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: Tensor | None, nq: Tensor | None
                 ) -> tuple[Params, Tensor]:
@@ -59,11 +65,22 @@ class Reptile(MetaAlgorithm):
             return phi, query_loss_task(model, phi, sup, msk, qry, nq, False)
 
         with torch.no_grad():
-            return map_tasks(one, (ep.support, ep.support_mask, ep.query, noise_s, noise_q), (True,) * 5,
-                             self.vectorize)
+            return map_tasks(one, (ep.support[sl], ep.support_mask[sl], ep.query[sl],
+                                   None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl]),
+                             (True,) * 5, self.vectorize)
 
     def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
-        phis, query_losses = self.adapted(model, params, ep, generator)
-        surrogate = sum(0.5 * (params[k] - phis[k].mean(0)).pow(2).sum() for k in params)  # grad: theta - mean phi
-        return query_losses.mean() + (surrogate - surrogate.detach())
+        # Tasks are adapted train.task_chunk at a time and only the running sum of phi_t is kept,
+        # so memory holds one chunk's adapted parameters, not the meta-batch's.
+        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
+        noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+        phi_sum: Params = {}
+        losses = []
+        for sl in task_chunks(ep.num_tasks, self.cfg.task_chunk):
+            phis, query_losses = self._adapt(model, params, ep, noise_s, noise_q, sl)
+            phi_sum = {k: phis[k].sum(0) + phi_sum[k] if phi_sum else phis[k].sum(0) for k in phis}
+            losses.append(query_losses)
+        mean_phi = {k: v / ep.num_tasks for k, v in phi_sum.items()}
+        surrogate = sum(0.5 * (params[k] - mean_phi[k]).pow(2).sum() for k in params)  # grad: theta - mean phi
+        return torch.cat(losses).mean() + (surrogate - surrogate.detach())
