@@ -4,8 +4,10 @@ One step = sample noise, inner loop (1 SGD step on each task's 5-shot support lo
 (15 queries per task), mean over a meta-batch of 16 tasks, backward, Adam step; second order
 and first order. Implementations:
 
-- ``fewgen``          fewgen.meta.maml: ``torch.func.grad`` inner loop, ``vmap`` over tasks
-- ``fewgen+compile``  the same, with ``train.compile`` (``torch.compile`` of the vmapped loss)
+- ``fewgen``          fewgen.meta.maml: ``torch.func.grad`` inner loop, ``vmap`` over tasks in
+                      chunks of ``train.task_chunk`` (default 8), backward per chunk
+- ``fewgen-chunkN``   the same with N tasks per chunk (``fewgen-chunk2``: memory within 2x of the peers)
+- ``fewgen+compile``  with ``train.compile`` (``torch.compile`` of the vmapped chunk)
 - ``loop``            a plain per-task Python loop: ``functional_call`` + ``autograd.grad(create_graph=...)``
 - ``higher``          ``higher.innerloop_ctx`` per task (Grefenstette et al. 2019)
 - ``learn2learn``     ``learn2learn.algorithms.MAML`` ``clone()/adapt()`` per task (Arnold et al. 2020)
@@ -42,7 +44,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMPLS = ("fewgen", "fewgen+compile", "loop", "higher", "learn2learn")
+IMPLS = ("fewgen", "fewgen-chunk2", "loop", "higher", "learn2learn")  # also: fewgen+compile, fewgen-chunkN
 TASKS, SHOTS, QUERIES, INNER_LR = 16, 5, 15, 0.05
 
 
@@ -102,8 +104,9 @@ def build_step(impl: str, first_order: bool):
         opt.step()
 
     if impl.startswith("fewgen"):
+        chunk = {"task_chunk": int(impl.split("-chunk")[1])} if "-chunk" in impl else {}
         algo = get_algorithm(TrainConfig(algo="fomaml" if first_order else "maml", inner_steps=1, inner_lr=INNER_LR,
-                                         compile=impl == "fewgen+compile"))
+                                         compile=impl == "fewgen+compile", **chunk))
         params = params_of(model)
 
         def step():

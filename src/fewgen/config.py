@@ -63,7 +63,7 @@ class TrainConfig:
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
     first_order: bool = False
     reptile_inner: str = "sgd"  # sgd | adam
-    task_chunk: int = 4  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
+    task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
     seed: int = 0
     val_every: int = 200
     val_tasks: int = 64

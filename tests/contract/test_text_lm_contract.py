@@ -9,15 +9,15 @@ from fewgen.config import ModelConfig
 from fewgen.errors import ConfigError
 from fewgen.metrics.text import validity
 from fewgen.models.base import call, params_of
-from fewgen.models.text_lm import TextLM, build_text_lm
-from fewgen.tasks.text import EOS, PAD, decode_batch, encode_batch, tokenizer_meta
+from fewgen.models.text_lm import _shift_in, TextLM, build_text_lm
+from fewgen.tasks.text import BOS, EOS, PAD, decode_batch, encode_batch, tokenizer_meta
 
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ"]
 
 
-def tiny(seed=0):
+def tiny(seed=0, match_orders=(2, 3)):
     torch.manual_seed(seed)
-    return TextLM(hidden=16, context=12, embed=8, max_len=12)
+    return TextLM(hidden=16, context=12, embed=8, max_len=12, match_orders=match_orders)
 
 
 def episode():
@@ -79,7 +79,7 @@ def test_context_is_permutation_invariant_and_ignores_masked_shots():
 def test_empty_support_gives_one_unconditional_context():
     m, (s, mask, q) = tiny(), episode()
     c = m.context(s, torch.zeros_like(mask))
-    assert c.shape == (2, m.context_dim) and torch.isfinite(c).all()
+    assert c.shape == (2, m.context_dim + 4 * 12) and torch.isfinite(c).all()  # + the (absent) support ids
     assert torch.allclose(c[0], c[1])
     assert torch.isfinite(m.loss(q, c)).all()
 
@@ -127,7 +127,12 @@ def test_grad_and_vmap_over_tasks():
 
 def test_build_from_config():
     m = build_text_lm(ModelConfig(family="text_lm", hidden=16, context=8, extra={"embed": 4}), tokenizer_meta(20))
-    assert m.config_dict() == {"hidden": 16, "context": 8, "embed": 4, "max_len": 20}
+    assert m.config_dict() == {"hidden": 16, "context": 8, "embed": 4, "max_len": 20, "match_orders": [2, 3, 4]}
+    plain = build_text_lm(ModelConfig(family="text_lm", hidden=16, context=8, extra={"match_orders": 1}),
+                          tokenizer_meta(20))
+    assert "match_orders" not in plain.config_dict() and TextLM(**plain.config_dict()).match_orders == ()
+    with pytest.raises(ConfigError, match="match_orders"):
+        build_text_lm(ModelConfig(extra={"match_orders": 9}), tokenizer_meta(20))
     assert m.family == "text_lm" and m.modality == "text"
     with pytest.raises(ConfigError, match="model.extra.bogus"):
         build_text_lm(ModelConfig(extra={"bogus": 1}), tokenizer_meta(20))
@@ -145,3 +150,53 @@ def test_sampling_stays_valid_even_when_the_model_prefers_invalid_bytes():
     texts = [t for task in decode_batch(x) for t in task]
     assert validity(texts) == 1.0
     assert encode_batch(texts, 12).tolist() == x.reshape(128, 12).tolist()
+
+
+def _ngrams(ids: list[int], n: int) -> set[tuple[int, ...]]:
+    """(history of n inputs, next) pairs of one encoded string, BOS-padded like the model's."""
+    seq = [BOS] * n + [i for i in ids if i != PAD]
+    return {tuple(seq[j - n : j + 1]) for j in range(n, len(seq))}
+
+
+def test_match_cache_is_the_backed_off_count_of_what_followed_the_same_history_in_the_support():
+    m, (s, mask, q) = tiny(), episode()
+    c = m.context(s, mask)
+    got = m._teacher_match(_shift_in(q), c)[0].exp()  # order 2: (T, N, L, 257)
+    bigram = c[:, m.summary_dim : m.context_dim].reshape(2, 257, 257).exp()
+    checked = 0
+    for t in range(2):
+        followers: dict[tuple[int, ...], list[int]] = {}
+        for k in range(4):
+            if mask[t, k]:  # masked shots vote for nothing
+                w = [i for i in s[t, k].tolist() if i != PAD]
+                padded = [BOS, BOS] + w
+                for j, nxt in enumerate(w):
+                    followers.setdefault(tuple(padded[j : j + 2]), []).append(nxt)
+        for i in range(4):
+            w = [x for x in q[t, i].tolist() if x != PAD]
+            padded = [BOS, BOS] + w
+            for j in range(len(w)):
+                hist = tuple(padded[j : j + 2])
+                counts = torch.zeros(257)
+                for nxt in followers.get(hist, []):
+                    counts[nxt] += 1
+                checked += bool(counts.sum())
+                row = bigram[t, 256 if hist[-1] == BOS else hist[-1]]
+                want = (counts + row) / (counts.sum() + 1.0)  # MATCH_BETA = 1 back-off to the bigram
+                assert torch.allclose(got[t, i, j], want, atol=1e-5), (t, i, j)
+    assert checked > 0  # some query histories do occur in the support
+
+
+def test_samples_with_only_the_match_cache_are_made_of_support_ngrams():
+    """Sampling computes the match cache incrementally; driven by it alone (order 3, huge gate),
+    every (3 previous bytes -> next) step of every sample occurs in that task's support."""
+    m, (s, mask, _) = tiny(match_orders=(2, 3)), episode()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.match_gate.bias[1] = 50.0  # order 3 only (its back-off gives unseen bytes ~e^-50 odds)
+    x = m.sample(40, m.context(s, mask), torch.Generator().manual_seed(0))
+    for t in range(2):
+        allowed = set().union(*(_ngrams(s[t, k].tolist(), 3) for k in range(4) if mask[t, k]))
+        for row in x[t].tolist():
+            assert _ngrams(row, 3) <= allowed, row

@@ -9,8 +9,9 @@ One inner step on task t (Finn et al. 2017, "Model-Agnostic Meta-Learning")::
     phi <- phi - alpha * grad_phi  L_support(phi)
 
 where ``L_support`` is the model's loss (:meth:`~fewgen.models.base.Generator.loss`, nats per
-example) averaged over the task's *present* shots, given the task's context: the support's
-encoding under ``phi`` for conditional models (amortized, hybrid), the empty set's for
+example) averaged over the task's *present* shots, given the task's context: for conditional
+models (amortized, hybrid) each shot given the encoding of the *other* shots under ``phi``
+(leave-one-out, so fine-tuning cannot learn to copy a shot from its own context), the empty set's for
 unconditional ones (MAML, Reptile, transfer, scratch), or a fixed stored context (an already
 adapted checkpoint). ``alpha`` is one scalar, or one learned tensor per parameter (Meta-SGD,
 Li et al. 2017). Reptile can use Adam instead of SGD (Nichol et al. 2018, with beta1 = 0
@@ -70,10 +71,34 @@ def support_loss(model: Generator, params: Params, support: Tensor, mask: Tensor
                  conditional: bool, context: Tensor | None = None) -> Tensor:
     """Mean loss (nats per example) over the present shots of supports (T, K, *X); 0 if none.
 
-    ``context`` (T, C), when given, is used as is (a fixed, stored context).
+    ``context`` (T, C), when given, is used as is (a fixed, stored context). A conditional model
+    (``conditional`` and no fixed context) scores each shot given the *other* shots
+    (:func:`leave_one_out_loss`): scored given a set that contains it, a shot could be copied
+    from the context, and fine-tuning would teach copying instead of the task.
     """
+    if conditional and context is None:
+        return leave_one_out_loss(model, params, support, mask, noise)
     ctx = context if context is not None else task_context(model, params, support, mask, conditional)
     per_example = call(model, params, "loss", support, ctx, noise)  # (T, K)
+    m = mask.to(per_example.dtype)
+    return (per_example * m).sum() / m.sum().clamp_min(1.0)
+
+
+def leave_one_out_loss(model: Generator, params: Params, support: Tensor, mask: Tensor,
+                       noise: Tensor | None) -> Tensor:
+    """Mean over the present shots k of ``loss(x_k | context(support without k))``, (T, K, *X).
+
+    The K contexts of a task are computed in one batch (T*K sets of K shots, shot k masked out
+    of set k), so this costs K set encodings of K shots instead of one. With K = 1 each shot
+    is scored given the empty set (the unconditional model).
+    """
+    T, K = mask.shape
+    others = mask[:, None, :] & ~torch.eye(K, dtype=torch.bool, device=mask.device)  # (T, K, K)
+    sets = support[:, None].expand(T, K, *support.shape[1:]).reshape(T * K, *support.shape[1:])
+    ctx = call(model, params, "context", sets, others.reshape(T * K, K))  # (T*K, C)
+    x = support.reshape(T * K, 1, *support.shape[2:])
+    n = None if noise is None else noise.reshape(T * K, 1, *noise.shape[2:])
+    per_example = call(model, params, "loss", x, ctx, n).reshape(T, K)
     m = mask.to(per_example.dtype)
     return (per_example * m).sum() / m.sum().clamp_min(1.0)
 

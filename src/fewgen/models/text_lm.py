@@ -11,7 +11,13 @@ The context also carries a *cache* of the support (Kuhn & De Mori, 1990): its sm
 unigram and byte bigram ``p(next byte | previous byte)``, added to the output log-probs
 with learned, state-dependent weights. It lets the model put mass on bytes it never
 produced in meta-training (a script unseen in training) from the first shot, which a
-learned embedding of the support alone cannot do. Because there is no latent, ``loss`` and
+learned embedding of the support alone cannot do. Longer contexts come from a *match
+cache* (orders ``match_orders``, e.g. 2, 3, 4): at every position, the support positions
+whose previous n tokens equal the current ones (word starts included: the history is
+padded with BOS) vote for the byte that followed them there, backed off order by order to
+the bigram, as in prediction by partial matching (Cleary & Witten, 1984). This is what
+carries a language's word shapes (its clusters, prefixes, endings) from ten words into the
+samples; the raw support ids travel in the context for it. Because there is no latent, ``loss`` and
 ``nll`` are both the exact ``-log p(x | support)`` in nats per string (EOS included).
 
 Sampling is *constrained* to the UTF-8 grammar (lead byte, then the right number of
@@ -114,6 +120,8 @@ UTF8_ALLOWED, UTF8_NEXT, UTF8_LEAD_LEN = _utf8_tables()
 CACHE_ROWS = 257
 CACHE_ALPHA = 0.5  # add-alpha smoothing of the unigram
 CACHE_BETA = 1.0  # weight of the unigram in the bigram's back-off
+MATCH_BETA = 1.0  # weight of the order n-1 distribution in the order-n match cache's back-off
+CODE_BASE = 259  # history codes: sum_i token_i * CODE_BASE**i (exact in int64 up to order 7)
 
 
 def _cache_row(prev: Tensor) -> Tensor:
@@ -121,19 +129,52 @@ def _cache_row(prev: Tensor) -> Tensor:
     return torch.where(prev >= 256, torch.full_like(prev, CACHE_ROWS - 1), prev)
 
 
+def _shift_in(x: Tensor) -> Tensor:
+    """Decoder inputs of target strings (..., L): BOS then the string, PAD read as EOS."""
+    inp = torch.cat([torch.full_like(x[..., :1], BOS), x[..., :-1]], -1)
+    return torch.where(inp == PAD, torch.full_like(inp, EOS), inp)
+
+
+def _history_codes(inp: Tensor, order: int) -> Tensor:
+    """Integer code of the last ``order`` inputs at every position of ``inp`` (..., L), BOS before
+    the start: equal codes <=> equal histories."""
+    code = torch.zeros_like(inp)
+    for i in range(order):  # token i positions back
+        tok = inp if i == 0 else torch.cat([torch.full_like(inp[..., :i], BOS), inp[..., :-i]], -1)
+        code = code * CODE_BASE + tok
+    return code
+
+
+def _match_log_probs(counts: list[Tensor], base: Tensor) -> list[Tensor]:
+    """Back-off chain of the match cache: order n's distribution is its counts (..., 257) plus
+    ``MATCH_BETA`` times order n-1's (the first backs off to ``base``), normalised; log-probs."""
+    out, lower = [], base
+    for c in counts:
+        lower = (c + MATCH_BETA * lower) / (c.sum(-1, keepdim=True) + MATCH_BETA)
+        out.append(lower.log())
+    return out
+
+
 # ----------------------------------------------------------------------------- the model
 class TextLM(Generator):
     """Byte-level GRU language model conditioned on a set of support strings.
 
-    Context layout (T, context_dim): ``[learned (C) | log unigram (257) | log bigram (257 x 257)]``.
+    Context layout (T, context_dim + K * max_len): ``[learned (C) | log unigram (257) | log bigram
+    (257 x 257) | support ids (K x max_len, PAD where absent; only with match_orders)]``.
     """
 
     family = "text_lm"
     modality = "text"
 
-    def __init__(self, hidden: int = 128, context: int = 128, embed: int = 64, max_len: int = 24) -> None:
+    def __init__(self, hidden: int = 128, context: int = 128, embed: int = 64, max_len: int = 24,
+                 match_orders: tuple[int, ...] = ()) -> None:
         super().__init__()
+        if any(b != a + 1 for a, b in zip(match_orders, match_orders[1:])) or (match_orders and not
+                                                                              2 <= match_orders[0] <= 7 or
+                                                                              match_orders and match_orders[-1] > 7):
+            raise ConfigError(f"text_lm match orders must be consecutive, from 2 up to 7; got {list(match_orders)}")
         self.hidden, self.embed_dim, self.max_len = hidden, embed, max_len
+        self.match_orders = tuple(match_orders)
         self.learned_dim = context
         self.summary_dim = context + NUM_OUTPUTS  # what the recurrent decoder reads: learned + unigram
         self.context_dim = self.summary_dim + CACHE_ROWS * NUM_OUTPUTS
@@ -148,9 +189,14 @@ class TextLM(Generator):
         self.dec_ctx = nn.Linear(self.summary_dim, 3 * hidden, bias=False)
         self.head = nn.Linear(hidden, NUM_OUTPUTS)
         self.cache_gate = nn.Linear(hidden, 2)  # how much the unigram and the bigram cache count now
+        if self.match_orders:  # how much each order of the match cache counts now
+            self.match_gate = nn.Linear(hidden, len(self.match_orders))
 
     def config_dict(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "context": self.learned_dim, "embed": self.embed_dim, "max_len": self.max_len}
+        out = {"hidden": self.hidden, "context": self.learned_dim, "embed": self.embed_dim, "max_len": self.max_len}
+        if self.match_orders:  # absent in checkpoints from before the match cache: they load unchanged
+            out["match_orders"] = list(self.match_orders)
+        return out
 
     # ------------------------------------------------------------------ set encoder
     def context(self, support: Tensor, mask: Tensor) -> Tensor:
@@ -176,22 +222,65 @@ class TextLM(Generator):
         bi_counts = torch.einsum("tkli,tklj->tij", prv, nxt)  # (T, rows, 257)
         unigram = (uni_counts + CACHE_ALPHA) / (uni_counts.sum(-1, keepdim=True) + CACHE_ALPHA * NUM_OUTPUTS)
         bigram = (bi_counts + CACHE_BETA * unigram[:, None, :]) / (bi_counts.sum(-1, keepdim=True) + CACHE_BETA)
-        return torch.cat([learned, unigram.log(), bigram.log().reshape(T, -1)], -1)
+        parts = [learned, unigram.log(), bigram.log().reshape(T, -1)]
+        if self.match_orders:  # the support's ids for the match cache, max_len per shot
+            ids = torch.where(present > 0, support, torch.full_like(support, PAD))
+            ids = F.pad(ids, (0, self.max_len - L), value=PAD) if L < self.max_len else ids[..., : self.max_len]
+            # In a canonical order (by a hash of each string), so the context itself, not only
+            # what the model makes of it, is invariant to the order of the shots.
+            key = torch.zeros_like(ids[..., 0])
+            for i in range(ids.shape[-1]):
+                key = (key * CODE_BASE + ids[..., i]) % 2147483647
+            order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+            ids = ids.gather(1, order[..., None].expand_as(ids))
+            parts.append(ids.reshape(T, K * self.max_len).to(feats.dtype))
+        return torch.cat(parts, -1)
 
-    def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor) -> Tensor:
+    def _support_events(self, context: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        """From the context: the support's next tokens (T, P) (PAD where none), its history codes
+        for every match order [(T, P)], and the one-hot of the next tokens (T, P, 257)."""
+        T = context.shape[0]
+        ids = context[:, self.context_dim :].round().long().reshape(T, -1, self.max_len)  # (T, K, max_len)
+        codes = [_history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
+        nxt = ids.reshape(T, -1)
+        onehot = (nxt[..., None] == torch.arange(NUM_OUTPUTS, device=context.device)).to(context.dtype)
+        return nxt, codes, onehot  # PAD rows of the one-hot are all zero: they vote for nothing
+
+    def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor,
+             match_logp: list[Tensor] | None = None) -> Tensor:
         """Output logits (..., NUM_OUTPUTS) from decoder states h (..., H), the task index and
-        previous token of each state (...), and the context (T, context_dim)."""
+        previous token of each state (...), the context (T, context_dim) and the match cache's
+        log-probs for every order [(..., 257)]."""
         log_uni = context[:, self.learned_dim : self.summary_dim][task]  # (..., 257)
-        log_bi = context[:, self.summary_dim :].reshape(-1, CACHE_ROWS, NUM_OUTPUTS)[task, _cache_row(prev)]
+        log_bi = context[:, self.summary_dim : self.context_dim].reshape(-1, CACHE_ROWS, NUM_OUTPUTS)[
+            task, _cache_row(prev)]
         gate = self.cache_gate(h)
-        return self.head(h) + gate[..., :1] * log_uni + gate[..., 1:] * log_bi
+        out = self.head(h) + gate[..., :1] * log_uni + gate[..., 1:] * log_bi
+        if self.match_orders:
+            mg = self.match_gate(h)
+            for i, lp in enumerate(match_logp or ()):
+                out = out + mg[..., i : i + 1] * lp
+        return out
+
+    def _teacher_match(self, inp: Tensor, context: Tensor) -> list[Tensor]:
+        """Match-cache log-probs (T, N, L, 257) for every order at every position of inputs
+        ``inp`` (T, N, L): all positions against all support positions at once."""
+        T, N, L = inp.shape
+        nxt, codes, onehot = self._support_events(context)
+        bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS)
+        base = bigram.exp().gather(1, _cache_row(inp).reshape(T, N * L, 1).expand(T, N * L, NUM_OUTPUTS))
+        counts = []
+        for n, sup_code in zip(self.match_orders, codes):
+            q = _history_codes(inp, n).reshape(T, N * L, 1)
+            match = (q == sup_code[:, None, :]).to(context.dtype)  # (T, N*L, P)
+            counts.append(torch.bmm(match, onehot))  # (T, N*L, 257)
+        return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in _match_log_probs(counts, base)]
 
     # ------------------------------------------------------------------ likelihood
     def _logits(self, x: Tensor, context: Tensor) -> Tensor:
         """Next-token logits for teacher forcing: x (T, N, L) -> (T, N, L, NUM_OUTPUTS)."""
         T, N, L = x.shape
-        inp = torch.cat([torch.full_like(x[..., :1], BOS), x[..., :-1]], -1)  # shift right
-        inp = torch.where(inp == PAD, torch.full_like(inp, EOS), inp)  # after the end: anything, masked below
+        inp = _shift_in(x)  # after the end: anything, masked below
         summary = context[:, : self.summary_dim]
 
         def per_string(v: Tensor) -> Tensor:  # (T, D) -> (T*N, D)
@@ -200,7 +289,8 @@ class TextLM(Generator):
         h0 = per_string(torch.tanh(self.dec_init(summary)))
         states, _ = self.dec_rnn(self.embed(inp).reshape(T * N, L, -1), h0, extra=per_string(self.dec_ctx(summary)))
         task = torch.arange(T, device=x.device)[:, None, None].expand(T, N, L)
-        return self._out(states.reshape(T, N, L, self.hidden), context, task, inp)
+        match = self._teacher_match(inp, context) if self.match_orders else None
+        return self._out(states.reshape(T, N, L, self.hidden), context, task, inp, match)
 
     def loss(self, x: Tensor, context: Tensor, noise: Tensor | None = None) -> Tensor:
         """Exact -log p(x | context) in nats per string, EOS included: x (T, N, L) -> (T, N)."""
@@ -231,10 +321,26 @@ class TextLM(Generator):
         state = torch.zeros(T * n, dtype=torch.long, device=dev)
         done = torch.zeros(T * n, dtype=torch.bool, device=dev)
         out = torch.full((T * n, L), PAD, dtype=torch.long, device=dev)
+        if self.match_orders:
+            nxt, codes, _ = self._support_events(context)
+            real = (nxt != PAD)[task]  # (B, P): support positions with a next token
+            nxt = nxt.clamp(max=EOS)[task]
+            codes = [c[task] for c in codes]
+            bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS).exp()
+        hist = torch.full((T * n, max(self.match_orders or (1,))), BOS, dtype=torch.long, device=dev)
         for t in range(L):
             gx = self.dec_rnn.w_in(self.embed(tok)) + gctx
             h = self.dec_rnn.step(gx, h)
-            logits = self._out(h, context, task, tok)  # (B, NUM_OUTPUTS)
+            match = None
+            if self.match_orders:
+                hist = torch.cat([hist[:, 1:], tok[:, None]], 1)  # the last inputs, oldest first
+                counts = []
+                for order, sup_code in zip(self.match_orders, codes):
+                    q = _history_codes(hist, order)[:, -1:]  # (B, 1)
+                    hit = ((q == sup_code) & real).to(h.dtype)  # (B, P)
+                    counts.append(torch.zeros(T * n, NUM_OUTPUTS, dtype=h.dtype, device=dev).scatter_add_(1, nxt, hit))
+                match = _match_log_probs(counts, bigram[task, _cache_row(tok)])
+            logits = self._out(h, context, task, tok, match)  # (B, NUM_OUTPUTS)
             room = L - t  # positions left incl. this one; a character of n bytes needs n + 1 (EOS)
             ok = allowed_t[state] & ((state != 0)[:, None] | (lead_len <= room - 1))
             ok[:, EOS] &= (state == 0) & (t > 0 or room == 1)
@@ -251,7 +357,7 @@ class TextLM(Generator):
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("embed", "max_len")
+EXTRA_KEYS = ("embed", "max_len", "match_orders")
 
 
 def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
@@ -268,4 +374,8 @@ def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
     embed = int(model_cfg.extra.get("embed", 64))
     if min(model_cfg.hidden, model_cfg.context, embed, max_len) < 1:
         raise ConfigError("text_lm: model.hidden, model.context, model.extra.embed and max_len must be positive")
-    return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=embed, max_len=max_len)
+    top = int(model_cfg.extra.get("match_orders", 4))  # the match cache's highest order; 1 = none
+    if not 1 <= top <= 7:
+        raise ConfigError(f"model.extra.match_orders must be from 1 (no match cache) to 7, got {top}")
+    return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=embed, max_len=max_len,
+                  match_orders=tuple(range(2, top + 1)))
