@@ -37,12 +37,21 @@ class ImageVAE(Generator):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
-                 context: int = 128, features: int = 256, kl_weight: float = 1.0) -> None:
+                 context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp") -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
+        if prior not in ("mlp", "bayes"):
+            raise ValueError(f"prior must be mlp or bayes, got {prior!r}")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
                            context=context, features=features, kl_weight=kl_weight)
+        if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
+            self.kwargs["prior"] = prior
+        # "bayes": the support's latents are evidence about the task's latent centre m: with
+        # m ~ p(m | c) (the prior MLP) and each example's z ~ N(m, s^2) (s learned per dimension),
+        # p(z | support) is the Gaussian posterior predictive given the support's posterior means,
+        # so samples and likelihoods move towards the support in latent space as K grows.
+        self.prior_kind = prior
         # The training loss weighs the per-example KL by kl_weight (beta-VAE, Higgins et al. 2017):
         # above 1 it makes per-example latent information dearer than the (free) context, so the
         # model carries a character's identity in the context. nll() always uses the true bound.
@@ -58,6 +67,8 @@ class ImageVAE(Generator):
         self.set_phi = mlp([features, features, features])  # per-shot embedding before pooling
         self.set_rho = mlp([features + 1, features, context])  # pooled (+ log shot count) -> context
         self.prior = mlp([context, features, 2 * latent])
+        if prior == "bayes":
+            self.log_spread = nn.Parameter(torch.zeros(latent))  # log s^2
         self.posterior = mlp([features + context, features, 2 * latent])
         self.dec_in = nn.Sequential(nn.Linear(latent + context, 2 * hidden * s4 * s4), nn.SiLU())
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
@@ -86,8 +97,8 @@ class ImageVAE(Generator):
         """z (..., Z), c broadcastable to (..., C + channels*S*S) -> logits (..., channels, S, S)."""
         lead = z.shape[:-1]
         c = c.expand(*lead, c.shape[-1])
-        vec, mean_img = c[..., : self.ctx], c[..., self.ctx :]
         S = self.image_size
+        vec, mean_img = c[..., : self.ctx], c[..., self.ctx : self.ctx + self.channels * S * S]
         m1 = mean_img.reshape(-1, self.channels, S, S)  # (B, C, S, S)
         m2 = F.avg_pool2d(m1, 2)
         m4 = F.avg_pool2d(m2, 2)
@@ -98,7 +109,14 @@ class ImageVAE(Generator):
 
     def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.prior(c[..., : self.ctx]).chunk(2, -1)
-        return mu, logvar.clamp(-8, 6)
+        logvar = logvar.clamp(-8, 6)
+        if self.prior_kind == "bayes":  # posterior predictive given k support latents with mean mu_bar
+            mu_bar, k = c[..., -self.latent - 1 : -1], c[..., -1:]
+            s2, v = self.log_spread.clamp(-8, 6).exp(), logvar.exp()
+            v_post = 1.0 / (1.0 / v + k / s2)
+            mu = v_post * (mu / v + k * mu_bar / s2)
+            logvar = torch.log(v_post + s2)
+        return mu, logvar
 
     def _posterior(self, f: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         c = c[..., : self.ctx]
@@ -120,9 +138,19 @@ class ImageVAE(Generator):
             count = support.new_zeros(T, 1)
             mean_img = support.new_zeros(T, self.channels * self.image_size**2)
         else:
-            pooled, count = masked_mean(self.set_phi(self.features(support)), mask)
+            feats = self.features(support)  # (T, K, F)
+            pooled, count = masked_mean(self.set_phi(feats), mask)
             mean_img, _ = masked_mean(support.flatten(2), mask)
-        return torch.cat([self.set_rho(torch.cat([pooled, torch.log1p(count)], -1)), mean_img], -1)
+        vec = self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+        if self.prior_kind != "bayes":
+            return torch.cat([vec, mean_img], -1)
+        # + the mean of the support's posterior means and the shot count (for _prior)
+        if K == 0:
+            mu_bar = support.new_zeros(T, self.latent)
+        else:
+            mu_k, _ = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
+            mu_bar, _ = masked_mean(mu_k, mask)
+        return torch.cat([vec, mean_img, mu_bar, count], -1)
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return task_randn((*x.shape[:-3], self.latent), generator, x.device)  # (T,N,Z)

@@ -145,14 +145,15 @@ def _history_codes(inp: Tensor, order: int) -> Tensor:
     return code
 
 
-def _match_log_probs(counts: list[Tensor], base: Tensor) -> list[Tensor]:
+def _match_log_probs(counts: list[Tensor], base: Tensor) -> tuple[list[Tensor], Tensor]:
     """Back-off chain of the match cache: order n's distribution is its counts (..., 257) plus
-    ``MATCH_BETA`` times order n-1's (the first backs off to ``base``), normalised; log-probs."""
+    ``MATCH_BETA`` times order n-1's (the first backs off to ``base``), normalised. Returns the
+    log-probs of every order and the evidence ``log(1 + matches)`` of every order (..., orders)."""
     out, lower = [], base
     for c in counts:
         lower = (c + MATCH_BETA * lower) / (c.sum(-1, keepdim=True) + MATCH_BETA)
         out.append(lower.log())
-    return out
+    return out, torch.stack([torch.log1p(c.sum(-1)) for c in counts], -1)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -189,8 +190,10 @@ class TextLM(Generator):
         self.dec_ctx = nn.Linear(self.summary_dim, 3 * hidden, bias=False)
         self.head = nn.Linear(hidden, NUM_OUTPUTS)
         self.cache_gate = nn.Linear(hidden, 2)  # how much the unigram and the bigram cache count now
-        if self.match_orders:  # how much each order of the match cache counts now
-            self.match_gate = nn.Linear(hidden, len(self.match_orders))
+        if self.match_orders:  # the match cache's mixture weight, from the state and the evidence
+            self.match_gate = nn.Linear(hidden + len(self.match_orders), 1)
+            with torch.no_grad():
+                self.match_gate.bias.fill_(-1.0)
 
     def config_dict(self) -> dict[str, Any]:
         out = {"hidden": self.hidden, "context": self.learned_dim, "embed": self.embed_dim, "max_len": self.max_len}
@@ -236,45 +239,51 @@ class TextLM(Generator):
             parts.append(ids.reshape(T, K * self.max_len).to(feats.dtype))
         return torch.cat(parts, -1)
 
-    def _support_events(self, context: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
-        """From the context: the support's next tokens (T, P) (PAD where none), its history codes
-        for every match order [(T, P)], and the one-hot of the next tokens (T, P, 257)."""
+    def _support_events(self, context: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """From the context: the support's next tokens (T, P) (PAD where none: no vote) and its
+        history codes for every match order [(T, P)], P = K * max_len positions."""
         T = context.shape[0]
         ids = context[:, self.context_dim :].round().long().reshape(T, -1, self.max_len)  # (T, K, max_len)
         codes = [_history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
-        nxt = ids.reshape(T, -1)
-        onehot = (nxt[..., None] == torch.arange(NUM_OUTPUTS, device=context.device)).to(context.dtype)
-        return nxt, codes, onehot  # PAD rows of the one-hot are all zero: they vote for nothing
+        return ids.reshape(T, -1), codes
 
     def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor,
-             match_logp: list[Tensor] | None = None) -> Tensor:
-        """Output logits (..., NUM_OUTPUTS) from decoder states h (..., H), the task index and
-        previous token of each state (...), the context (T, context_dim) and the match cache's
-        log-probs for every order [(..., 257)]."""
+             match: tuple[list[Tensor], Tensor] | None = None) -> Tensor:
+        """Next-token log-scores (..., NUM_OUTPUTS) from decoder states h (..., H), the task index
+        and previous token of each state (...), the context (T, context_dim) and the match
+        cache (:meth:`_teacher_match`). With a match cache they are normalised log-probs of the
+        mixture ``(1 - lam) p_model + lam p_match`` (a cache language model, Grave et al. 2017),
+        ``lam`` depending on the state and on how much the support matched."""
         log_uni = context[:, self.learned_dim : self.summary_dim][task]  # (..., 257)
         log_bi = context[:, self.summary_dim : self.context_dim].reshape(-1, CACHE_ROWS, NUM_OUTPUTS)[
             task, _cache_row(prev)]
         gate = self.cache_gate(h)
         out = self.head(h) + gate[..., :1] * log_uni + gate[..., 1:] * log_bi
-        if self.match_orders:
-            mg = self.match_gate(h)
-            for i, lp in enumerate(match_logp or ()):
-                out = out + mg[..., i : i + 1] * lp
+        if self.match_orders and match is not None:
+            per_order, evidence = match
+            lam = self.match_gate(torch.cat([h, evidence], -1))  # (..., 1) logit of lam
+            out = torch.logaddexp(F.logsigmoid(-lam) + F.log_softmax(out, -1), F.logsigmoid(lam) + per_order[-1])
         return out
 
-    def _teacher_match(self, inp: Tensor, context: Tensor) -> list[Tensor]:
+    def _teacher_match(self, inp: Tensor, context: Tensor) -> tuple[list[Tensor], Tensor]:
         """Match-cache log-probs (T, N, L, 257) for every order at every position of inputs
-        ``inp`` (T, N, L): all positions against all support positions at once."""
+        ``inp`` (T, N, L), all positions against all support positions at once, and the
+        evidence (T, N, L, orders) (see :func:`_match_log_probs`)."""
         T, N, L = inp.shape
-        nxt, codes, onehot = self._support_events(context)
+        nxt, codes = self._support_events(context)
         bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS)
         base = bigram.exp().gather(1, _cache_row(inp).reshape(T, N * L, 1).expand(T, N * L, NUM_OUTPUTS))
+        real = (nxt != PAD)[:, None, :]  # (T, 1, P): positions with a next token
+        target = nxt.clamp(max=EOS)[:, None, :].expand(T, N * L, nxt.shape[1])  # (T, N*L, P)
         counts = []
         for n, sup_code in zip(self.match_orders, codes):
             q = _history_codes(inp, n).reshape(T, N * L, 1)
-            match = (q == sup_code[:, None, :]).to(context.dtype)  # (T, N*L, P)
-            counts.append(torch.bmm(match, onehot))  # (T, N*L, 257)
-        return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in _match_log_probs(counts, base)]
+            match = ((q == sup_code[:, None, :]) & real).to(context.dtype)  # (T, N*L, P)
+            # votes of the matching positions for what followed them: a scatter, O(N*L*P)
+            counts.append(torch.zeros(T, N * L, NUM_OUTPUTS, dtype=context.dtype, device=context.device)
+                          .scatter_add(2, target, match))  # (T, N*L, 257)
+        per_order, evidence = _match_log_probs(counts, base)
+        return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in per_order], evidence.reshape(T, N, L, -1)
 
     # ------------------------------------------------------------------ likelihood
     def _logits(self, x: Tensor, context: Tensor) -> Tensor:
@@ -322,7 +331,7 @@ class TextLM(Generator):
         done = torch.zeros(T * n, dtype=torch.bool, device=dev)
         out = torch.full((T * n, L), PAD, dtype=torch.long, device=dev)
         if self.match_orders:
-            nxt, codes, _ = self._support_events(context)
+            nxt, codes = self._support_events(context)
             real = (nxt != PAD)[task]  # (B, P): support positions with a next token
             nxt = nxt.clamp(max=EOS)[task]
             codes = [c[task] for c in codes]
@@ -374,7 +383,9 @@ def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
     embed = int(model_cfg.extra.get("embed", 64))
     if min(model_cfg.hidden, model_cfg.context, embed, max_len) < 1:
         raise ConfigError("text_lm: model.hidden, model.context, model.extra.embed and max_len must be positive")
-    top = int(model_cfg.extra.get("match_orders", 4))  # the match cache's highest order; 1 = none
+    # The match cache's highest order; 1 = none (the default: at an equal 240 s CPU budget orders
+    # 2-4 cost 35% of the training steps and did not lower held-out bits/char, see docs/design-notes.md).
+    top = int(model_cfg.extra.get("match_orders", 1))
     if not 1 <= top <= 7:
         raise ConfigError(f"model.extra.match_orders must be from 1 (no match cache) to 7, got {top}")
     return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=embed, max_len=max_len,
