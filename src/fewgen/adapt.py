@@ -112,8 +112,8 @@ def adapted_sample(adapted: Adapted, n: int, generator: torch.Generator | None =
     m = adapted.model
     with torch.no_grad():
         if not adapted.per_task:
-            return call(m, adapted.params, "sample", n, adapted.context, generator, *kwargs.values())
-        rows = [call(m, a.params, "sample", n, a.context, generator, *kwargs.values())
+            return call(m, adapted.params, "sample", n, adapted.context, generator, **kwargs)
+        rows = [call(m, a.params, "sample", n, a.context, generator, **kwargs)
                 for a in (adapted.task(t) for t in range(adapted.num_tasks))]
         return torch.cat(rows)
 

@@ -191,7 +191,8 @@ def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out:
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         a: Adapted = adapt_fn(q["support"], mask, s)
-        samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed))
+        samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed),
+                                 latent=cfg.base.eval.latent)
         res[str(s)] = quality_report(samples, q["support"], q["real"], q["net"])
         if s == max(cfg.steps):
             rows, labels = [], []

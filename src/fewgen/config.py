@@ -90,6 +90,7 @@ class EvalConfig:
     finetune_lr: float = 3e-4  # Adam step size when fine-tuning models not meta-learned for it (amortized, transfer, scratch)
     max_tasks: int = 0  # 0 = all tasks of the split
     seed: int = 0
+    latent: str = "fusion"  # image samplers: fusion (blends of the support's posteriors) | prior (p(z | support))
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
+    if cfg.eval.latent not in ("fusion", "prior"):
+        raise ConfigError(f"config key 'eval.latent' must be fusion or prior, got {_short(cfg.eval.latent)}")
     return cfg
 
 

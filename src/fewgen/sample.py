@@ -75,9 +75,12 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     raise DataError(f"reading support files of '{modality}' models is not supported")
 
 
-def sample_images(adapted: Adapted, n: int, seed: int = 0) -> Tensor:
-    """n samples per adapted task, seeded: (T, n, C, S, S)."""
-    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed))
+def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str = "fusion") -> Tensor:
+    """n samples per adapted task, seeded: (T, n, C, S, S). ``latent``: the image model's latent
+    sampler, ``fusion`` (blends of the support's own posteriors: samples follow the support) or
+    ``prior`` (the model's p(z | support), the distribution its NLL scores); see
+    :meth:`fewgen.models.image_vae.ImageVAE.sample`."""
+    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed), latent=latent)
 
 
 def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Path:

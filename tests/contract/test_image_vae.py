@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from fewgen import checkpoint
@@ -8,12 +7,9 @@ from fewgen.models import build_model, call, params_of
 torch.manual_seed(0)
 
 
-def tiny(prior="mlp"):
-    cfg = replace(Config(), model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32, "prior": prior}})
+def tiny():
+    cfg = replace(Config(), model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32}})
     return build_model(cfg.model, {"example_shape": [1, 28, 28]}), cfg
-
-
-PRIORS = ["mlp", "bayes"]
 
 
 def data(T=3, K=4, N=5):
@@ -21,9 +17,8 @@ def data(T=3, K=4, N=5):
     return (torch.rand(T, K, 1, 28, 28, generator=g) > 0.7).float(), (torch.rand(T, N, 1, 28, 28, generator=g) > 0.7).float()
 
 
-@pytest.mark.parametrize("prior", PRIORS)
-def test_functional_call_equals_module_call(prior):
-    m, _ = tiny(prior)
+def test_functional_call_equals_module_call():
+    m, _ = tiny()
     sup, x = data()
     mask = torch.ones(3, 4, dtype=torch.bool)
     p = params_of(m)
@@ -47,9 +42,8 @@ def test_other_params_change_the_output():
     assert not torch.allclose(m.context(sup, mask), call(m, p, "context", sup, mask))
 
 
-@pytest.mark.parametrize("prior", PRIORS)
-def test_context_is_permutation_invariant_and_respects_mask(prior):
-    m, _ = tiny(prior)
+def test_context_is_permutation_invariant_and_respects_mask():
+    m, _ = tiny()
     sup, _ = data()
     mask = torch.ones(3, 4, dtype=torch.bool)
     perm = torch.tensor([2, 0, 3, 1])
@@ -60,12 +54,12 @@ def test_context_is_permutation_invariant_and_respects_mask(prior):
     junk[:, 2:] = 1.0 - junk[:, 2:]  # masked shots must not matter
     assert torch.allclose(m.context(sup, half), m.context(junk, half), atol=1e-6)
     empty = m.context(sup[:, :0], mask[:, :0])
-    assert torch.allclose(empty, m.context(sup, torch.zeros_like(mask)), atol=1e-6)
+    none = m.context(sup, torch.zeros_like(mask))  # K slots, all absent: their shot entries are zero
+    assert torch.allclose(empty, none[:, : empty.shape[1]], atol=1e-6) and not none[:, empty.shape[1]:].any()
 
 
-@pytest.mark.parametrize("prior", PRIORS)
-def test_iwae_is_tighter_than_elbo(prior):
-    m, _ = tiny(prior)
+def test_iwae_is_tighter_than_elbo():
+    m, _ = tiny()
     sup, x = data()
     c = m.context(sup, torch.ones(3, 4, dtype=torch.bool))
     g = torch.Generator().manual_seed(0)
@@ -113,29 +107,30 @@ def test_support_template_reaches_the_decoder():
     assert not torch.allclose(m.decode_logits(z, c[:, None]), m.decode_logits(z, other[:, None]))
 
 
-def test_bayes_prior_is_the_posterior_predictive_given_the_support_latents():
-    """prior = bayes: m ~ N(mu_0, v_0) from the prior MLP, support latents z_k ~ N(m, s^2);
-    p(z | support) = N(m_K, v_K + s^2) with 1/v_K = 1/v_0 + K/s^2, m_K = v_K (mu_0/v_0 + sum_k mu_k/s^2)."""
-    m, _ = tiny("bayes")
+def test_fusion_sampler_blends_the_support_posteriors_and_needs_shots():
+    m, _ = tiny()
     sup, _ = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1, 1:] = False
+    c = m.context(sup, mask)
+    mu_k, lv_k, present = m._support_latents(c)
+    assert present.sum(1).tolist() == [4, 1, 4]
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        m.log_spread.copy_(torch.tensor([-1.0, 0.0, 0.5, 1.0]))
-        mask = torch.ones(3, 4, dtype=torch.bool)
-        mask[1, 1:] = False
-        c = m.context(sup, mask)
-        mu_p, lv_p = m._prior(c)
-        vec = c[:, :16]
-        mu0, lv0 = m.prior(vec).chunk(2, -1)
-        v0, s2 = lv0.clamp(-8, 6).exp(), m.log_spread.exp()
-        mu_k, _ = m._posterior(m.features(sup), vec[:, None, :])  # (T, K, Z)
-        for t in range(3):
-            k = int(mask[t].sum())
-            vk = 1.0 / (1.0 / v0[t] + k / s2)
-            mk = vk * (mu0[t] / v0[t] + mu_k[t, mask[t]].sum(0) / s2)
-            assert torch.allclose(mu_p[t], mk, atol=1e-5) and torch.allclose(lv_p[t], torch.log(vk + s2), atol=1e-5)
-        # The empty support gives the prior MLP widened by s^2, the same for every task.
-        ce = m.context(sup, torch.zeros_like(mask))
-        mu_e, lv_e = m._prior(ce)
-        mu0e, lv0e = m.prior(ce[:, :16]).chunk(2, -1)
-        assert torch.allclose(mu_e, mu0e, atol=1e-6) and torch.allclose(mu_e[0], mu_e[1])
-        assert torch.allclose(lv_e, torch.log(lv0e.clamp(-8, 6).exp() + s2), atol=1e-5)
+        m.decode_logits  # the decoder is shared by both samplers
+        fused = m.sample(8, c, g, "fusion")
+        prior = m.sample(8, c, torch.Generator().manual_seed(0), "prior")
+    assert fused.shape == prior.shape == (3, 8, 1, 28, 28) and not torch.allclose(fused, prior)
+    # One shot: every sample is drawn from that shot's posterior, whatever the absent slots hold.
+    with torch.no_grad():
+        lv_k[1].fill_(-30.0)  # a sharp posterior: every sample decodes that shot's mean latent
+        c1 = c.clone()
+        tail = c1[:, 16 + 28 * 28 :]
+        tail[1, : 4 * 8] = torch.cat([mu_k[1], lv_k[1]], -1).reshape(-1)
+        one = m.sample(5, c1, torch.Generator().manual_seed(1), "fusion")[1]
+        want = torch.sigmoid(m.decode_logits(mu_k[1, :1].expand(5, 4), c1[1:2, None, :].expand(1, 5, -1)[0]))
+    assert torch.allclose(one, want.reshape(5, 1, 28, 28), atol=1e-5)
+    # Without shots (the unconditional context) fusion falls back to the prior sampler.
+    e = m.context(sup[:, :0], mask[:, :0])
+    assert torch.equal(m.sample(4, e, torch.Generator().manual_seed(2), "fusion"),
+                       m.sample(4, e, torch.Generator().manual_seed(2), "prior"))

@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--samples", type=int, default=20, metavar="N",
                    help="text: samples per task for novelty / validity (default 20; 0 = none)")
+    p.add_argument("--latent", choices=("fusion", "prior"), default=None,
+                   help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
     p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
                    "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks)")
     p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     changes = {"shots": parse_int_list(args.shots, "shots"), "steps": parse_int_list(args.steps, "steps"),
                "split": args.split}
     for key, val in (("importance_samples", args.importance_samples), ("max_tasks", args.max_tasks),
-                     ("seed", args.seed)):
+                     ("seed", args.seed), ("latent", args.latent)):
         if val is not None:
             changes[key] = val
     ecfg = replace(cfg, eval=changes).eval
@@ -123,7 +125,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
         raise FewgenError(f"--metrics {','.join(wanted)}: sample-quality metrics are for images")
     out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
     bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
-                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=cfg,
+                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=replace(cfg, eval={"latent": ecfg.latent}),
                        feature_steps=args.feature_steps)
     q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
     if q is None:

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0,
                    help="text: sampling temperature (default 1; 0 = greedy)")
+    p.add_argument("--latent", choices=("fusion", "prior"), default=None,
+                   help="images: fusion = blends of the support's own drawings in latent space (follows the "
+                        "support; the default, eval.latent) or prior = the model's p(z | support)")
     p.add_argument("--out", help="output PNG (images, required) or text file (text; default or '-': stdout)")
 
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
     if m.modality == "text":
         return _write_text(a, args, len(support))
-    return _write_images(a, args, support)
+    return _write_images(a, args, support, args.latent or ck.config.eval.latent)
 
 
 def _write_text(a, args: argparse.Namespace, k: int) -> int:
@@ -90,11 +93,11 @@ def _write_text(a, args: argparse.Namespace, k: int) -> int:
     return 0
 
 
-def _write_images(a, args: argparse.Namespace, support) -> int:
+def _write_images(a, args: argparse.Namespace, support, latent: str) -> int:
     from ..pictures import save_grid
     from ..sample import sample_images, write_sample_grid
 
-    samples = sample_images(a, args.n, args.seed)[0]
+    samples = sample_images(a, args.n, args.seed, latent)[0]
     if len(support):
         path = write_sample_grid(args.out, support, samples)
         print(f"wrote {path} ({len(support)} support images in the first row, {args.n} samples below)")

@@ -35,8 +35,8 @@ class Generator(nn.Module):
     family: str = ""
     modality: str = ""
 
-    def forward(self, method: str, *args: Any) -> Any:  # dispatch so functional_call reaches any method
-        return getattr(self, method)(*args)
+    def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
+        return getattr(self, method)(*args, **kwargs)
 
     # The contract ------------------------------------------------------------------------
     def context(self, support: Tensor, mask: Tensor) -> Tensor:
@@ -67,6 +67,6 @@ def params_of(model: nn.Module) -> Params:
     return dict(model.named_parameters())
 
 
-def call(model: Generator, params: Params, method: str, *args: Any) -> Any:
-    """Run ``model.method(*args)`` with ``params`` in place of the model's own parameters."""
-    return functional_call(model, params, (method, *args), strict=False)
+def call(model: Generator, params: Params, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Run ``model.method(*args, **kwargs)`` with ``params`` in place of the model's own parameters."""
+    return functional_call(model, params, (method, *args), kwargs or None, strict=False)

@@ -37,21 +37,12 @@ class ImageVAE(Generator):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
-                 context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp") -> None:
+                 context: int = 128, features: int = 256, kl_weight: float = 1.0) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
-        if prior not in ("mlp", "bayes"):
-            raise ValueError(f"prior must be mlp or bayes, got {prior!r}")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
                            context=context, features=features, kl_weight=kl_weight)
-        if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
-            self.kwargs["prior"] = prior
-        # "bayes": the support's latents are evidence about the task's latent centre m: with
-        # m ~ p(m | c) (the prior MLP) and each example's z ~ N(m, s^2) (s learned per dimension),
-        # p(z | support) is the Gaussian posterior predictive given the support's posterior means,
-        # so samples and likelihoods move towards the support in latent space as K grows.
-        self.prior_kind = prior
         # The training loss weighs the per-example KL by kl_weight (beta-VAE, Higgins et al. 2017):
         # above 1 it makes per-example latent information dearer than the (free) context, so the
         # model carries a character's identity in the context. nll() always uses the true bound.
@@ -67,8 +58,6 @@ class ImageVAE(Generator):
         self.set_phi = mlp([features, features, features])  # per-shot embedding before pooling
         self.set_rho = mlp([features + 1, features, context])  # pooled (+ log shot count) -> context
         self.prior = mlp([context, features, 2 * latent])
-        if prior == "bayes":
-            self.log_spread = nn.Parameter(torch.zeros(latent))  # log s^2
         self.posterior = mlp([features + context, features, 2 * latent])
         self.dec_in = nn.Sequential(nn.Linear(latent + context, 2 * hidden * s4 * s4), nn.SiLU())
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
@@ -109,14 +98,7 @@ class ImageVAE(Generator):
 
     def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.prior(c[..., : self.ctx]).chunk(2, -1)
-        logvar = logvar.clamp(-8, 6)
-        if self.prior_kind == "bayes":  # posterior predictive given k support latents with mean mu_bar
-            mu_bar, k = c[..., -self.latent - 1 : -1], c[..., -1:]
-            s2, v = self.log_spread.clamp(-8, 6).exp(), logvar.exp()
-            v_post = 1.0 / (1.0 / v + k / s2)
-            mu = v_post * (mu / v + k * mu_bar / s2)
-            logvar = torch.log(v_post + s2)
-        return mu, logvar
+        return mu, logvar.clamp(-8, 6)
 
     def _posterior(self, f: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         c = c[..., : self.ctx]
@@ -130,27 +112,40 @@ class ImageVAE(Generator):
 
     # ------------------------------------------------------------------ the contract
     def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        """support (T,K,C,S,S), mask (T,K) -> context (T, ctx + C*S*S): the learned set encoding
-        and the support's mean image. An empty support gives the unconditional context."""
+        """support (T,K,C,S,S), mask (T,K) -> context (T, ctx + C*S*S + K*(2Z+1)): the learned set
+        encoding, the support's mean image, and each shot's posterior q(z | x_k, c) (mean, log-
+        variance) with its presence flag, which only the ``fusion`` sampler reads. An empty
+        support gives the unconditional context."""
         T, K = mask.shape
         if K == 0:
             pooled = support.new_zeros(T, self.set_rho[0].in_features - 1)
             count = support.new_zeros(T, 1)
             mean_img = support.new_zeros(T, self.channels * self.image_size**2)
-        else:
-            feats = self.features(support)  # (T, K, F)
-            pooled, count = masked_mean(self.set_phi(feats), mask)
-            mean_img, _ = masked_mean(support.flatten(2), mask)
+            return torch.cat([self.set_rho(torch.cat([pooled, torch.log1p(count)], -1)), mean_img], -1)
+        feats = self.features(support)  # (T, K, F)
+        pooled, count = masked_mean(self.set_phi(feats), mask)
+        mean_img, _ = masked_mean(support.flatten(2), mask)
         vec = self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
-        if self.prior_kind != "bayes":
-            return torch.cat([vec, mean_img], -1)
-        # + the mean of the support's posterior means and the shot count (for _prior)
-        if K == 0:
-            mu_bar = support.new_zeros(T, self.latent)
-        else:
-            mu_k, _ = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
-            mu_bar, _ = masked_mean(mu_k, mask)
-        return torch.cat([vec, mean_img, mu_bar, count], -1)
+        present = mask.to(vec.dtype)
+        mu_k, lv_k = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
+        shots = torch.cat([mu_k * present[..., None], lv_k * present[..., None]], -1)  # absent: zeros
+        # Shots in a canonical order (present ones first, by their first latent coordinate), so
+        # the context itself is invariant to the order of the support.
+        key = torch.where(mask, mu_k[..., 0], torch.full_like(mu_k[..., 0], float("inf")))
+        order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+        shots = shots.gather(1, order[..., None].expand_as(shots))
+        present = present.gather(1, order)
+        return torch.cat([vec, mean_img, shots.reshape(T, -1), present], -1)
+
+    def _support_latents(self, c: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """From a context (T, D): the shots' posterior means and log-variances (T, K, Z) and their
+        presence (T, K); None for a context without shots."""
+        tail = c[:, self.ctx + self.channels * self.image_size**2 :]
+        k = tail.shape[1] // (2 * self.latent + 1)
+        if k == 0:
+            return None
+        shots = tail[:, : k * 2 * self.latent].reshape(c.shape[0], k, 2 * self.latent)
+        return shots[..., : self.latent], shots[..., self.latent :], tail[:, k * 2 * self.latent :] > 0.5
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return task_randn((*x.shape[:-3], self.latent), generator, x.device)  # (T,N,Z)
@@ -188,11 +183,31 @@ class ImageVAE(Generator):
             done += s
         return -(acc - math.log(num_samples))
 
-    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities) at
-        z ~ p(z | c), as is customary for Bernoulli VAEs."""
+    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+               latent: str = "prior") -> Tensor:
+        """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities), as is
+        customary for Bernoulli VAEs, at latents drawn by one of two samplers:
+
+        - ``prior``: z ~ p(z | c), the model's own distribution (the one ``nll`` scores).
+        - ``fusion``: z = sum_k w_k (mu_k + sigma_k eps) with Dirichlet(1) weights w over the
+          present shots' posteriors q(z | x_k, c): random blends of the support's own drawings
+          in latent space (the fusion samplers of few-shot image generation, e.g. F2GAN, Hong
+          et al. 2020; LoFGAN, Gu et al. 2021). Samples follow the support closely, at the
+          price of being near it (``fewgen bench`` reports memorisation). Tasks without shots
+          fall back to ``prior``.
+        """
+        if latent not in ("prior", "fusion"):
+            raise ValueError(f"latent sampler must be prior or fusion, got {latent!r}")
         c = context[:, None, :]
         mu_p, lv_p = self._prior(c)
         eps = torch.randn(context.shape[0], n, self.latent, generator=generator, device=context.device)
         z = mu_p + (0.5 * lv_p).exp() * eps
+        shots = self._support_latents(context) if latent == "fusion" else None
+        if shots is not None:
+            mu_k, lv_k, present = shots  # (T, K, Z), (T, K, Z), (T, K)
+            u = torch.rand(context.shape[0], n, mu_k.shape[1], generator=generator, device=context.device)
+            w = -torch.log(u.clamp_min(1e-12)) * present[:, None, :]  # Exp(1) draws: Dirichlet(1) once normalised
+            w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)  # (T, n, K)
+            fused = w @ mu_k + (w @ (0.5 * lv_k).exp()) * eps  # (T, n, Z)
+            z = torch.where(present.any(-1)[:, None, None], fused, z)
         return torch.sigmoid(self.decode_logits(z, c))
