@@ -88,12 +88,14 @@ def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Pat
     return save_grid(path, support_and_samples(support, samples), gap_after=[0])
 
 
-def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0) -> list[list[str]]:
+def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0,
+                top_p: float = 1.0) -> list[list[str]]:
     """n strings per adapted task, seeded: T lists of n strings, each valid UTF-8 (the text
     model samples under a UTF-8 grammar; ``temperature`` 0 is greedy)."""
     from .tasks.text import decode_batch
 
-    ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), temperature=temperature)  # (T, n, L)
+    ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), temperature=temperature,
+                         top_p=top_p)  # (T, n, L)
     return decode_batch(ids)
 
 

@@ -205,3 +205,14 @@ def test_samples_with_only_the_match_cache_are_made_of_support_ngrams(monkeypatc
         allowed = set().union(*(_ngrams(s[t, k].tolist(), 3) for k in range(4) if mask[t, k]))
         for row in x[t].tolist():
             assert _ngrams(row, 3) <= allowed, row
+
+
+def test_nucleus_sampling_keeps_the_head_of_the_distribution():
+    m, (s, mask, _) = tiny(), episode()
+    c = m.context(s, mask)
+    greedy = m.sample(6, c, torch.Generator().manual_seed(0), 0.0)
+    # A nucleus too small for anything but the most likely byte is greedy decoding.
+    assert torch.equal(m.sample(6, c, torch.Generator().manual_seed(3), 1.0, None, 1e-6), greedy)
+    x = m.sample(50, c, torch.Generator().manual_seed(4), 1.0, None, 0.9)
+    assert validity([t for task in decode_batch(x) for t in task]) == 1.0
+    assert not torch.equal(x, m.sample(50, c, torch.Generator().manual_seed(4)))  # the tail was cut somewhere

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0,
                    help="text: sampling temperature (default 1; 0 = greedy)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="text: nucleus sampling, draw from the smallest set of next bytes holding this much "
+                        "probability (default 1 = off; 0.9 cuts stray characters)")
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: fusion = blends of the support's own drawings in latent space (follows the "
                         "support; the default, eval.latent) or prior = the model's p(z | support)")
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError("--steps must be non-negative")
     if args.temperature < 0:
         raise FewgenError("--temperature must be non-negative (0 = greedy)")
+    if not 0 < args.top_p <= 1:
+        raise FewgenError(f"--top-p must be in (0, 1], got {args.top_p}")
     ck = load(args.checkpoint)
     m = ck.model
     if m.modality not in ("image", "text"):
@@ -84,7 +89,7 @@ def _write_text(a, args: argparse.Namespace, k: int) -> int:
 
     from ..sample import sample_text, write_lines
 
-    samples = sample_text(a, args.n, args.seed, args.temperature)[0]
+    samples = sample_text(a, args.n, args.seed, args.temperature, args.top_p)[0]
     if args.out in (None, "-"):
         write_lines(sys.stdout, samples)
     else:

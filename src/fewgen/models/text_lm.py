@@ -317,8 +317,10 @@ class TextLM(Generator):
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None,
-               temperature: float = 1.0, max_len: int | None = None) -> Tensor:
-        """(T, n, L) ids of strings decoded under the UTF-8 grammar; ``temperature <= 0`` is greedy."""
+               temperature: float = 1.0, max_len: int | None = None, top_p: float = 1.0) -> Tensor:
+        """(T, n, L) ids of strings decoded under the UTF-8 grammar; ``temperature <= 0`` is greedy.
+        ``top_p < 1`` is nucleus sampling (Holtzman et al. 2020): each step draws from the smallest
+        set of tokens whose probability reaches ``top_p``, cutting the long tail of stray bytes."""
         T, L = context.shape[0], max_len or self.max_len
         dev = context.device
         allowed_t, next_t, lead_len = UTF8_ALLOWED.to(dev), UTF8_NEXT.to(dev), UTF8_LEAD_LEN.to(dev)
@@ -357,7 +359,12 @@ class TextLM(Generator):
             if temperature <= 0:
                 tok = logits.argmax(-1)
             else:
-                tok = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
+                probs = F.softmax(logits / temperature, -1)
+                if top_p < 1.0:
+                    sorted_p, order = probs.sort(-1, descending=True)
+                    keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the top token is always kept
+                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
             tok = torch.where(done, torch.full_like(tok, PAD), tok)
             out[:, t] = tok
             state = torch.where(done, state, next_t[state, tok.clamp(max=EOS)])
