@@ -76,8 +76,11 @@ def validation_loss(model: Generator, algo, extra, val: TaskSet, cfg: Config,
     params = params_of(model)
     for i in range(batches):
         ep = val.sample_episode(tc.seed + 10_007, i, tc.meta_batch, tc.shots, tc.queries, min_shots=tc.shots)
-        loss = algo.meta_loss(model, params, extra, ep.to(device), episode_generator(tc.seed + 20_011, i))
-        total += float(loss.detach())
+        # No outer graph: torch.func.grad still differentiates the inner loops (it ignores an
+        # enclosing no_grad), so the value is the training objective's, at a fraction of the memory.
+        with torch.no_grad():
+            loss = algo.meta_loss(model, params, extra, ep.to(device), episode_generator(tc.seed + 20_011, i))
+        total += float(loss)
         n += 1
     return total / n
 
