@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from fewgen import checkpoint
@@ -7,8 +10,8 @@ from fewgen.models import build_model, call, params_of
 torch.manual_seed(0)
 
 
-def tiny():
-    cfg = replace(Config(), model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32}})
+def tiny(prior="mlp"):
+    cfg = replace(Config(), model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32, "prior": prior}})
     return build_model(cfg.model, {"example_shape": [1, 28, 28]}), cfg
 
 
@@ -17,8 +20,9 @@ def data(T=3, K=4, N=5):
     return (torch.rand(T, K, 1, 28, 28, generator=g) > 0.7).float(), (torch.rand(T, N, 1, 28, 28, generator=g) > 0.7).float()
 
 
-def test_functional_call_equals_module_call():
-    m, _ = tiny()
+@pytest.mark.parametrize("prior", ["mlp", "mixture"])
+def test_functional_call_equals_module_call(prior):
+    m, _ = tiny(prior)
     sup, x = data()
     mask = torch.ones(3, 4, dtype=torch.bool)
     p = params_of(m)
@@ -42,8 +46,9 @@ def test_other_params_change_the_output():
     assert not torch.allclose(m.context(sup, mask), call(m, p, "context", sup, mask))
 
 
-def test_context_is_permutation_invariant_and_respects_mask():
-    m, _ = tiny()
+@pytest.mark.parametrize("prior", ["mlp", "mixture"])
+def test_context_is_permutation_invariant_and_respects_mask(prior):
+    m, _ = tiny(prior)
     sup, _ = data()
     mask = torch.ones(3, 4, dtype=torch.bool)
     perm = torch.tensor([2, 0, 3, 1])
@@ -58,8 +63,9 @@ def test_context_is_permutation_invariant_and_respects_mask():
     assert torch.allclose(empty, none[:, : empty.shape[1]], atol=1e-6) and not none[:, empty.shape[1]:].any()
 
 
-def test_iwae_is_tighter_than_elbo():
-    m, _ = tiny()
+@pytest.mark.parametrize("prior", ["mlp", "mixture"])
+def test_iwae_is_tighter_than_elbo(prior):
+    m, _ = tiny(prior)
     sup, x = data()
     c = m.context(sup, torch.ones(3, 4, dtype=torch.bool))
     g = torch.Generator().manual_seed(0)
@@ -134,3 +140,51 @@ def test_fusion_sampler_blends_the_support_posteriors_and_needs_shots():
     e = m.context(sup[:, :0], mask[:, :0])
     assert torch.equal(m.sample(4, e, torch.Generator().manual_seed(2), "fusion"),
                        m.sample(4, e, torch.Generator().manual_seed(2), "prior"))
+
+
+def test_mixture_prior_is_the_equal_mixture_of_the_prior_mlp_and_one_gaussian_per_shot():
+    m, _ = tiny("mixture")
+    sup, _ = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[1, 2:] = False
+    c = m.context(sup, mask)
+    z = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0))
+    got = m._prior_log_prob(z, c[:, None, :])  # (3, 6)
+    mu_p, lv_p = m._prior(c)
+    mu_k, lv_k, present = m._support_latents(c)
+    s2 = m.log_spread.exp()
+    for t in range(3):
+        dens = [torch.distributions.Normal(mu_p[t], (0.5 * lv_p[t]).exp()).log_prob(z[t]).sum(-1)]
+        for k in range(4):
+            if present[t, k]:
+                sd = (lv_k[t, k].exp() + s2).sqrt()
+                dens.append(torch.distributions.Normal(mu_k[t, k], sd).log_prob(z[t]).sum(-1))
+        want = torch.logsumexp(torch.stack(dens), 0) - math.log(len(dens))
+        assert len(dens) == 1 + int(mask[t].sum())
+        assert torch.allclose(got[t], want, atol=1e-4)
+    # The unconditional context has the prior MLP's component only.
+    e = m.context(sup[:, :0], mask[:, :0])
+    mu_e, lv_e = m._prior(e)
+    assert torch.allclose(m._prior_log_prob(z, e[:, None, :]),
+                          torch.distributions.Normal(mu_e[:, None], (0.5 * lv_e[:, None]).exp()).log_prob(z).sum(-1),
+                          atol=1e-5)
+
+
+def test_mixture_prior_sampler_picks_components_uniformly():
+    m, _ = tiny("mixture")
+    sup, _ = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[0, 1:] = False  # task 0: the MLP's component and one shot's
+    with torch.no_grad():
+        m.log_spread.fill_(-20.0)
+        c = m.context(sup, mask)
+        T = c.shape[0]
+        tail = c[:, 16 + 28 * 28 :].clone()
+        # Sharp, far-apart components: the shot's posterior at +50, the prior MLP's at its mean.
+        shots = tail[:, : 4 * 8].reshape(T, 4, 8)
+        shots[..., :4], shots[..., 4:] = 50.0, -20.0
+        c = torch.cat([c[:, : 16 + 28 * 28], shots.reshape(T, -1), tail[:, 4 * 8 :]], -1)
+        z = m.draw_latents(4000, c, torch.Generator().manual_seed(0))
+    near_shot = (z[0] - 50.0).abs().max(-1).values < 1.0
+    assert abs(float(near_shot.float().mean()) - 0.5) < 0.04  # 2 components in task 0
+    assert abs(float(((z[2] - 50.0).abs().max(-1).values < 1.0).float().mean()) - 0.8) < 0.04  # 4 shots of 5

@@ -23,10 +23,13 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
         from .image_vae import ImageVAE
 
         c, s, _ = data_meta["example_shape"]
-        unknown = sorted(set(cfg.extra) - {"features", "kl_weight"})
+        unknown = sorted(set(cfg.extra) - {"features", "kl_weight", "prior"})
         if unknown:
             raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; "
-                              "valid: model.extra.features, model.extra.kl_weight")
+                              "valid: model.extra.features, model.extra.kl_weight, model.extra.prior")
+        prior = cfg.extra.get("prior", "mlp")
+        if prior not in ("mlp", "mixture"):
+            raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")
         beta = cfg.extra.get("kl_weight", 1.0)
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta > 0:
             raise ConfigError(f"model.extra.kl_weight must be a positive number, got {beta!r}")
@@ -36,7 +39,7 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
         if s % 4:
             raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
         return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
-                        kl_weight=float(beta))
+                        kl_weight=float(beta), prior=prior)
     if cfg.family == "text_lm":
         from .text_lm import build_text_lm
 

@@ -37,12 +37,22 @@ class ImageVAE(Generator):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
-                 context: int = 128, features: int = 256, kl_weight: float = 1.0) -> None:
+                 context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp") -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
+        if prior not in ("mlp", "mixture"):
+            raise ValueError(f"prior must be mlp or mixture, got {prior!r}")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
                            context=context, features=features, kl_weight=kl_weight)
+        if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
+            self.kwargs["prior"] = prior
+        # prior = "mixture": p(z | support) is an equal mixture of the prior MLP's Gaussian and one
+        # Gaussian per shot, N(mu_k, sigma_k^2 + s^2) around the shot's posterior (s learned): a
+        # VampPrior (Tomczak & Welling 2018) whose pseudo-inputs are the support itself. The
+        # model's own samples then come from around the support's drawings, and nll() scores
+        # that same density. The KL term has no closed form: one reparameterised sample.
+        self.prior_kind = prior
         # The training loss weighs the per-example KL by kl_weight (beta-VAE, Higgins et al. 2017):
         # above 1 it makes per-example latent information dearer than the (free) context, so the
         # model carries a character's identity in the context. nll() always uses the true bound.
@@ -58,6 +68,8 @@ class ImageVAE(Generator):
         self.set_phi = mlp([features, features, features])  # per-shot embedding before pooling
         self.set_rho = mlp([features + 1, features, context])  # pooled (+ log shot count) -> context
         self.prior = mlp([context, features, 2 * latent])
+        if prior == "mixture":
+            self.log_spread = nn.Parameter(torch.full((latent,), -2.0))  # log s^2
         self.posterior = mlp([features + context, features, 2 * latent])
         self.dec_in = nn.Sequential(nn.Linear(latent + context, 2 * hidden * s4 * s4), nn.SiLU())
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
@@ -138,14 +150,36 @@ class ImageVAE(Generator):
         return torch.cat([vec, mean_img, shots.reshape(T, -1), present], -1)
 
     def _support_latents(self, c: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """From a context (T, D): the shots' posterior means and log-variances (T, K, Z) and their
-        presence (T, K); None for a context without shots."""
-        tail = c[:, self.ctx + self.channels * self.image_size**2 :]
-        k = tail.shape[1] // (2 * self.latent + 1)
+        """From a context (..., D): the shots' posterior means and log-variances (..., K, Z) and
+        their presence (..., K); None for a context without shots."""
+        tail = c[..., self.ctx + self.channels * self.image_size**2 :]
+        k = tail.shape[-1] // (2 * self.latent + 1)
         if k == 0:
             return None
-        shots = tail[:, : k * 2 * self.latent].reshape(c.shape[0], k, 2 * self.latent)
-        return shots[..., : self.latent], shots[..., self.latent :], tail[:, k * 2 * self.latent :] > 0.5
+        shots = tail[..., : k * 2 * self.latent].reshape(*c.shape[:-1], k, 2 * self.latent)
+        return shots[..., : self.latent], shots[..., self.latent :], tail[..., k * 2 * self.latent :] > 0.5
+
+    def _components(self, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The prior's Gaussian components for contexts c (..., D): means and log-variances
+        (..., M, Z) and which are present (..., M). ``mlp``: one, the prior MLP's; ``mixture``:
+        that one and one per present shot."""
+        mu_p, lv_p = self._prior(c)
+        mu, lv, present = mu_p[..., None, :], lv_p[..., None, :], torch.ones_like(mu_p[..., :1], dtype=torch.bool)
+        shots = self._support_latents(c) if self.prior_kind == "mixture" else None
+        if shots is not None:
+            mu_k, lv_k, here = shots
+            lv_k = torch.logaddexp(lv_k, self.log_spread.clamp(-8, 6))  # sigma_k^2 + s^2
+            mu, lv, present = torch.cat([mu, mu_k], -2), torch.cat([lv, lv_k], -2), torch.cat([present, here], -1)
+        return mu, lv, present
+
+    def _prior_log_prob(self, z: Tensor, c: Tensor) -> Tensor:
+        """log p(z | c) for z (..., Z) and contexts c broadcastable to (..., D)."""
+        mu, lv, present = self._components(c)
+        if mu.shape[-2] == 1:
+            return gaussian_log_prob(z, mu[..., 0, :], lv[..., 0, :])
+        per = gaussian_log_prob(z[..., None, :], mu, lv)  # (..., M)
+        per = per.masked_fill(~present, float("-inf"))
+        return torch.logsumexp(per, -1) - present.sum(-1).to(per.dtype).log()
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return task_randn((*x.shape[:-3], self.latent), generator, x.device)  # (T,N,Z)
@@ -154,11 +188,15 @@ class ImageVAE(Generator):
         """Negative ELBO in nats, x (T,N,C,S,S) -> (T,N). ``noise`` (T,N,Z) reparameterises z."""
         c = context[:, None, :]  # (T,1,ctx)
         mu_q, lv_q = self._posterior(self.features(x), c)
-        mu_p, lv_p = self._prior(c)
         eps = noise if noise is not None else torch.zeros_like(mu_q)
         z = mu_q + (0.5 * lv_q).exp() * eps
         rec = self._bernoulli_log_prob(self.decode_logits(z, c), x)
-        return -rec + self.kl_weight * gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+        if self.prior_kind == "mixture":  # one-sample KL estimate: log q(z | x) - log p(z | c)
+            kl = gaussian_log_prob(z, mu_q, lv_q) - self._prior_log_prob(z, c)
+        else:
+            mu_p, lv_p = self._prior(c)
+            kl = gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+        return -rec + self.kl_weight * kl
 
     def nll(self, x: Tensor, context: Tensor, num_samples: int = 100, chunk: int = 25,
             generator: torch.Generator | None = None) -> Tensor:
@@ -169,7 +207,6 @@ class ImageVAE(Generator):
         """
         c = context[:, None, :]  # (T,1,ctx)
         mu_q, lv_q = self._posterior(self.features(x), c)  # (T,N,Z)
-        mu_p, lv_p = self._prior(c)
         acc = None
         done = 0
         while done < num_samples:
@@ -177,7 +214,7 @@ class ImageVAE(Generator):
             eps = torch.randn(s, *mu_q.shape, generator=generator, device=x.device)  # (s,T,N,Z)
             z = mu_q + (0.5 * lv_q).exp() * eps
             log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x)
-                     + gaussian_log_prob(z, mu_p, lv_p) - gaussian_log_prob(z, mu_q, lv_q))  # (s,T,N)
+                     + self._prior_log_prob(z, c) - gaussian_log_prob(z, mu_q, lv_q))  # (s,T,N)
             part = torch.logsumexp(log_w, 0)
             acc = part if acc is None else torch.logaddexp(acc, part)
             done += s
@@ -188,7 +225,8 @@ class ImageVAE(Generator):
         """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities), as is
         customary for Bernoulli VAEs, at latents drawn by one of two samplers:
 
-        - ``prior``: z ~ p(z | c), the model's own distribution (the one ``nll`` scores).
+        - ``prior``: z ~ p(z | c), the model's own distribution (the one ``nll`` scores); with
+          ``prior = "mixture"`` a component is picked uniformly first.
         - ``fusion``: z = sum_k w_k (mu_k + sigma_k eps) with Dirichlet(1) weights w over the
           present shots' posteriors q(z | x_k, c): random blends of the support's own drawings
           in latent space (the fusion samplers of few-shot image generation, e.g. F2GAN, Hong
@@ -196,12 +234,23 @@ class ImageVAE(Generator):
           price of being near it (``fewgen bench`` reports memorisation). Tasks without shots
           fall back to ``prior``.
         """
+        return torch.sigmoid(self.decode_logits(self.draw_latents(n, context, generator, latent), context[:, None, :]))
+
+    def draw_latents(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+                     latent: str = "prior") -> Tensor:
+        """The latents (T, n, Z) that :meth:`sample` decodes (see there for the two samplers)."""
         if latent not in ("prior", "fusion"):
             raise ValueError(f"latent sampler must be prior or fusion, got {latent!r}")
-        c = context[:, None, :]
-        mu_p, lv_p = self._prior(c)
+        mu, lv, present_m = self._components(context)  # (T, M, Z), (T, M)
         eps = torch.randn(context.shape[0], n, self.latent, generator=generator, device=context.device)
-        z = mu_p + (0.5 * lv_p).exp() * eps
+        if mu.shape[1] == 1:
+            z = mu + (0.5 * lv).exp() * eps
+        else:  # a component per sample, uniformly among the present ones, then z from it
+            u = torch.rand(context.shape[0], n, generator=generator, device=context.device)
+            cum = present_m.to(u.dtype).cumsum(-1)  # (T, M)
+            pick = (u[..., None] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1)  # (T, n) in [0, M)
+            idx = pick[..., None].expand(-1, -1, self.latent)
+            z = mu.gather(1, idx) + (0.5 * lv.gather(1, idx)).exp() * eps
         shots = self._support_latents(context) if latent == "fusion" else None
         if shots is not None:
             mu_k, lv_k, present = shots  # (T, K, Z), (T, K, Z), (T, K)
@@ -210,4 +259,4 @@ class ImageVAE(Generator):
             w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)  # (T, n, K)
             fused = w @ mu_k + (w @ (0.5 * lv_k).exp()) * eps  # (T, n, Z)
             z = torch.where(present.any(-1)[:, None, None], fused, z)
-        return torch.sigmoid(self.decode_logits(z, c))
+        return z
