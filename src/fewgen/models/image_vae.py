@@ -126,7 +126,7 @@ class ImageVAE(Generator):
     def context(self, support: Tensor, mask: Tensor) -> Tensor:
         """support (T,K,C,S,S), mask (T,K) -> context (T, ctx + C*S*S + K*(2Z+1)): the learned set
         encoding, the support's mean image, and each shot's posterior q(z | x_k, c) (mean, log-
-        variance) with its presence flag, which only the ``fusion`` sampler reads. An empty
+        variance) with its presence flag, which the ``fusion`` sampler and the ``mixture`` prior read. An empty
         support gives the unconditional context."""
         T, K = mask.shape
         if K == 0:
