@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .adapt import Adapted, adapted_sample
-from .config import DataConfig
+from .config import DataConfig, EvalConfig
 from .errors import DataError
 from .pictures import save_grid, support_and_samples
 from .tasks.images import IMAGE_SUFFIXES, read_image
@@ -75,7 +75,7 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     raise DataError(f"reading support files of '{modality}' models is not supported")
 
 
-def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str = "fusion") -> Tensor:
+def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str = EvalConfig.latent) -> Tensor:
     """n samples per adapted task, seeded: (T, n, C, S, S). ``latent``: the image model's latent
     sampler, ``fusion`` (blends of the support's own posteriors: samples follow the support) or
     ``prior`` (the model's p(z | support), the distribution its NLL scores); see

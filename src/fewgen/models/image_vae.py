@@ -133,11 +133,13 @@ class ImageVAE(Generator):
             pooled = support.new_zeros(T, self.set_rho[0].in_features - 1)
             count = support.new_zeros(T, 1)
             mean_img = support.new_zeros(T, self.channels * self.image_size**2)
-            return torch.cat([self.set_rho(torch.cat([pooled, torch.log1p(count)], -1)), mean_img], -1)
-        feats = self.features(support)  # (T, K, F)
-        pooled, count = masked_mean(self.set_phi(feats), mask)
-        mean_img, _ = masked_mean(support.flatten(2), mask)
+        else:
+            feats = self.features(support)  # (T, K, F)
+            pooled, count = masked_mean(self.set_phi(feats), mask)
+            mean_img, _ = masked_mean(support.flatten(2), mask)
         vec = self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+        if K == 0:
+            return torch.cat([vec, mean_img], -1)
         present = mask.to(vec.dtype)
         mu_k, lv_k = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
         shots = torch.cat([mu_k * present[..., None], lv_k * present[..., None]], -1)  # absent: zeros
