@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
-from .models import Generator, Params, call, model_from_dict, params_of
+from .models import GenerativeModel, Params, call, model_from_dict, params_of
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class Adapted:
     """The result of adapting ``model`` to T tasks."""
 
-    model: Generator
+    model: GenerativeModel
     params: Params  # shared parameters, or per-task ones with a leading T axis (``per_task``)
     context: Tensor  # (T, C)
     per_task: bool = False
@@ -48,7 +48,7 @@ class Adapted:
 AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T,K), steps) -> Adapted
 
 
-def adapt(model: Generator, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
+def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
           conditional: bool = True, steps: int = 0, lr: float = 0.05, lrs: Params | None = None,
           optimizer: str = "sgd", generator: torch.Generator | None = None, context: Tensor | None = None,
           vectorize: bool = True) -> Adapted:
@@ -119,7 +119,7 @@ def adapted_sample(adapted: Adapted, n: int, generator: torch.Generator | None =
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def fresh_model(model: Generator, seed: int = 0) -> Generator:
+def fresh_model(model: GenerativeModel, seed: int = 0) -> GenerativeModel:
     """A new model of the same family and sizes with a fresh random init (seeded, without
     touching the global random state): the *scratch* baseline's starting point."""
     with torch.random.fork_rng(devices=[]):

@@ -26,7 +26,7 @@ from torch import Tensor
 from .digest import file_digest
 from .config import Config, config_from_dict, config_to_dict
 from .errors import CheckpointError, FewgenError
-from .models import Generator, model_from_dict
+from .models import GenerativeModel, model_from_dict
 
 FORMAT = "fewgen-checkpoint"
 FORMAT_VERSION = 1
@@ -104,14 +104,14 @@ def _versions() -> dict[str, str]:
 class Checkpoint:
     """A loaded checkpoint: the model (with its weights), the config and stored extras."""
 
-    model: Generator
+    model: GenerativeModel
     config: Config
     path: Path
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. data facts, adaptation info
     tensors: dict[str, Tensor] = field(default_factory=dict)  # non-parameter tensors (e.g. a stored context)
 
 
-def save(path: str | Path, model: Generator, config: Config, extra: dict[str, Any] | None = None,
+def save(path: str | Path, model: GenerativeModel, config: Config, extra: dict[str, Any] | None = None,
          tensors: dict[str, Tensor] | None = None) -> Path:
     """Write a checkpoint folder. ``tensors`` are stored beside the weights under ``extra/``."""
     path = Path(path)

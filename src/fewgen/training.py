@@ -32,7 +32,7 @@ from . import distributed
 from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
-from .models import Generator, build_model, params_of
+from .models import GenerativeModel, build_model, params_of
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
@@ -66,7 +66,7 @@ def augmenter(ts: TaskSet):
     return None
 
 
-def validation_loss(model: Generator, algo, extra, val: TaskSet, cfg: Config,
+def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Config,
                     device: torch.device | str | None = None) -> float:
     """Mean meta-loss over fixed meta-val episodes (full K-shot support, fixed noise)."""
     tc = cfg.train

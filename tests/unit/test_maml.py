@@ -17,11 +17,11 @@ from torch import Tensor, nn
 from fewgen.config import TrainConfig
 from fewgen.meta import get_algorithm
 from fewgen.meta.inner import LR_PREFIX
-from fewgen.models import Generator, params_of
+from fewgen.models import GenerativeModel, params_of
 from fewgen.tasks.base import Episode
 
 
-class LinearGaussian(Generator):
+class LinearGaussian(GenerativeModel):
     """x ~ N(b / w, 1 / w^2): exact NLL, no context (an unconditional model), no latent."""
 
     family = "linear_gaussian"
@@ -94,7 +94,7 @@ def episode(seed: int = 0, tasks: int = 3, shots: int = 4, queries: int = 5) -> 
     return Episode(sup, mask, qry, tuple(f"t{i}" for i in range(tasks)))
 
 
-def meta_grads(algo_name: str, model: Generator, ep: Episode, **cfg) -> tuple[float, dict[str, Tensor]]:
+def meta_grads(algo_name: str, model: GenerativeModel, ep: Episode, **cfg) -> tuple[float, dict[str, Tensor]]:
     algo = get_algorithm(TrainConfig(algo=algo_name, **cfg))
     params = params_of(model)
     extra = {k: v.to(torch.float64).requires_grad_() for k, v in algo.extra_params(model).items()}

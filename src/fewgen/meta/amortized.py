@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models import Generator, Params, call
+from ..models import GenerativeModel, Params, call
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
 
@@ -19,7 +19,7 @@ class Amortized(MetaAlgorithm):
 
     name = "amortized"
 
-    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         ctx = call(model, params, "context", ep.support, ep.support_mask)  # (T,C)
         noise = model.draw_noise(ep.query, generator)

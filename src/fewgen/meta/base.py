@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
-from ..models import Generator, Params
+from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 
 
@@ -23,12 +23,12 @@ class MetaAlgorithm:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
 
-    def extra_params(self, model: Generator) -> dict[str, Tensor]:
+    def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         """Meta-parameters the algorithm owns besides the model's (e.g. Meta-SGD step sizes).
         Returned tensors are optimised with the model and stored in checkpoints."""
         return {}
 
-    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         """The scalar meta-objective (nats per query example) of one meta-batch."""
         raise NotImplementedError

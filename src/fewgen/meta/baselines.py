@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models import Generator, Params
+from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
 from .inner import support_loss
@@ -30,7 +30,7 @@ class Transfer(MetaAlgorithm):
 
     name = "transfer"
 
-    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         x = torch.cat([ep.support, ep.query], 1)  # (T, K+Q, *X)
         present = torch.cat([ep.support_mask, torch.ones(ep.query.shape[:2], dtype=torch.bool,

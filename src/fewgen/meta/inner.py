@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
-from ..models import Generator, Params, call
+from ..models import GenerativeModel, Params, call
 
 LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per model parameter
 
@@ -58,7 +58,7 @@ class InnerConfig:
 
 
 # ----------------------------------------------------------------------------- losses
-def task_context(model: Generator, params: Params, support: Tensor, mask: Tensor, conditional: bool) -> Tensor:
+def task_context(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, conditional: bool) -> Tensor:
     """The context (T, C) of supports (T, K, *X): their encoding, or the empty set's."""
     if conditional:
         return call(model, params, "context", support, mask)
@@ -67,7 +67,7 @@ def task_context(model: Generator, params: Params, support: Tensor, mask: Tensor
     return call(model, params, "context", support[:, :1], torch.zeros_like(mask[:, :1]))
 
 
-def support_loss(model: Generator, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
+def support_loss(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
                  conditional: bool, context: Tensor | None = None) -> Tensor:
     """Mean loss (nats per example) over the present shots of supports (T, K, *X); 0 if none.
 
@@ -84,7 +84,7 @@ def support_loss(model: Generator, params: Params, support: Tensor, mask: Tensor
     return (per_example * m).sum() / m.sum().clamp_min(1.0)
 
 
-def leave_one_out_loss(model: Generator, params: Params, support: Tensor, mask: Tensor,
+def leave_one_out_loss(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor,
                        noise: Tensor | None) -> Tensor:
     """Mean over the present shots k of ``loss(x_k | context(support without k))``, (T, K, *X).
 
@@ -103,7 +103,7 @@ def leave_one_out_loss(model: Generator, params: Params, support: Tensor, mask: 
     return (per_example * m).sum() / m.sum().clamp_min(1.0)
 
 
-def query_loss_task(model: Generator, params: Params, support: Tensor, mask: Tensor, query: Tensor,
+def query_loss_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, query: Tensor,
                     noise: Tensor | None, conditional: bool, context: Tensor | None = None) -> Tensor:
     """One task's mean query loss under (adapted) ``params``: support (K, *X), query (Q, *X)."""
     ctx = context[None] if context is not None else task_context(model, params, support[None], mask[None],
@@ -112,7 +112,7 @@ def query_loss_task(model: Generator, params: Params, support: Tensor, mask: Ten
 
 
 # ----------------------------------------------------------------------------- noise
-def draw_support_noise(model: Generator, support: Tensor, steps: int, generator: torch.Generator | None
+def draw_support_noise(model: GenerativeModel, support: Tensor, steps: int, generator: torch.Generator | None
                        ) -> Tensor | None:
     """Noise for ``steps`` support losses, one fresh draw per step: (T, S, K, *E), or None for
     models without latent variables."""
@@ -127,7 +127,7 @@ def _adam_state(params: Params) -> tuple[Params, Params]:
     return ({k: torch.zeros_like(v) for k, v in params.items()}, {k: torch.zeros_like(v) for k, v in params.items()})
 
 
-def fine_tune_task(model: Generator, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
+def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
                    inner: InnerConfig, lrs: Params | None = None, context: Tensor | None = None) -> Params:
     """Fine-tune on one task: ``inner.steps`` steps on its support loss; returns the adapted params.
 
@@ -178,7 +178,7 @@ def map_tasks(fn: Callable[..., Any], args: Sequence[Any], batched: Sequence[boo
     return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
 
 
-def fine_tune(model: Generator, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
+def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
               inner: InnerConfig, lrs: Params | None = None, context: Tensor | None = None,
               vectorize: bool = True) -> Params:
     """Fine-tune shared ``params`` on each of T supports (T, K, *X) -> per-task params (T, ...).
@@ -226,7 +226,7 @@ def chunked_task_mean(task_losses: Callable[[slice], Tensor], num_tasks: int, ch
 
 
 # ----------------------------------------------------------------------------- Meta-SGD
-def init_inner_lrs(model: Generator, lr: float) -> dict[str, Tensor]:
+def init_inner_lrs(model: GenerativeModel, lr: float) -> dict[str, Tensor]:
     """Meta-SGD step sizes (Li et al. 2017, "Meta-SGD"): one per model parameter entry,
     initialised to ``lr``; stored as extra meta-parameters named ``inner_lr.<param name>``."""
     return {LR_PREFIX + k: torch.full_like(p.detach(), lr) for k, p in model.named_parameters()}

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
-from ..models import Generator, Params
+from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
 from .inner import (InnerConfig, chunked_task_mean, draw_support_noise, fine_tune_task, init_inner_lrs, inner_lrs,
@@ -44,10 +44,10 @@ class MAML(MetaAlgorithm):
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
         self._compiled: Callable | None = None
 
-    def extra_params(self, model: Generator) -> dict[str, Tensor]:
+    def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         return init_inner_lrs(model, self.cfg.inner_lr) if self.cfg.learn_inner_lr else {}
 
-    def task_losses(self, model: Generator, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
+    def task_losses(self, model: GenerativeModel, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
                     query: Tensor, support_noise: Tensor | None, query_noise: Tensor | None) -> Tensor:
         """Per-task query losses after the inner loop, (T,)."""
         def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: Tensor | None, nq: Tensor | None) -> Tensor:
@@ -56,7 +56,7 @@ class MAML(MetaAlgorithm):
 
         return map_tasks(one, (support, mask, query, support_noise, query_noise), (True,) * 5, self.vectorize)
 
-    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..models import Generator, Params
+from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
 from .inner import InnerConfig, draw_support_noise, fine_tune_task, map_tasks, query_loss_task, task_chunks
@@ -47,14 +47,14 @@ class Reptile(MetaAlgorithm):
                                  optimizer=cfg.reptile_inner)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
 
-    def adapted(self, model: Generator, params: Params, ep: Episode, generator: torch.Generator
+    def adapted(self, model: GenerativeModel, params: Params, ep: Episode, generator: torch.Generator
                 ) -> tuple[Params, Tensor]:
         """Each task's fine-tuned parameters phi_t (T, ...) and query loss after adaptation (T,)."""
         noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
         return self._adapt(model, params, ep, noise_s, noise_q, slice(None))
 
-    def _adapt(self, model: Generator, params: Params, ep: Episode, noise_s: Tensor | None,
+    def _adapt(self, model: GenerativeModel, params: Params, ep: Episode, noise_s: Tensor | None,
                noise_q: Tensor | None, sl: slice) -> tuple[Params, Tensor]:
         """:meth:`adapted` for the tasks ``sl`` of the episode, with pre-drawn noise."""
         theta = {k: v.detach() for k, v in params.items()}
@@ -69,7 +69,7 @@ class Reptile(MetaAlgorithm):
                                    None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl]),
                              (True,) * 5, self.vectorize)
 
-    def meta_loss(self, model: Generator, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         # Tasks are adapted train.task_chunk at a time and only the running sum of phi_t is kept,
         # so memory holds one chunk's adapted parameters, not the meta-batch's.

@@ -1,4 +1,4 @@
-"""Generator families; every one implements the contract in :mod:`fewgen.models.base`."""
+"""Generative-model families; every one implements the contract in :mod:`fewgen.models.base`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import Generator, Params, call, params_of
+from .base import GenerativeModel, Params, call, params_of
 
 
-def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
+def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
     (``TaskSet.meta`` plus ``example_shape``). Low-dimensional ``toy`` data always gets
     ``toy_gauss`` (the image and text families cannot read it)."""
@@ -47,7 +47,7 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> Generator:
     raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, toy_gauss")
 
 
-def model_from_dict(family: str, kwargs: dict[str, Any]) -> Generator:
+def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     """Rebuild a generator from a checkpoint's stored family and constructor arguments."""
     if family == "image_vae":
         from .image_vae import ImageVAE
@@ -64,4 +64,4 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> Generator:
     raise ConfigError(f"unknown model family '{family}' in checkpoint")
 
 
-__all__ = ["Generator", "Params", "build_model", "call", "model_from_dict", "params_of"]
+__all__ = ["GenerativeModel", "Params", "build_model", "call", "model_from_dict", "params_of"]

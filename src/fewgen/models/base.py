@@ -29,7 +29,7 @@ from torch.func import functional_call
 Params = dict[str, Tensor]
 
 
-class Generator(nn.Module):
+class GenerativeModel(nn.Module):
     """Base class of every generator family (see the module docstring for the contract)."""
 
     family: str = ""
@@ -67,6 +67,6 @@ def params_of(model: nn.Module) -> Params:
     return dict(model.named_parameters())
 
 
-def call(model: Generator, params: Params, method: str, *args: Any, **kwargs: Any) -> Any:
+def call(model: GenerativeModel, params: Params, method: str, *args: Any, **kwargs: Any) -> Any:
     """Run ``model.method(*args, **kwargs)`` with ``params`` in place of the model's own parameters."""
     return functional_call(model, params, (method, *args), kwargs or None, strict=False)

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..tasks.base import task_randn
-from .base import Generator
+from .base import GenerativeModel
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
 
-class ImageVAE(Generator):
+class ImageVAE(GenerativeModel):
     """Set-conditioned conv VAE; implements the :mod:`fewgen.models.base` contract."""
 
     family = "image_vae"

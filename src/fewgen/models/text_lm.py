@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
-from .base import Generator
+from .base import GenerativeModel
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -158,7 +158,7 @@ def _match_log_probs(counts: list[Tensor], base: Tensor) -> tuple[list[Tensor], 
 
 
 # ----------------------------------------------------------------------------- the model
-class TextLM(Generator):
+class TextLM(GenerativeModel):
     """Byte-level GRU language model conditioned on a set of support strings.
 
     Context layout (T, context_dim + K * max_len): ``[learned (C) | log unigram (257) | log bigram

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import Generator
+from .base import GenerativeModel
 from .nn import masked_mean, mlp
 
 
-class ToyGauss(Generator):
+class ToyGauss(GenerativeModel):
     """Set-conditioned diagonal Gaussian; implements the :mod:`fewgen.models.base` contract."""
 
     family = "toy_gauss"
