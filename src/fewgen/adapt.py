@@ -177,7 +177,7 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
     ``extra["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
-    from .sample import read_support
+    from .support import read_support
 
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
     mask = torch.ones(1, len(support), dtype=torch.bool)

@@ -44,7 +44,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import Context, GenerativeModel
-from .nn import masked_mean
+from .nn import masked_mean, norm_mlp
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -82,10 +82,6 @@ class GRU(nn.Module):
         z = torch.sigmoid(z_x + z_h)
         n = torch.tanh(n_x + r * n_h)
         return (1 - z) * n + z * h
-
-
-def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
 
 
 # ----------------------------------------------------------------------------- UTF-8 grammar
@@ -184,8 +180,8 @@ class TextLM(GenerativeModel):
         self.embed = nn.Embedding(VOCAB_SIZE, embed)
         # Set encoder: string -> GRU state -> per-shot features -> masked mean -> context.
         self.enc_rnn = GRU(embed, hidden)
-        self.enc_shot = _mlp(hidden, hidden, hidden)
-        self.enc_set = _mlp(hidden + 1, hidden, context)  # +1: log(1 + k)
+        self.enc_shot = norm_mlp(hidden, hidden, hidden)
+        self.enc_set = norm_mlp(hidden + 1, hidden, context)  # +1: log(1 + k)
         # Decoder: the context summary sets the initial state and enters every step.
         self.dec_init = nn.Linear(self.summary_dim, hidden)
         self.dec_rnn = GRU(embed, hidden)
