@@ -66,7 +66,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
     fixed = None if context is None else context_expand(context, support.shape[0])  # leaves (T, ...)
-    if steps <= 0:
+    if steps <= 0 or not params:  # nothing to fine-tune (e.g. text_ngram, fit by counting): steps change nothing
         with torch.no_grad():
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
         return Adapted(model, params, ctx, per_task=False)

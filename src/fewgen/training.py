@@ -139,6 +139,31 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         distributed.teardown(created)
 
 
+def _fit_by_counting(cfg: Config, out: Path, model: GenerativeModel, splits: dict[str, TaskSet],
+                     meta: dict[str, Any], progress: bool) -> TrainResult:
+    """Train a family that is fit by counting (``model.fit_by_counting``, e.g. ``text_ngram``):
+    its ``fit_counts`` reads every meta-train string and chooses its mixing weights on the
+    meta-val tasks, in seconds. The checkpoint is written as after gradient training (step 0;
+    there is no resume state: a rerun counts again)."""
+    if cfg.train.algo != "amortized":
+        raise ConfigError(f"model.family={model.family} is fit by counting and reads the support directly; "
+                          f"train it with --algo amortized (the default), not {cfg.train.algo}")
+    t0 = time.time()
+    fit = model.fit_counts(splits["train"], splits["val"], cfg.train.seed)
+    seconds = time.time() - t0
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "resolved_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+        (out / "metrics.jsonl").write_text(json.dumps({"step": 0, "fit": fit, "time": seconds}) + "\n", encoding="utf-8")
+        ckpt.save(out, model, cfg, {"data": meta, "algo": "amortized", "splits": {k: len(v) for k, v in splits.items()},
+                                    "step": 0, "best_val": None, "fit": fit})
+        if progress:
+            print(f"{model.family}: counted {fit.get('train_strings')} strings of {len(splits['train'])} meta-train "
+                  f"tasks; mixing weights {fit.get('mix')} chosen on {fit.get('mix_chosen_on')}", flush=True)
+    distributed.barrier()
+    return TrainResult(out, 0, None, seconds)
+
+
 def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet | None,
            device: torch.device) -> TrainResult:
     tc = cfg.train
@@ -153,6 +178,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
                           f"(shots {tc.shots} + queries {tc.queries}); lower train.shots or train.queries")
     meta = data_meta(ts)
     model = build_model(cfg.model, meta).to(device)
+    if getattr(model, "fit_by_counting", False):
+        return _fit_by_counting(cfg, out, model, splits, meta, progress)
     algo = get_algorithm(tc)
     extra = {k: torch.nn.Parameter(v.to(device)) for k, v in algo.extra_params(model).items()}
     meta_params = list(model.parameters()) + list(extra.values())
