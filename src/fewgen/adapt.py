@@ -66,7 +66,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
     fixed = None if context is None else context_expand(context, support.shape[0])  # leaves (T, ...)
-    if steps <= 0 or not params:  # nothing to fine-tune (e.g. text_ngram, fit by counting): steps change nothing
+    if steps <= 0:
         with torch.no_grad():
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
         return Adapted(model, params, ctx, per_task=False)
@@ -194,7 +194,7 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
     from .checkpoint import save
 
     model = model_from_dict(ck.model.family, ck.model.config_dict())
-    model.load_state_dict({**model.state_dict(), **adapted.params})
+    model.load_state_dict({**ck.model.state_dict(), **adapted.params})  # buffers too (e.g. counted tables)
     history = list(ck.extra.get("adaptation_history", [])) + [info]
     extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
     kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}

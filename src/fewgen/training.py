@@ -149,7 +149,8 @@ def _fit_by_counting(cfg: Config, out: Path, model: GenerativeModel, splits: dic
         raise ConfigError(f"model.family={model.family} is fit by counting and reads the support directly; "
                           f"train it with --algo amortized (the default), not {cfg.train.algo}")
     t0 = time.time()
-    fit = model.fit_counts(splits["train"], splits["val"], cfg.train.seed)
+    fit = model.fit_counts(*([ts.examples(i) for i in range(len(ts))] for ts in (splits["train"], splits["val"])),
+                           seed=cfg.train.seed)
     seconds = time.time() - t0
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,8 @@ def test_eval_fidelity_on_a_tiny_text_run(ngram_run, tmp_path):
     assert s["shots"] == 5 and s["tasks"] == 2 and s["validity"] == 1.0
     assert s["fidelity_chance"] == 0.5 and s["fidelity_real"] > 0.5 and 0 <= s["fidelity_same_script"] <= 1
     assert set(s["per_task"]) == set(s["scripts"]) and "fidelity_real" in next(iter(s["per_task"].values()))
-    # Nothing to fine-tune: steps change nothing.
-    assert r["steps"]["1"]["5"]["nll_nats"] == r["steps"]["0"]["5"]["nll_nats"]
+    # Fine-tuning moves only the mixing weights: one small Adam step changes the NLL a little.
+    assert abs(r["steps"]["1"]["5"]["nll_nats"] - r["steps"]["0"]["5"]["nll_nats"]) < 0.05 * r["steps"]["0"]["5"]["nll_nats"]
     assert r["shots"]["5"]["bits_per_char"] < r["unconditional"]["bits_per_char"]
 
 

@@ -29,7 +29,7 @@ def fitted():
     train = ts.subset([by[n] for n in ("en", "fr", "de", "es", "it", "pt", "nl", "sv")])
     val, test = ts.subset([by["pl"], by["tr"]]), ts.subset([by["fi"], by["ru"]])
     m = TextNgram(order=3, max_len=24)
-    info = m.fit_counts(train, val)
+    info = m.fit_counts(*([ts.examples(i) for i in range(len(ts))] for ts in (train, val)))
     return m, info, test
 
 
@@ -67,7 +67,7 @@ def test_interpolated_probabilities_sum_to_one(fitted, smoothing):
     _, _, test = fitted
     m2 = TextNgram(order=4, smoothing=smoothing)
     m2.set_tables(_fit(m2, test))
-    m2.mix.copy_(torch.tensor([0.6, 2.0, 0.05]))
+    m2.set_mixing(0.6, 2.0, 0.05)
     q = test.examples(0)[:5][None]  # (1, 5, L): histories of real words and of their ends
     s = test.examples(1)[:7][None]
     ctx = m2.context(s, torch.ones(1, 7, dtype=torch.bool))
