@@ -109,6 +109,19 @@ def adaptation_seconds(adapt_fn, support: torch.Tensor, steps: Sequence[int]) ->
     return out
 
 
+def _runnable(methods: Sequence[str], modality: str, progress: bool) -> list[str]:
+    """The methods that run on data of ``modality``: text baselines are skipped (with a note) on
+    other data; none left is an error."""
+    keep = [m for m in methods if m not in TEXT_ONLY or modality == "text"]
+    if not keep:
+        raise FewgenError(f"--methods {','.join(methods)}: nothing to run on {modality} data "
+                          f"({', '.join(TEXT_ONLY)}: text baselines)")
+    if progress and len(keep) < len(methods):
+        print(f"skipping {', '.join(m for m in methods if m not in keep)}: text baselines, the data is {modality}",
+              flush=True)
+    return keep
+
+
 def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; write results.json, results.md, plots and sample grids into ``out``."""
     out = Path(out)
@@ -118,13 +131,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}")
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
-    methods = [m for m in cfg.methods if m not in TEXT_ONLY or tasks.modality == "text"]
-    if not methods:
-        raise FewgenError(f"--methods {','.join(cfg.methods)}: nothing to run on {tasks.modality} data "
-                          f"({', '.join(TEXT_ONLY)}: text baselines)")
-    if progress and len(methods) < len(cfg.methods):
-        print(f"skipping {', '.join(m for m in cfg.methods if m not in methods)}: text baselines, "
-              f"the data is {tasks.modality}", flush=True)
+    methods = _runnable(cfg.methods, tasks.modality, progress)
     if tasks.modality == "text" and cfg.base.model.family == "image_vae":  # as `fewgen train` does
         cfg.base = replace(cfg.base, model={"family": "text_lm"})
     eval_spec = cfg.eval_data or cfg.data
@@ -283,12 +290,13 @@ def _text_quality_lines(results: dict[str, Any]) -> list[str]:
     """The text samples' table: fidelity (all tasks / same script), novelty, validity per method."""
     some = next(e["text_quality"] for e in results["methods"].values() if "text_quality" in e)
     r = next(iter(some.values()))
-    lines = ["", f"Text samples (K={r['shots']} shots, {r['n']} per task, {r['tasks']} held-out tasks): fidelity = share "
-             "attributed to the support's task by character n-gram language identifiers fit on each task's other "
+    lines = ["", f"Text samples (K={r['shots']} shots, {r['n']} per task, {r['tasks']} held-out tasks): "
+             "fidelity = share attributed to the support's task by character n-gram language identifiers fit on each task's other "
              f"strings; real held-out strings score {_fmt(r, 'fidelity_real')} (same script "
              f"{_fmt(r, 'fidelity_real_same_script')}), chance {_fmt(r, 'fidelity_chance')} "
              f"(same script {_fmt(r, 'fidelity_chance_same_script')}).", "",
-             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity |", "|---|---|---|---|---|---|"]
+             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity |",
+             "|---|---|---|---|---|---|"]
     for m, e in results["methods"].items():
         for s, q in e.get("text_quality", {}).items():
             lines.append(f"| {m} | {s} | {_fmt(q, 'fidelity')} | {_fmt(q, 'fidelity_same_script')} | "

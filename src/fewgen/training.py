@@ -155,7 +155,8 @@ def _fit_by_counting(cfg: Config, out: Path, model: GenerativeModel, splits: dic
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "resolved_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
-        (out / "metrics.jsonl").write_text(json.dumps({"step": 0, "fit": fit, "time": seconds}) + "\n", encoding="utf-8")
+        record = json.dumps({"step": 0, "fit": fit, "time": seconds})
+        (out / "metrics.jsonl").write_text(record + "\n", encoding="utf-8")
         ckpt.save(out, model, cfg, {"data": meta, "algo": "amortized", "splits": {k: len(v) for k, v in splits.items()},
                                     "step": 0, "best_val": None, "fit": fit})
         if progress:

@@ -149,5 +149,6 @@ def fidelity_report(samples: Sequence[Sequence[str]], references: Sequence[Seque
     out.update({"fidelity_chance": 1.0 / len(lid.names) if lid.names else None,
                 "fidelity_chance_same_script": sum(1.0 / group[s] for s in lid.scripts) / max(len(lid.scripts), 1),
                 "fidelity_tasks": len(lid.names), "scripts": dict(zip(lid.names, lid.scripts)),
-                "per_task": {n: {k: (v if math.isfinite(v) else None) for k, v in r.items()} for n, r in per_task.items()}})
+                "per_task": {n: {k: (v if math.isfinite(v) else None) for k, v in r.items()}
+                             for n, r in per_task.items()}})
     return out
