@@ -161,7 +161,8 @@ def _fit_by_counting(cfg: Config, out: Path, model: GenerativeModel, splits: dic
                                     "step": 0, "best_val": None, "fit": fit})
         if progress:
             print(f"{model.family}: counted {fit.get('train_strings')} strings of {len(splits['train'])} meta-train "
-                  f"tasks; mixing weights {fit.get('mix')} chosen on {fit.get('mix_chosen_on')}", flush=True)
+                  f"tasks; lambda_K's (a, kappa, b) = {[round(v, 3) for v in fit['mix']]} chosen on {fit['mix_chosen_on']}",
+                  flush=True)
     distributed.barrier()
     return TrainResult(out, 0, None, seconds)
 
