@@ -4,6 +4,7 @@ examples:
   fewgen train --data glyphs --out runs/glyphs --steps 2000
   fewgen train --data omniglot:../shared/data/omniglot --out runs/omni --shots 5 --set train.lr=5e-4
   fewgen train --out runs/omni --resume            # continue an interrupted run exactly
+  fewgen train --data words --set model.family=text_ngram --out runs/ngram   # the n-gram baseline: counted, seconds
   fewgen train --data omniglot --out runs/gpu --device cuda --precision bf16 --compile
   torchrun --nproc_per_node 4 -m fewgen train --data omniglot --out runs/ddp   # 4 processes
 """
