@@ -23,9 +23,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
@@ -34,7 +36,7 @@ from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import GenerativeModel, build_model, params_of
-from .tasks.base import TaskSet, episode_generator, shard_generator
+from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
 
@@ -91,8 +93,9 @@ def _log(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def compiled(fn):
-    """``torch.compile(fn)``; if compiling fails (on first use), warn and run ``fn`` eagerly.
+def compiled(fn: Callable, build: Callable[[], Callable] | None = None) -> Callable:
+    """``build()`` (by default ``torch.compile(fn)``), a compiled function that computes what
+    ``fn`` does; if building it or its first call fails, warn once and run ``fn`` eagerly.
 
     The failed attempt may have drawn from a generator argument; its state is restored, so
     the fallback computes exactly what eager mode would have."""
@@ -101,7 +104,7 @@ def compiled(fn):
                               "running the meta-loss eagerly")
 
     try:
-        state = {"fn": torch.compile(fn), "tried": False}
+        state = {"fn": build() if build is not None else torch.compile(fn), "tried": False}
     except Exception as e:  # noqa: BLE001 - e.g. a Python version torch.compile does not support
         fallback(e)
         return fn
@@ -177,9 +180,11 @@ class Run:
         self.extra = {k: torch.nn.Parameter(v.to(device)) for k, v in self.algo.extra_params(self.model).items()}
         self.meta_params = list(self.model.parameters()) + list(self.extra.values())
         self.opt = torch.optim.Adam(self.meta_params, lr=tc.lr, weight_decay=tc.weight_decay)
-        # An algorithm that compiles its own hot part (``compiles_itself``) is not compiled again.
-        self.loss_fn = compiled(self.algo.meta_loss) if tc.compile and not getattr(self.algo, "compiles_itself", False) \
-            else self.algo.meta_loss
+        # The one place that compiles: the algorithm says what (its hot part), compiled() falls
+        # back to eager for good if that fails, forward or backward, on the first step.
+        eager = partial(self.gradients, self.algo.meta_loss)
+        self.loss_and_grads = eager if not tc.compile else \
+            compiled(eager, lambda: partial(self.gradients, self.algo.compiled_meta_loss()))
         self.bf16 = tc.precision == "bf16"
         if self.bf16 and device.type == "cpu":
             distributed.warn_main("train.precision bf16 on CPU: autocast works but is usually slower than fp32")
@@ -269,12 +274,8 @@ class Run:
         if self.world > 1:
             ep = distributed.shard_episode(ep, mine)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.loss_fn(self.model, self.params, self.extra, ep.to(self.device), g)
-        if self.world > 1:  # this shard's share of the global mean; the SUM-all-reduce adds the shares
-            loss = loss * (len(mine) / tc.meta_batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # this shard's share of the global mean; the SUM-all-reduce adds the shares
+        loss = self.loss_and_grads(ep.to(self.device), g, len(mine) / tc.meta_batch if self.world > 1 else None)
         out_of_time = tc.max_seconds > 0 and time.time() - self.t0 >= tc.max_seconds
         loss_value, out_of_time, stop = distributed.all_reduce_grads(
             self.meta_params, [loss.detach(), out_of_time, len(signalled) > 0])
@@ -286,6 +287,18 @@ class Run:
         self.opt.step()
         self.state.step += 1
         return loss_value, out_of_time > 0, stop > 0
+
+    def gradients(self, meta_loss: Callable[..., Tensor], ep: Episode, g: torch.Generator,
+                  share: float | None) -> Tensor:
+        """The meta-loss of ``ep`` (times ``share``, a shard's share of the meta-batch), with its
+        gradients in the meta-parameters' ``.grad``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = meta_loss(self.model, self.params, self.extra, ep, g)
+        if share is not None:
+            loss = loss * share
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
 
     def after_step(self, out_of_time: bool) -> bool:
         """Validate, stop early, save, as configured after a step. True when the run ends here."""
