@@ -230,6 +230,8 @@ class Run:
         bar = tqdm(total=tc.steps, initial=s.step, disable=not progress or not self.main, desc=f"train {tc.algo}",
                    dynamic_ncols=True)
         self.note = bar.write if self.main else (lambda _: None)
+        if progress:
+            self.note(f"device: {device_name(self.device, self.tc.device)}")
         self.t0, self.last_log = time.time() - s.elapsed, (time.time(), s.step)
         with stop_signals() as signalled:
             try:
@@ -367,6 +369,13 @@ class Run:
             "best_val": float("nan") if s.best_val is None else s.best_val, "bad_vals": s.bad_vals,
             "elapsed": s.elapsed,
         })
+
+
+def device_name(device: torch.device, asked: str) -> str:
+    """The device a run trains on, in words: ``cuda:0 (NVIDIA H200)``, ``cpu (no CUDA GPU visible)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} (no CUDA GPU visible)" if asked.strip().lower() == "auto" else str(device)
 
 
 @contextmanager
