@@ -28,7 +28,6 @@ from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -36,6 +35,7 @@ from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import GenerativeModel, build_model, params_of
+from .progress import Progress
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
@@ -86,6 +86,11 @@ def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Conf
         total += float(loss)
         n += 1
     return total / n
+
+
+def text_bytes(ep: Episode) -> int:
+    """The UTF-8 bytes in a text episode's present shots and its queries (ids below 256 are bytes)."""
+    return int(((ep.support < 256) & ep.support_mask[..., None]).sum() + (ep.query < 256).sum())
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
@@ -191,6 +196,7 @@ class Run:
         if self.world > 1:
             distributed.shard(tc.meta_batch)  # fail early (every rank) when meta_batch < world size
         self.augment = augmenter(ts) if cfg.data.augment else None
+        self.modality = ts.modality
         self.info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
         self.state = RunState()
         self.t0 = time.time()  # the run's clock: it started elapsed seconds ago (train sets it)
@@ -227,8 +233,7 @@ class Run:
         """Step until ``train.steps``, the time budget, early stopping or a signal; save; report."""
         tc, s = self.tc, self.state
         interrupted = False
-        bar = tqdm(total=tc.steps, initial=s.step, disable=not progress or not self.main, desc=f"train {tc.algo}",
-                   dynamic_ncols=True)
+        bar = Progress(tc.steps, s.step, f"train {tc.algo}", enabled=progress and self.main)
         self.note = bar.write if self.main else (lambda _: None)
         if progress:
             self.note(f"device: {device_name(self.device, self.tc.device)}")
@@ -236,10 +241,10 @@ class Run:
         with stop_signals() as signalled:
             try:
                 while s.step < tc.steps:
-                    loss, out_of_time, stop = self.step(signalled)
-                    bar.update(1)
+                    loss, out_of_time, stop, num_bytes = self.step(signalled)
+                    bar.update(num_bytes)
                     if s.step % tc.log_every == 0 or s.step == tc.steps:
-                        bar.set_postfix(loss=f"{loss:.2f}", best_val=f"{s.best_val:.2f}" if s.best_val else "-")
+                        bar.show(loss=f"{loss:.2f}", best_val=f"{s.best_val:.2f}" if s.best_val else "-")
                         self.log_step(loss)
                     if self.after_step(out_of_time):
                         break
@@ -258,10 +263,10 @@ class Run:
         distributed.barrier()  # when train returns on any rank, the checkpoint is complete
         return TrainResult(self.out, s.step, s.best_val, time.time() - self.t0, interrupted)
 
-    def step(self, signalled: list[int]) -> tuple[float, bool, bool]:
+    def step(self, signalled: list[int]) -> tuple[float, bool, bool, int]:
         """One meta-gradient step. Returns the loss and whether to stop for time or for a signal
-        (``signalled`` not empty), as every rank agrees: one all-reduce carries the gradients,
-        the loss and both flags."""
+        (``signalled`` not empty), as every rank agrees (one all-reduce carries the gradients,
+        the loss and both flags), and the bytes of text the meta-batch held (0 for other data)."""
         tc, step = self.tc, self.state.step
         # The global meta-batch, identical on every rank; with several processes each keeps
         # its tasks r::world and the noise generator knows them (noise is sliced, not redrawn).
@@ -273,6 +278,7 @@ class Run:
             g = episode_generator(tc.seed + 1, step)
         if self.augment is not None:
             ep = self.augment(ep, g)
+        num_bytes = text_bytes(ep) if self.modality == "text" else 0
         if self.world > 1:
             ep = distributed.shard_episode(ep, mine)
         self.model.train()
@@ -288,7 +294,7 @@ class Run:
             torch.nn.utils.clip_grad_norm_(self.meta_params, tc.grad_clip)
         self.opt.step()
         self.state.step += 1
-        return loss_value, out_of_time > 0, stop > 0
+        return loss_value, out_of_time > 0, stop > 0, num_bytes
 
     def gradients(self, meta_loss: Callable[..., Tensor], ep: Episode, g: torch.Generator,
                   share: float | None) -> Tensor:
