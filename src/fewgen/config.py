@@ -74,6 +74,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA if visible, else CPU) | cpu | cuda | cuda:N (torchrun: cuda = this process's GPU)
     compile: bool = False  # torch.compile the meta-loss (falls back to eager with a warning)
     precision: str = "fp32"  # fp32 | bf16 (bf16 autocast of the meta-loss; meant for GPUs)
+    tensorboard: bool = False  # also write the metrics as TensorBoard events in RUN/tensorboard (extra: fewgen[tensorboard])
 
 
 @dataclass(frozen=True)

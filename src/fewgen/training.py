@@ -3,7 +3,8 @@
 One run folder is one checkpoint (see :mod:`fewgen.checkpoint`): ``model.safetensors`` holds
 the weights with the best meta-validation loss (early stopping on held-out *tasks*), and
 ``train_state.pt`` the latest weights and optimiser state for exact resume. ``metrics.jsonl``
-gets one JSON line per log or validation event. Episode ``i`` is a pure function of
+gets one JSON line per log or validation event (``fewgen plot`` draws them; with
+``train.tensorboard`` they are TensorBoard events in ``tensorboard/`` too). Episode ``i`` is a pure function of
 ``(seed, i)`` and its noise of ``(seed + 1, i)``, so a resumed run is bitwise identical to an
 uninterrupted one on CPU.
 
@@ -98,6 +99,21 @@ def _log(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+TENSORBOARD_DIR = "tensorboard"
+# metrics.jsonl field -> TensorBoard tag: train and validation loss share one chart.
+TENSORBOARD_TAGS = {"loss": "loss/train", "val_loss": "loss/val", "best_val": "loss/best_val",
+                    "steps_per_s": "speed/steps_per_s", "tasks_per_s": "speed/tasks_per_s"}
+
+
+def summary_writer() -> type:
+    """TensorBoard's ``SummaryWriter`` class (through torch), or a one-line error saying what to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise FewgenError("train.tensorboard needs the tensorboard package: pip install 'fewgen[tensorboard]'") from None
+    return SummaryWriter
+
+
 def compiled(fn: Callable, build: Callable[[], Callable] | None = None) -> Callable:
     """``build()`` (by default ``torch.compile(fn)``), a compiled function that computes what
     ``fn`` does; if building it or its first call fails, warn once and run ``fn`` eagerly.
@@ -170,6 +186,8 @@ class Run:
         tc = self.tc = cfg.train
         self.cfg, self.out, self.device = cfg, out, device
         self.main, self.world = distributed.is_main(), distributed.world_size()
+        if tc.tensorboard and self.main:
+            summary_writer()  # a missing package fails before any work
         torch.manual_seed(tc.seed)
         ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
         splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
@@ -199,6 +217,7 @@ class Run:
         self.modality = ts.modality
         self.info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
         self.state = RunState()
+        self.tensorboard = None  # rank 0's SummaryWriter with train.tensorboard (restore opens it)
         self.t0 = time.time()  # the run's clock: it started elapsed seconds ago (train sets it)
         self.last_log = (self.t0, 0)  # (time, step) of the last training record
         self.note = lambda _: None  # messages for the user (train sets it)
@@ -226,8 +245,13 @@ class Run:
         elif self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.jsonl").unlink(missing_ok=True)
+            for old in (out / TENSORBOARD_DIR).glob("events.out.tfevents.*"):  # a new run's curves only
+                old.unlink()
             (out / "resolved_config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")
         distributed.broadcast_(self.meta_params)  # every rank starts from rank 0's weights (a no-op alone)
+        if self.tc.tensorboard and self.main:  # a resumed run drops the events logged after its saved state
+            self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),
+                                                purge_step=None if saved is None else self.state.step + 1)
 
     def train(self, progress: bool) -> TrainResult:
         """Step until ``train.steps``, the time budget, early stopping or a signal; save; report."""
@@ -258,6 +282,8 @@ class Run:
                 self.note(f"interrupted at step {s.step}; resumable state saved in {self.out} (resume with --resume)")
             finally:
                 bar.close()
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
         if self.main and not (self.out / ckpt.MODEL_FILE).exists():
             self.save_model()
         distributed.barrier()  # when train returns on any rank, the checkpoint is complete
@@ -352,9 +378,13 @@ class Run:
                   "tasks_per_s": rate * self.tc.meta_batch, "time": now - self.t0})
 
     def log(self, record: dict[str, Any]) -> None:
-        """One line of ``metrics.jsonl`` (rank 0)."""
+        """One line of ``metrics.jsonl`` (rank 0), and its scalars in TensorBoard (``train.tensorboard``)."""
         if self.main:
             _log(self.out / "metrics.jsonl", record)
+        if self.tensorboard is not None:
+            for key, tag in TENSORBOARD_TAGS.items():
+                if record.get(key) is not None:
+                    self.tensorboard.add_scalar(tag, record[key], record["step"])
 
     def save_model(self) -> None:
         """The checkpoint (rank 0): the current weights, judged best when validation says so."""

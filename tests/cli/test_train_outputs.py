@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,66 @@ def test_progress_in_a_log_file_is_plain_lines_with_bytes_per_second(text_folder
     assert len(lines) == 1, r.stderr  # a 6-step run takes under PLAIN_EVERY seconds: the final line only
     assert re.fullmatch(r"train amortized: step 6/6 \(100%\), loss [\d.]+, best_val [\d.]+, [\d.]+ steps/s, "
                         r"[\d.]+[kM]?B/s, ETA 00:00", lines[0]), lines[0]
+
+
+def toy_run(out: Path, *extra: str) -> Path:
+    """A finished 12-step run."""
+    fmt = warnings.formatwarning
+    try:
+        assert main(["train", "--out", str(out), "--steps", "12", "--quiet", *TINY, *extra]) == 0
+    finally:
+        warnings.formatwarning = fmt
+    return out
+
+
+def test_plot_writes_a_png_of_the_curves(tmp_path, capsys):
+    from PIL import Image
+
+    run = toy_run(tmp_path / "run")
+    code, out, err = cli(["plot", str(run)], capsys)
+    assert code == 0 and err == "" and out.strip() == f"training curves: {run / 'curves.png'}"
+    picture = tmp_path / "sub" / "c.png"
+    assert cli(["plot", str(run), "--out", str(picture)], capsys)[0] == 0
+    for path in (run / "curves.png", picture):
+        img = Image.open(path)
+        assert img.format == "PNG" and img.width > 500 and len(np.unique(np.asarray(img.convert("L")))) > 8  # drawn
+    with pytest.raises(SystemExit) as e:
+        main(["plot", "--help"])
+    assert e.value.code == 0 and "fewgen plot runs/omni" in capsys.readouterr().out
+    code, _, err = cli(["plot", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.strip() == f"fewgen: error: {tmp_path / 'none'}: no metrics.jsonl (not a fewgen training run folder?)"
+
+
+def test_tensorboard_events_hold_the_logged_metrics(tmp_path):
+    # The package is the extra fewgen[tensorboard]; `make test` installs it.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = toy_run(tmp_path / "run", "--set", "train.tensorboard=true")
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [(r["step"], r["loss"]) for r in logged if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in logged if "val_loss" in r]
+    assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("loss/train")] == train
+    assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("loss/val")] == val
+    assert {"loss/best_val", "speed/steps_per_s", "speed/tasks_per_s"} <= set(acc.Tags()["scalars"])
+
+    fmt = warnings.formatwarning
+    try:  # resumed for 4 more steps: the curves go on, no step twice
+        assert main(["train", "--out", str(run), "--resume", "--steps", "16", "--quiet"]) == 0
+    finally:
+        warnings.formatwarning = fmt
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/train")] == [2, 4, 6, 8, 10, 12, 14, 16]
+
+
+def test_tensorboard_without_the_package_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    code, _, err = cli(["train", "--out", str(tmp_path / "run"), "--steps", "2", "--set", "train.tensorboard=true",
+                        "--quiet", *TINY], capsys)
+    assert code == 2 and err.splitlines() == [
+        "fewgen: error: train.tensorboard needs the tensorboard package: pip install 'fewgen[tensorboard]'"]
+    assert not (tmp_path / "run").exists()  # it failed before any work
