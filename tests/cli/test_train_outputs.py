@@ -4,9 +4,7 @@ training curves (``fewgen plot``) and TensorBoard events."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import fewgen
 from fewgen.cli import main
 from fewgen.config import Config
 
@@ -58,17 +55,16 @@ def text_folder(tmp_path_factory):
     return root
 
 
-def test_progress_in_a_log_file_is_plain_lines_with_bytes_per_second(text_folder, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(fewgen.__file__).parents[1])}
-    r = subprocess.run([sys.executable, "-m", "fewgen", "train", "--data", f"text:{text_folder}", "--out",
-                        str(tmp_path / "run"), "--steps", "6", "--set", "model.hidden=8", "--set", "train.meta_batch=2",
-                        "--set", "train.shots=2", "--set", "train.queries=3", "--set", "train.val_every=3",
-                        "--set", "train.val_tasks=2", "--set", "train.log_every=2"],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "\r" not in r.stderr  # a pipe is no terminal: no tqdm redraws
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr  # a 6-step run takes under PLAIN_EVERY seconds: the final line only
+def test_progress_in_a_log_file_is_plain_lines_with_bytes_per_second(text_folder, tmp_path, capsys):
+    # capsys's stderr is no terminal, like a log file or a pipe
+    code, _, err = cli(["train", "--data", f"text:{text_folder}", "--out", str(tmp_path / "run"), "--steps", "6",
+                        "--set", "model.hidden=8", "--set", "train.meta_batch=2", "--set", "train.shots=2",
+                        "--set", "train.queries=3", "--set", "train.val_every=3", "--set", "train.val_tasks=2",
+                        "--set", "train.log_every=2"], capsys)
+    assert code == 0, err
+    assert "\r" not in err  # no tqdm redraws
+    lines = err.splitlines()
+    assert len(lines) == 1, err  # a 6-step run takes under PLAIN_EVERY seconds: the final line only
     assert re.fullmatch(r"train amortized: step 6/6 \(100%\), loss [\d.]+, best_val [\d.]+, [\d.]+ steps/s, "
                         r"[\d.]+[kM]?B/s, ETA 00:00", lines[0]), lines[0]
 
