@@ -21,7 +21,7 @@ with h the previous ``order - 1`` tokens (``BOS`` before the start):
 
 There is no gradient training: ``fewgen train`` with ``model.family=text_ngram`` counts the
 meta-train data and picks lambda in seconds (:func:`fewgen.training.train` calls
-:meth:`TextNgram.fit_counts` because the family is ``fit_by_counting``). A model built from its
+:meth:`TextNgram.fit_counts`: the family is in ``models.COUNTED_FAMILIES``). A model built from its
 constructor alone has an empty background and ``lambda ~ 1`` for K > 0: the support n-gram only.
 ``loss`` and ``nll`` are the exact ``-log p(x | support)`` in nats per string, EOS included;
 ``sample`` decodes under the UTF-8 grammar (:mod:`fewgen.models.utf8`).
@@ -64,7 +64,6 @@ class TextNgram(GenerativeModel):
 
     family = "text_ngram"
     modality = "text"
-    fit_by_counting = True  # fewgen.training fits it with fit_counts instead of gradient steps
 
     def __init__(self, order: int = 4, smoothing: str = "kneser_ney", max_len: int = 24,
                  sizes: Sequence[Sequence[int]] = ()) -> None:
