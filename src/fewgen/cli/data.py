@@ -33,12 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import FewgenError
-    from ..tasks.spec import SOURCES, _ensure_registered, load_split
+    from ..tasks.spec import load_split, source_lines
 
     if args.data_command == "list":
-        _ensure_registered()
-        for name in sorted(SOURCES):
-            print(f"  {SOURCES[name][1]}")
+        for line in source_lines():
+            print(f"  {line}")
         return 0
     import torch
 
