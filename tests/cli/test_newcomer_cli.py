@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from fewgen.cli import main
 
 
@@ -22,3 +24,28 @@ def test_data_list_is_uniform_with_one_example_per_source(capsys):
         for src, _ in parse_mixture(example):  # the example is a valid spec of this source
             assert parse_spec(src)[0] == name or name == "SPEC+SPEC"
     assert len({line.index("e.g.") for line in lines}) == 1  # aligned columns
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--data", "toy", "--steps", "1", "--quiet"],
+    ["adapt", "CKPT", "--support", "x.png"],
+    ["bench", "--data", "toy", "--quiet"],
+    ["demo", "--seconds", "1", "--quiet"],
+])
+@pytest.mark.parametrize("where", ["afile", "afile/run"])
+def test_out_that_is_a_file_says_out_must_be_a_folder(tmp_path, capsys, command, where):
+    (tmp_path / "afile").write_text("not a folder")
+    out = str(tmp_path / where)
+    assert main([*command, "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fewgen: error: --out {out} ") and len(err.splitlines()) == 1
+    assert err.endswith("--out must be a folder (a new one, or a fewgen run folder)")
+    assert not (tmp_path / "afile").is_dir() and (tmp_path / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [["sample", "CKPT"], ["data", "show", "glyphs"], ["eval", "CKPT"]])
+def test_file_output_that_is_a_folder_says_so(tmp_path, capsys, command):
+    flag = "--json" if command[0] == "eval" else "--out"
+    assert main([*command, flag, str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fewgen: error: {flag} {tmp_path} is a folder; {flag} must be a file name, e.g. {tmp_path}/")

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, quick, run_bench
     from ..errors import FewgenError
     from ..evaluate import parse_int_list
+    from .paths import out_folder
 
+    out_folder(args.out)
     ckpts = {}
     for item in args.ckpt:
         if "=" not in item:

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..pictures import tasks_picture
+    from .paths import out_file
+
+    if args.out != "-":
+        out_file(args.out, example="tasks.png")
 
     cfg = with_data(base_config(args), args.spec).data
     ts = load_split(args.spec, cfg, args.split)

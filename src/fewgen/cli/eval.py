@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
+    from .paths import out_file
+
+    if args.json:
+        out_file(args.json, "--json", "eval.json")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in metrics if m not in QUALITY_METRICS + ("nll",)]
     if bad:

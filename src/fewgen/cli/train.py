@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config import config_from_dict, replace
 from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
+from .paths import out_folder
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..training import train
 
-    out = Path(args.out)
+    out = out_folder(args.out)
     if args.resume:
         stored = out / "resolved_config.json"
         if not stored.exists():
