@@ -28,7 +28,7 @@ from .adapt import Adapted, adapted_sample, adapter_for_checkpoint
 from .checkpoint import Checkpoint, load
 from .config import Config, replace
 from .errors import FewgenError
-from .evaluate import evaluate
+from .evaluate import check_shots, evaluate
 from .meta import ALGORITHMS, UNTRAINED
 from .tasks.base import TaskSet
 from .tasks.spec import load_tasks
@@ -145,6 +145,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     if ecfg.max_tasks and len(held_out) > ecfg.max_tasks:  # the same tasks for NLL and quality
         held_out = held_out.subset(sorted(torch.randperm(len(held_out), generator=torch.Generator()
                                                          .manual_seed(cfg.seed))[: ecfg.max_tasks].tolist()))
+    check_shots(held_out, cfg.shots)  # before any training
     quality = quality_setup(cfg, tasks, held_out, out, progress)
     seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()
 

@@ -57,6 +57,32 @@ def eval_episodes(ts: TaskSet, shots: int, max_queries: int, seed: int) -> list[
                          torch.stack([x for _, _, x in eps])) for eps in groups.values()]
 
 
+def check_shots(ts: TaskSet, shots: Sequence[int]) -> None:
+    """Fail up front, in one line, when a requested K cannot be evaluated on ``ts``.
+
+    K-shot needs a task with K + 1 examples (K support, at least one query). A K that no task
+    allows is a DataError naming every such K and the largest K that works; a K that only some
+    tasks allow is a warning naming the tasks it leaves out (the report counts tasks per K).
+    """
+    import warnings
+
+    if len(ts) == 0:
+        raise DataError(f"{ts.source or 'the data'}: no tasks to evaluate")
+    counts = ts.counts
+    most = int(counts.max())
+    impossible = sorted(k for k in set(shots) if k >= most)
+    if impossible:
+        ks = ", ".join(f"K={k}" for k in impossible)
+        raise DataError(f"{ts.source or 'the data'}: cannot evaluate {ks}: no task has more than {most} examples "
+                        f"('{ts.names[int(counts.argmax())]}' has the most) and K shots need K + 1; "
+                        f"use --shots up to {most - 1}")
+    for k in sorted(set(shots)):
+        left_out = [ts.names[i] for i in (counts <= k).nonzero()[:, 0].tolist()]
+        if left_out:
+            names = ", ".join(f"'{n}'" for n in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+            warnings.warn(f"K={k} leaves out {len(left_out)} of {len(ts)} tasks with {k} or fewer examples ({names})")
+
+
 def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg: EvalConfig,
                     progress: bool = False, per_example: PerExample | None = None
                     ) -> dict[str, Any]:
@@ -118,6 +144,7 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     if cfg.max_tasks and len(ts) > cfg.max_tasks:  # a seeded subset, spread over the groups
         ts = ts.subset(sorted(torch.randperm(len(ts), generator=torch.Generator().manual_seed(cfg.seed))
                               [: cfg.max_tasks].tolist()))
+    check_shots(ts, cfg.shots)  # before any work: the K = 0 row comes first
     report: dict[str, Any] = {}
     report["unconditional"] = conditional_nll(unconditional_fn or adapt_fn, ts, 0, 0, cfg, progress, per_example)
     report["steps"] = {}

@@ -49,3 +49,58 @@ def test_file_output_that_is_a_folder_says_so(tmp_path, capsys, command):
     assert main([*command, flag, str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fewgen: error: {flag} {tmp_path} is a folder; {flag} must be a file name, e.g. {tmp_path}/")
+
+
+@pytest.fixture()
+def small_checkpoint(tmp_path):
+    """An (untrained) image checkpoint for 8x8 images and a folder of 3 tasks with 4, 6 and 8 images."""
+    from conftest import make_image_folder
+    from fewgen import checkpoint as ckpt
+    from fewgen.config import Config, replace
+    from fewgen.models.image_vae import ImageVAE
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    for t, n in enumerate((4, 6, 8)):
+        make_image_folder(tmp_path / f"part{t}", tasks=1, per_task=n, size=8, seed=t)
+        (tmp_path / f"part{t}" / "task00").rename(root / f"class{t}")
+    cfg = replace(Config(), data={"spec": f"folder:{root}", "image_size": 8})
+    model = ImageVAE(image_size=8, channels=1, hidden=4, latent=4, context=8, features=16)
+    return ckpt.save(tmp_path / "ck", model, cfg), root
+
+
+def test_eval_checks_every_k_before_any_work(small_checkpoint, capsys, monkeypatch):
+    import fewgen.evaluate
+
+    ck, root = small_checkpoint
+    monkeypatch.setattr(fewgen.evaluate, "conditional_nll", lambda *a, **k: pytest.fail("evaluated before checking K"))
+    assert main(["eval", str(ck), "--split", "all", "--shots", "1,50,8,7", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"fewgen: error: folder:{root}: cannot evaluate K=8, K=50: no task has more than 8 examples ('class2' has "
+        "the most) and K shots need K + 1; use --shots up to 7"]
+
+
+def test_eval_warns_which_tasks_a_k_leaves_out(small_checkpoint, tmp_path):
+    import json
+
+    ck, root = small_checkpoint
+    js = tmp_path / "e.json"
+    with pytest.warns(UserWarning) as caught:
+        assert main(["eval", str(ck), "--split", "all", "--shots", "1,5,6", "--importance-samples", "2", "--quiet",
+                     "--json", str(js)]) == 0
+    assert [str(w.message) for w in caught] == [
+        "K=5 leaves out 1 of 3 tasks with 5 or fewer examples ('class0')",
+        "K=6 leaves out 2 of 3 tasks with 6 or fewer examples ('class0', 'class1')"]
+    r = json.loads(js.read_text())
+    assert [r["shots"][k]["tasks"] for k in ("1", "5", "6")] == [3, 2, 1]
+
+
+def test_bench_checks_every_k_before_training(small_checkpoint, capsys, tmp_path):
+    _, root = small_checkpoint
+    out = tmp_path / "bench"
+    assert main(["bench", "--data", f"folder:{root}", "--eval-data", f"folder:{root}", "--methods", "amortized",
+                 "--shots", "1,9", "--out", str(out), "--set", "data.image_size=8", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"fewgen: error: folder:{root}: cannot evaluate K=9: no task has more than 8 examples ('class2' has "
+        "the most) and K shots need K + 1; use --shots up to 7"]
+    assert not (out / "ckpt").exists()  # nothing was trained
