@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -104,3 +105,37 @@ def test_bench_checks_every_k_before_training(small_checkpoint, capsys, tmp_path
         f"fewgen: error: folder:{root}: cannot evaluate K=9: no task has more than 8 examples ('class2' has "
         "the most) and K shots need K + 1; use --shots up to 7"]
     assert not (out / "ckpt").exists()  # nothing was trained
+
+
+TINY_TRAIN = ["--set", "data.image_size=8", "--set", "model.hidden=4", "--set", "model.latent=4",
+              "--set", "model.context=8", "--set", "model.extra.features=16", "--set", "train.meta_batch=4",
+              "--set", "train.val_every=2", "--set", "train.log_every=1", "--steps", "2", "--quiet"]
+
+
+@pytest.mark.parametrize("algo", ["amortized", "maml"])
+def test_a_small_folder_of_my_own_classes_trains_by_default(tmp_path, capsys, algo):
+    """6 images per class, --shots 1 and the default train.queries (10): each task gets 5 queries."""
+    import json
+
+    from conftest import make_image_folder
+
+    mine = make_image_folder(tmp_path / "mine", tasks=5, per_task=6, size=8)
+    out = tmp_path / "run"
+    assert main(["train", "--data", f"folder:{mine}", "--shots", "1", "--algo", algo, "--out", str(out),
+                 *TINY_TRAIN]) == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [2]  # meta-validation ran on a 6-image task
+    assert all(math.isfinite(r.get("loss", r.get("val_loss"))) for r in records)
+    assert (out / "model.safetensors").exists()
+
+
+def test_too_few_examples_names_the_set_value_that_works(tmp_path, capsys):
+    from conftest import make_image_folder
+
+    mine = make_image_folder(tmp_path / "mine", tasks=4, per_task=6, size=8)
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", f"folder:{mine}", "--shots", "6", "--out", out, *TINY_TRAIN]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fewgen: error: folder:{mine}: no meta-train task has 7 examples (shots 6 + 1 query; the most "
+                   "is 6); train.shots=5 would work (--shots 5, or --set train.shots=5)"]
+    assert main(["train", "--data", f"folder:{mine}", "--set", "train.shots=5", "--out", out, *TINY_TRAIN]) == 0

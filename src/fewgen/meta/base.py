@@ -17,6 +17,14 @@ from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 
 
+def query_mean(per_example: Tensor, mask: Tensor) -> Tensor:
+    """The mean of per-example query losses ``(..., Q)`` over the present queries (``mask``
+    ``(..., Q)`` bool, see :class:`~fewgen.tasks.base.Episode`): tasks with few examples have
+    fewer queries. With every query present it is ``per_example.mean()``, bit for bit on CPU."""
+    m = mask.to(per_example.dtype)
+    return (per_example * m).sum() / m.sum().clamp_min(1.0)
+
+
 class MetaAlgorithm:
     """Base class: subclasses implement :meth:`meta_loss` and may own extra meta-parameters."""
 

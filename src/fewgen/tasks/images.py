@@ -7,6 +7,7 @@ by default, binarised at 0.5.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -417,4 +418,4 @@ def augment_images(ep: Episode, generator: torch.Generator) -> Episode:
                 for x in (sup, qry):
                     y = torch.rot90(x[sel], r, dims=(-2, -1))
                     x[sel] = torch.flip(y, dims=(-1,)) if f else y
-    return Episode(sup, ep.support_mask, qry, ep.names)
+    return dataclasses.replace(ep, support=sup, query=qry)

@@ -26,6 +26,7 @@ memorise and the model learns to take letters from the support.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -221,4 +222,4 @@ def permute_scripts(episode: Episode, generator: torch.Generator, p: float = 0.5
     def remap(x: Tensor) -> Tensor:  # (T, M, L)
         return maps.gather(1, x.reshape(T, -1)).reshape(x.shape)
 
-    return Episode(remap(episode.support), episode.support_mask, remap(episode.query), episode.names)
+    return dataclasses.replace(episode, support=remap(episode.support), query=remap(episode.query))
