@@ -97,3 +97,16 @@ def test_query_loss_is_the_mean_over_present_queries(algo, cfg):
     w = torch.tensor(weights) if algo in ("amortized", "transfer") else torch.ones(ep.num_tasks)
     expected = (torch.stack(per_task) * w).sum() / w.sum()
     assert torch.allclose(loss_and_grads(algo, cfg, ep)[0], expected, rtol=1e-5)
+
+
+def test_query_mean_of_a_full_mask_is_the_plain_mean_bit_for_bit():
+    from fewgen.meta.base import query_mean
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((16, 10), (3, 7), (1, 1), (40, 33)):
+        w = torch.randn(shape[1], requires_grad=True)
+        per_example = (torch.randn(*shape, shape[1], generator=g) @ w).pow(2) * 100  # (T, Q)
+        full = torch.ones(shape, dtype=torch.bool)
+        a, b = per_example.mean(), query_mean(per_example, full)
+        assert torch.equal(a, b)
+        assert torch.equal(torch.autograd.grad(a, w, retain_graph=True)[0], torch.autograd.grad(b, w)[0])
