@@ -73,8 +73,9 @@ def check_shots(ts: TaskSet, shots: Sequence[int]) -> None:
     impossible = sorted(k for k in set(shots) if k >= most)
     if impossible:
         ks = ", ".join(f"K={k}" for k in impossible)
-        raise DataError(f"{ts.source or 'the data'}: cannot evaluate {ks}: no task has more than {most} examples "
-                        f"('{ts.names[int(counts.argmax())]}' has the most) and K shots need K + 1; "
+        have = f"every task has {most} examples" if int(counts.min()) == most else \
+            f"no task has more than {most} examples ('{ts.names[int(counts.argmax())]}' has the most)"
+        raise DataError(f"{ts.source or 'the data'}: cannot evaluate {ks}: {have} and K shots need K + 1; "
                         f"use --shots up to {most - 1}")
     for k in sorted(set(shots)):
         left_out = [ts.names[i] for i in (counts <= k).nonzero()[:, 0].tolist()]
