@@ -44,7 +44,7 @@ def test_out_that_is_a_file_says_out_must_be_a_folder(tmp_path, capsys, command,
     assert not (tmp_path / "afile").is_dir() and (tmp_path / "afile").read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("command", [["sample", "CKPT"], ["data", "show", "glyphs"], ["eval", "CKPT"]])
+@pytest.mark.parametrize("command", [["sample", "CKPT"], ["data", "show", "glyphs"], ["eval", "CKPT"], ["plot", "RUN"]])
 def test_file_output_that_is_a_folder_says_so(tmp_path, capsys, command):
     flag = "--json" if command[0] == "eval" else "--out"
     assert main([*command, flag, str(tmp_path)]) == 2

@@ -1,7 +1,7 @@
 """Output paths given on the command line, checked before any work starts.
 
 A run's ``--out`` (train, adapt, bench, demo) is a folder: a new one, or a fewgen run folder
-that is written again. A picture's or a listing's ``--out`` (sample, data show; eval --json)
+that is written again. A picture's or a listing's ``--out`` (sample, data show, plot; eval --json)
 is a file. Either mistake is named in one line up front, not as ``File exists`` after a while.
 """
 
