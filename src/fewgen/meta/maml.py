@@ -54,7 +54,8 @@ class MAML(MetaAlgorithm):
             phi = fine_tune_task(model, params, sup, msk, ns, self.inner, lrs)
             return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional)
 
-        return map_tasks(one, (support, mask, query, support_noise, query_noise), (True,) * 5, self.vectorize)
+        return map_tasks(one, (support, mask, query, support_noise, query_noise), (True,) * 5,
+                         self.vectorize and model.vmappable)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:

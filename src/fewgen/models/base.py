@@ -26,10 +26,16 @@ Shapes: ``T`` tasks, ``K`` shots, ``N`` examples, ``*X`` one example's shape.
   one episode, per scored example. The default is ``loss(query, context(support, mask), noise)``;
   a family may override it with an equivalent that is cheaper to train (an in-context model
   scores every string of a packed sequence given the strings before it).
+
+A family that cannot run under ``torch.func.vmap`` (e.g. one that tokenises its input in
+Python) sets ``vmappable = False``: inner loops and adaptation then run its tasks one at a
+time, with the same results. A family may write files of its own beside an adapted checkpoint
+(:meth:`GenerativeModel.export_files`, e.g. a PEFT adapter folder).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +52,7 @@ class GenerativeModel(nn.Module):
     family: str = ""
     modality: str = ""
     permutation_invariant: bool = True  # the context does not depend on the order of the shots
+    vmappable: bool = True  # False: tasks run in a Python loop instead of torch.func.vmap
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
         return getattr(self, method)(*args, **kwargs)
@@ -72,6 +79,9 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, context: Context, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
+
+    def export_files(self, folder: str | Path) -> None:
+        """Files in a format of the family's own, written beside an adapted checkpoint's (default: none)."""
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments (stored in checkpoints so ``load`` rebuilds the model)."""
