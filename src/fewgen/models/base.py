@@ -100,6 +100,12 @@ def context_expand(context: Context, num_tasks: int) -> Context:
     return {k: v.expand(num_tasks, *v.shape[1:]) for k, v in context.items()}
 
 
+def exact_nll(model: GenerativeModel, x: Tensor, context: Context, chunk: int) -> Tensor:
+    """``nll`` of a family without latent variables: its ``loss`` (exact), ``chunk`` examples per pass."""
+    step = max(int(chunk), 1)
+    return torch.cat([model.loss(x[:, i : i + step], context, None) for i in range(0, x.shape[1], step)], 1)
+
+
 def params_of(model: nn.Module) -> Params:
     """The model's parameters as a name -> tensor dict (the live ``nn.Parameter`` objects)."""
     return dict(model.named_parameters())

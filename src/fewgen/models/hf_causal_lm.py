@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import PAD, decode, encode_batch
-from .base import Context, GenerativeModel
+from .base import Context, GenerativeModel, exact_nll
 
 CONDITIONS = ("incontext", "lora", "both")
 INSTALL = "model.family=hf_causal_lm needs the hf extra: pip install 'fewgen[hf]' (transformers, peft)"
@@ -222,8 +222,7 @@ class HFCausalLM(GenerativeModel):
     def nll(self, x: Tensor, context: Context, num_samples: int = 1, chunk: int = 256,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` strings per task per pass."""
-        step = max(int(chunk), 1)
-        return torch.cat([self.loss(x[:, i : i + step], context) for i in range(0, x.shape[1], step)], 1)
+        return exact_nll(self, x, context, chunk)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
