@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first, pinned, so nothing below can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	# The tensorboard extra too, so its test runs (the package is optional for users).
-	$(BIN)/pip install -q -e '.[test,tensorboard]'
+	# The tensorboard and hf extras too, so their tests run (the packages are optional for users).
+	$(BIN)/pip install -q -e '.[test,tensorboard,hf]'
 	touch $(STAMP)
 
 install: $(STAMP)

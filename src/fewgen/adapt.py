@@ -83,7 +83,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
         return phi, {k: v[0] for k, v in task_context(model, phi, sup[None], msk[None], conditional).items()}
 
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
-        phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
+        phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize and model.vmappable)
     return Adapted(model, phi, ctx, per_task=True)
 
 
@@ -102,7 +102,8 @@ def adapted_nll(adapted: Adapted, x: Tensor, num_samples: int = 100, chunk: int 
         def one(p: Params, xt: Tensor, ct: Context) -> Tensor:
             return call(m, p, "nll", xt[None], {k: v[None] for k, v in ct.items()}, num_samples, chunk, generator)[0]
 
-        return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), randomness="different")
+        return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), m.vmappable,
+                         randomness="different")
 
 
 def adapted_sample(adapted: Adapted, n: int, generator: torch.Generator | None = None, **kwargs: Any) -> Tensor:
@@ -199,7 +200,9 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
     extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
     kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}
     tensors = {**kept, **{CONTEXT_PREFIX + k: v.contiguous() for k, v in adapted.context.items()}}
-    return save(out, model, ck.config, extra, tensors)
+    path = save(out, model, ck.config, extra, tensors)
+    model.export_files(path)  # e.g. hf_causal_lm's PEFT adapter folder
+    return path
 
 
 CONTEXT_PREFIX = "context."  # checkpoint tensors holding an adapted checkpoint's stored context

@@ -86,6 +86,28 @@ def text_ngram() -> Family:
     return Family(model, cfg, ep, exact_nll=True)
 
 
+def hf_causal_lm(kind: str, condition: str) -> Callable[[], Family]:
+    def make() -> Family:
+        from hf_tiny import folder
+
+        from fewgen.tasks.text import encode_batch, tokenizer_meta
+
+        g = torch.Generator().manual_seed(3)
+        mc = ModelConfig(family="hf_causal_lm", extra={"path": str(folder(kind)), "condition": condition, "rank": 2})
+        model, cfg = _build(mc, DataConfig(spec="words"), {**tokenizer_meta(16), "modality": "text",
+                                                            "example_shape": [16]})
+        ids = encode_batch(WORDS, 16)  # (24, 16)
+        ep = _episode(ids[:12].reshape(3, 4, 16), ids[12:].reshape(3, 4, 16), g)
+        return Family(model, cfg, ep, exact_nll=True, heavy=True)
+    return make
+
+
+def _has_hf() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("transformers", "peft"))
+
+
 FAMILIES: dict[str, Callable[[], Family]] = {
     "toy_gauss": toy_gauss,
     "image_vae": image_vae("mlp"),
@@ -94,3 +116,6 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "text_lm_match": text_lm(3),
     "text_ngram": text_ngram,
 }
+if _has_hf():  # the optional extra fewgen[hf] (make test installs it)
+    FAMILIES["hf_gpt2_both"] = hf_causal_lm("gpt2", "both")
+    FAMILIES["hf_llama_both"] = hf_causal_lm("llama", "both")

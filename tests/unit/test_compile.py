@@ -6,7 +6,6 @@ the ``eager`` backend traces the same code in seconds, which is what these tests
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import pytest

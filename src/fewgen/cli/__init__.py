@@ -12,7 +12,7 @@ import warnings
 
 from ..errors import FewgenError
 
-COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "demo")
+COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "export-hf", "demo")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            mod = import_module(f".{name}", __name__)
+            mod = import_module(f".{name.replace('-', '_')}", __name__)
         except ModuleNotFoundError:
             continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,

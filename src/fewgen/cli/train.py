@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..config import config_from_dict, replace
 from ..errors import FewgenError

@@ -198,7 +198,7 @@ def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Ten
     def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> Params:
         return fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
 
-    return map_tasks(one, (support, mask, noise, context), (True, True, True, True), vectorize)
+    return map_tasks(one, (support, mask, noise, context), (True, True, True, True), vectorize and model.vmappable)
 
 
 # ----------------------------------------------------------------------------- chunks

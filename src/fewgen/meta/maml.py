@@ -56,7 +56,7 @@ class MAML(MetaAlgorithm):
             return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional, query_mask=qmsk)
 
         return map_tasks(one, (support, mask, query, query_mask, support_noise, query_noise), (True,) * 6,
-                         self.vectorize)
+                         self.vectorize and model.vmappable)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:

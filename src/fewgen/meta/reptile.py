@@ -67,7 +67,7 @@ class Reptile(MetaAlgorithm):
         with torch.no_grad():
             return map_tasks(one, (ep.support[sl], ep.support_mask[sl], ep.query[sl], ep.query_mask[sl],
                                    None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl]),
-                             (True,) * 6, self.vectorize)
+                             (True,) * 6, self.vectorize and model.vmappable)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:

@@ -51,7 +51,11 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
         from .text_ngram import build_text_ngram
 
         return build_text_ngram(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, text_ngram, toy_gauss")
+    if cfg.family == "hf_causal_lm":
+        from .hf_causal_lm import build_hf_causal_lm
+
+        return build_hf_causal_lm(cfg, data_meta)
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: hf_causal_lm, image_vae, text_lm, text_ngram, toy_gauss")
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
@@ -68,6 +72,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
         from .text_ngram import TextNgram
 
         return TextNgram(**kwargs)
+    if family == "hf_causal_lm":
+        from .hf_causal_lm import HFCausalLM
+
+        return HFCausalLM(**kwargs)
     if family == "toy_gauss":
         from .toy_gauss import ToyGauss
 

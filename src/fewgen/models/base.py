@@ -26,10 +26,16 @@ Shapes: ``T`` tasks, ``K`` shots, ``N`` examples, ``*X`` one example's shape.
   one episode, per scored example. The default is ``loss(query, context(support, mask), noise)``;
   a family may override it with an equivalent that is cheaper to train (an in-context model
   scores every string of a packed sequence given the strings before it).
+
+A family that cannot run under ``torch.func.vmap`` (e.g. one that tokenises its input in
+Python) sets ``vmappable = False``: inner loops and adaptation then run its tasks one at a
+time, with the same results. A family may write files of its own beside an adapted checkpoint
+(:meth:`GenerativeModel.export_files`, e.g. a PEFT adapter folder).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +52,7 @@ class GenerativeModel(nn.Module):
     family: str = ""
     modality: str = ""
     permutation_invariant: bool = True  # the context does not depend on the order of the shots
+    vmappable: bool = True  # False: tasks run in a Python loop instead of torch.func.vmap
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
         return getattr(self, method)(*args, **kwargs)
@@ -73,6 +80,9 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, context: Context, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
 
+    def export_files(self, folder: str | Path) -> None:
+        """Files in a format of the family's own, written beside an adapted checkpoint's (default: none)."""
+
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments (stored in checkpoints so ``load`` rebuilds the model)."""
         raise NotImplementedError
@@ -88,6 +98,12 @@ def context_tasks(context: Context, index: slice | int | Tensor) -> Context:
 def context_expand(context: Context, num_tasks: int) -> Context:
     """A one-task context (every leaf (1, ...)) repeated for ``num_tasks`` tasks (a view)."""
     return {k: v.expand(num_tasks, *v.shape[1:]) for k, v in context.items()}
+
+
+def exact_nll(model: GenerativeModel, x: Tensor, context: Context, chunk: int) -> Tensor:
+    """``nll`` of a family without latent variables: its ``loss`` (exact), ``chunk`` examples per pass."""
+    step = max(int(chunk), 1)
+    return torch.cat([model.loss(x[:, i : i + step], context, None) for i in range(0, x.shape[1], step)], 1)
 
 
 def params_of(model: nn.Module) -> Params:

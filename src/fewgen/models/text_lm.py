@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
-from .base import Context, GenerativeModel
+from .base import Context, GenerativeModel, exact_nll
 from .nn import masked_mean, norm_mlp
 from .utf8 import advance, draw_token, legal_tokens
 
@@ -282,8 +282,7 @@ class TextLM(GenerativeModel):
     def nll(self, x: Tensor, context: Context, num_samples: int = 1, chunk: int = 256,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` examples per pass."""
-        step = max(int(chunk), 1)
-        return torch.cat([self.loss(x[:, i : i + step], context) for i in range(0, x.shape[1], step)], 1)
+        return exact_nll(self, x, context, chunk)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
