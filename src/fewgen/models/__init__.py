@@ -40,11 +40,37 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
             raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
         return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
                         kl_weight=float(beta), prior=prior)
+    if cfg.family == "image_diffusion":
+        return _build_image_diffusion(cfg, data_meta)
     if cfg.family == "text_lm":
         from .text_lm import build_text_lm
 
         return build_text_lm(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, toy_gauss")
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_diffusion, image_vae, text_lm, toy_gauss")
+
+
+def _build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
+    """The ``image_diffusion`` family with its ``model.extra`` keys validated (one-line errors)."""
+    from .image_diffusion import ImageDiffusion
+
+    if data_meta.get("modality", "image") != "image":
+        raise ConfigError(f"model.family image_diffusion is for images, not {data_meta.get('modality')} data")
+    c, s, _ = data_meta["example_shape"]
+    unknown = sorted(set(cfg.extra) - {"heads", "p_uncond"})
+    if unknown:
+        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_diffusion; "
+                          "valid: model.extra.heads, model.extra.p_uncond")
+    p = cfg.extra.get("p_uncond", 0.2)
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+        raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
+    heads = cfg.extra.get("heads", 4)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
+        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
+                          f"got {heads!r}")
+    if s % 4:
+        raise ConfigError(f"data.image_size must be divisible by 4 for image_diffusion, got {s}")
+    return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, heads=heads,
+                          p_uncond=float(p))
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
@@ -53,6 +79,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
         from .image_vae import ImageVAE
 
         return ImageVAE(**kwargs)
+    if family == "image_diffusion":
+        from .image_diffusion import ImageDiffusion
+
+        return ImageDiffusion(**kwargs)
     if family == "text_lm":
         from .text_lm import TextLM
 
