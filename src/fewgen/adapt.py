@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from torch.utils._pytree import tree_leaves, tree_map
+
 from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
 from .models import GenerativeModel, Params, call, model_from_dict, params_of
 
@@ -32,17 +34,17 @@ class Adapted:
 
     model: GenerativeModel
     params: Params  # shared parameters, or per-task ones with a leading T axis (``per_task``)
-    context: Tensor  # (T, C)
+    context: Any  # (T, C), or a dict of tensors with a leading T axis (contract v2)
     per_task: bool = False
 
     @property
     def num_tasks(self) -> int:
-        return self.context.shape[0]
+        return tree_leaves(self.context)[0].shape[0]
 
     def task(self, t: int) -> "Adapted":
         """The t-th task alone (T = 1, shared parameters)."""
         params = {k: v[t] for k, v in self.params.items()} if self.per_task else self.params
-        return Adapted(self.model, params, self.context[t : t + 1], per_task=False)
+        return Adapted(self.model, params, tree_map(lambda v: v[t : t + 1], self.context), per_task=False)
 
 
 AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T,K), steps) -> Adapted
@@ -64,7 +66,9 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
-    fixed = None if context is None else context.reshape(1, -1).expand(support.shape[0], -1)  # (T, C)
+    T = support.shape[0]
+    fixed = None if context is None else (context.reshape(1, -1).expand(T, -1) if isinstance(context, Tensor) else
+                                          tree_map(lambda v: v.expand(T, *v.shape[1:]), context))  # (T, ...)
     if steps <= 0:
         with torch.no_grad():
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
@@ -77,8 +81,9 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
 
     def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> tuple[Params, Tensor]:
         phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
-        c = ctx[None] if ctx is not None else task_context(model, phi, sup[None], msk[None], conditional)
-        return phi, c[0]
+        c = tree_map(lambda v: v[None], ctx) if ctx is not None else task_context(model, phi, sup[None], msk[None],
+                                                                                   conditional)
+        return phi, tree_map(lambda v: v[0], c)
 
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
         phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
@@ -98,7 +103,7 @@ def adapted_nll(adapted: Adapted, x: Tensor, num_samples: int = 100, chunk: int 
             return call(m, adapted.params, "nll", x, adapted.context, num_samples, chunk, generator)
 
         def one(p: Params, xt: Tensor, ct: Tensor) -> Tensor:
-            return call(m, p, "nll", xt[None], ct[None], num_samples, chunk, generator)[0]
+            return call(m, p, "nll", xt[None], tree_map(lambda v: v[None], ct), num_samples, chunk, generator)[0]
 
         return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), randomness="different")
 
@@ -157,13 +162,22 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     else:  # plain fine-tuning, as a user would do it: Adam at a small step size
         step_size = ck.config.eval.finetune_lr if lr is None else lr
         optimizer = "adam"
-    stored = ck.tensors.get("context") if adapted else None
+    stored = stored_context(ck.tensors) if adapted else None
 
     def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
         return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
                      optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored)
 
     return fn
+
+
+def stored_context(tensors: dict[str, Tensor]) -> Any:
+    """An adapted checkpoint's stored context: the tensor ``context``, or the dict of the
+    ``context.<key>`` tensors (contract v2); None when it has none."""
+    if "context" in tensors:
+        return tensors["context"]
+    found = {k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")}
+    return found or None
 
 
 def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out: str | Path, steps: int = 0,
@@ -188,5 +202,6 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
             "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files]}
     history = list(ck.extra.get("adaptation_history", [])) + [info]
     extra = {**ck.extra, "algo": algo, "adapted": True, "adaptation": info, "adaptation_history": history}
-    tensors = {**{k: v for k, v in ck.tensors.items() if k != "context"}, "context": a.context}
+    ctx = {"context": a.context} if isinstance(a.context, Tensor) else {f"context.{k}": v for k, v in a.context.items()}
+    tensors = {**{k: v for k, v in ck.tensors.items() if k != "context" and not k.startswith("context.")}, **ctx}
     return save(out, model, ck.config, extra, tensors), len(support)
