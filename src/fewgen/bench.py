@@ -186,13 +186,14 @@ def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out:
     """Sample-quality metrics of a method after the adaptation steps it is best used with."""
     from .metrics.quality import quality_report
     from .pictures import save_grid
+    from .sample import image_sample_options
 
     mask = torch.ones(q["support"].shape[:2], dtype=torch.bool)
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         a: Adapted = adapt_fn(q["support"], mask, s)
         samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed),
-                                 latent=cfg.base.eval.latent)
+                                 **image_sample_options(a.model, cfg.base.eval))
         res[str(s)] = quality_report(samples, q["support"], q["real"], q["net"])
         if s == max(cfg.steps):
             rows, labels = [], []

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import replace
-from .common import write_json
+from .common import add_diffusion_arguments, diffusion_eval_config, write_json
 
 HELP = "evaluate held-out conditional NLL (JSON report)"
 
@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text: samples per task for novelty / validity (default 20; 0 = none)")
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
+    add_diffusion_arguments(p)
     p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
                    "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks)")
     p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                      ("seed", args.seed), ("latent", args.latent)):
         if val is not None:
             changes[key] = val
-    ecfg = replace(cfg, eval=changes).eval
+    ecfg = diffusion_eval_config(replace(cfg, eval=changes), args)
     ts = load_split(spec, data_cfg, args.split)
     algo = args.algo or ck.extra.get("algo", cfg.train.algo)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
@@ -115,6 +116,7 @@ QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
 
 def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Namespace) -> dict:
     """Sample-quality metrics of K-shot adaptation on held-out tasks (as ``fewgen bench``)."""
+    import dataclasses
     from pathlib import Path
 
     from ..bench import BenchConfig, quality_for, quality_setup
@@ -125,7 +127,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
         raise FewgenError(f"--metrics {','.join(wanted)}: sample-quality metrics are for images")
     out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
     bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
-                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=replace(cfg, eval={"latent": ecfg.latent}),
+                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=dataclasses.replace(cfg, eval=ecfg),
                        feature_steps=args.feature_steps)
     q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
     if q is None:
