@@ -45,7 +45,7 @@ def test_functional_call_equals_module_call_and_sample_shapes():
     mask = torch.ones(3, 4, dtype=torch.bool)
     p = params_of(m)
     c1, c2 = m.context(sup, mask), call(m, p, "context", sup, mask)
-    assert set(c1) == {"tokens", "mask"} and all(torch.equal(c1[k], c2[k]) for k in c1)
+    assert set(c1) == {"tokens", "mask", "mean"} and all(torch.equal(c1[k], c2[k]) for k in c1)
     assert c1["tokens"].shape == (3, 1 + 4 * 4, 16) and c1["mask"].dtype == torch.bool
     noise = m.draw_noise(x, torch.Generator().manual_seed(0))
     assert noise.shape == (3, 5, 2 + 64)
@@ -71,7 +71,7 @@ def test_sampling_is_seeded(sampler):
 
 
 def test_save_load_round_trip_is_exact(tmp_path):
-    m, cfg = tiny(size=12, channels=3, p_uncond=0.3, heads=2)
+    m, cfg = tiny(size=12, channels=3, p_uncond=0.3, heads=2, template=False)
     perturbed(m)
     sup, _ = data(size=12, channels=3)
     checkpoint.save(tmp_path / "ck", m, cfg, {"algo": "amortized"})

@@ -135,6 +135,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     per_steps = quality_for("eval", adapt_fn, q, bcfg, out)
     keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
                                                           "fidelity_chance"}
+    keep |= {w + "_pooled" for w in wanted if w in ("fid", "kid")}  # defined with one real example per task too
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
 
 

@@ -56,10 +56,13 @@ def _build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> Gener
     if data_meta.get("modality", "image") != "image":
         raise ConfigError(f"model.family image_diffusion is for images, not {data_meta.get('modality')} data")
     c, s, _ = data_meta["example_shape"]
-    unknown = sorted(set(cfg.extra) - {"heads", "p_uncond"})
+    unknown = sorted(set(cfg.extra) - {"heads", "p_uncond", "template"})
     if unknown:
         raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_diffusion; "
-                          "valid: model.extra.heads, model.extra.p_uncond")
+                          "valid: model.extra.heads, model.extra.p_uncond, model.extra.template")
+    template = cfg.extra.get("template", True)
+    if not isinstance(template, bool):
+        raise ConfigError(f"model.extra.template must be true or false, got {template!r}")
     p = cfg.extra.get("p_uncond", 0.2)
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
         raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
@@ -70,7 +73,7 @@ def _build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> Gener
     if s % 4:
         raise ConfigError(f"data.image_size must be divisible by 4 for image_diffusion, got {s}")
     return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, heads=heads,
-                          p_uncond=float(p))
+                          p_uncond=float(p), template=template)
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:

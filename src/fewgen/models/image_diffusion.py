@@ -42,7 +42,9 @@ of the bound, not an importance-weighted one. Soft (non-binary) pixels give the 
 cross-entropy convention as the VAE's Bernoulli decoder. It scores the conditional model
 (guidance 1): a guided mixture has no tractable likelihood.
 
-Context (contract v2): ``{"tokens": (T, L, D), "mask": (T, L) bool}`` with ``L = 1 + K*(S/4)^2``.
+Context (contract v2): ``{"tokens": (T, L, D), "mask": (T, L) bool, "mean": (T, C, S, S)}`` with
+``L = 1 + K*(S/4)^2``; ``mean`` is the support's mean image, which (with ``template``, the
+default) also enters the U-Net as input channels.
 
 Shapes: T tasks, K shots, N examples, B = T*N images (task-major), images (C, S, S), S divisible
 by 4. The U-Net runs at S/2 (after a 2x2 pixel unshuffle) and S/4.
@@ -61,7 +63,7 @@ from ..errors import FewgenError
 from ..tasks.base import task_randn
 from .attention import CrossAttention, SupportEncoder
 from .base import GenerativeModel
-from .nn import mlp
+from .nn import masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 SAMPLERS = ("ddim", "ddpm")
@@ -118,19 +120,25 @@ class ImageDiffusion(GenerativeModel):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, context: int = 128,
-                 heads: int = 4, p_uncond: float = 0.2) -> None:
+                 heads: int = 4, p_uncond: float = 0.2, template: bool = True) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
-                           p_uncond=p_uncond)
+                           p_uncond=p_uncond, template=template)
+        # template: the support's mean image enters the U-Net as extra input channels beside z_t
+        # (zeros when the support is empty or dropped): a spatial hint of where the strokes go
+        # that convolutions pick up within a few hundred steps, long before cross-attention has
+        # learnt to find them (the VAE's mean-image template, here as input).
+        self.template = template
         self.image_size, self.channels, self.hidden, self.p_uncond = image_size, channels, hidden, p_uncond
         h, temb = hidden, 4 * hidden
         self.encoder = SupportEncoder(image_size, channels, hidden, context)
         self.temb = mlp([h, temb, temb])
-        self.inp = nn.Conv2d(4 * channels, h, 3, 1, 1)  # after the 2x2 pixel unshuffle: (4C, S/2, S/2)
+        cin = 4 * channels * (2 if template else 1)  # after the 2x2 pixel unshuffle of z_t (and the template)
+        self.inp = nn.Conv2d(cin, h, 3, 1, 1)  # (cin, S/2, S/2) -> (h, S/2, S/2)
         self.down_res = ResBlock(h, h, temb)
         self.down = nn.Conv2d(h, 2 * h, 3, 2, 1)  # S/2 -> S/4
         self.mid_res1, self.mid_att = ResBlock(2 * h, 2 * h, temb), CrossAttention(2 * h, context, heads)
@@ -164,6 +172,8 @@ class ImageDiffusion(GenerativeModel):
         (B,) bool drops the support of the False ones (unconditional)."""
         tokens, mask = context["tokens"], context["mask"]
         temb = self.temb(timestep_embedding(t, self.hidden).to(z.dtype))  # (B, 4h)
+        if self.template:
+            z = torch.cat([z, self._template(context, keep, z.shape[0]).to(z.dtype)], 1)  # (B, 2C, S, S)
         h = self.inp(space_to_depth(z))  # (B, h, S/2, S/2)
         h = skip = self.down_res(h, temb)
         h = self.mid_res1(self.down(h), temb)  # (B, 2h, S/4, S/4)
@@ -172,12 +182,27 @@ class ImageDiffusion(GenerativeModel):
         h = self.up_att(h, tokens, mask, keep)
         return depth_to_space(self.out(F.silu(self.out_norm(h))))  # (B, C, S, S)
 
+    @staticmethod
+    def _template(context: Context, keep: Tensor | None, batch: int) -> Tensor:
+        """Each image's template (B, C, S, S): its task's mean support image, zero where dropped."""
+        mean = context["mean"]  # (T, C, S, S)
+        T = mean.shape[0]
+        tmpl = mean[:, None].expand(T, batch // T, *mean.shape[1:]).reshape(batch, *mean.shape[1:])
+        return tmpl if keep is None else tmpl * keep.reshape(batch, 1, 1, 1).to(tmpl.dtype)
+
     # ------------------------------------------------------------------ the contract
     def context(self, support: Tensor, mask: Tensor) -> Context:
-        """support (T, K, C, S, S), mask (T, K) -> {"tokens": (T, 1+K*P, D), "mask": (T, 1+K*P)}:
-        the set token and every shot's P = (S/4)^2 patch tokens, absent shots masked out."""
+        """support (T, K, C, S, S), mask (T, K) -> {"tokens": (T, 1+K*P, D), "mask": (T, 1+K*P),
+        "mean": (T, C, S, S)}: the set token and every shot's P = (S/4)^2 patch tokens (absent
+        shots masked out), and the mean of the present shots (zeros for an empty set)."""
         tokens, tok_mask = self.encoder(support, mask)
-        return {"tokens": tokens, "mask": tok_mask}
+        T, K = mask.shape
+        S, C = self.image_size, self.channels
+        if K == 0:
+            mean = support.new_zeros(T, C, S, S)
+        else:
+            mean = masked_mean(support.flatten(2), mask)[0].reshape(T, C, S, S)  # zeros for an empty set
+        return {"tokens": tokens, "mask": tok_mask, "mean": mean}
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """(T, N, 2 + C*S*S) standard normals: the time (as a normal quantile), the support-drop
