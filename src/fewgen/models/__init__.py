@@ -6,7 +6,10 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import GenerativeModel, Params, call, params_of
+from .base import Context, GenerativeModel, Params, call, context_expand, context_tasks, params_of
+
+
+COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps
 
 
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
@@ -46,7 +49,12 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
         from .text_lm import build_text_lm
 
         return build_text_lm(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_diffusion, image_vae, text_lm, toy_gauss")
+    if cfg.family == "text_ngram":
+        from .text_ngram import build_text_ngram
+
+        return build_text_ngram(cfg, data_meta)
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_diffusion, image_vae, text_lm, text_ngram, toy_gauss")
+
 
 
 def _build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
@@ -90,6 +98,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
         from .text_lm import TextLM
 
         return TextLM(**kwargs)
+    if family == "text_ngram":
+        from .text_ngram import TextNgram
+
+        return TextNgram(**kwargs)
     if family == "toy_gauss":
         from .toy_gauss import ToyGauss
 
@@ -97,4 +109,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     raise ConfigError(f"unknown model family '{family}' in checkpoint")
 
 
-__all__ = ["GenerativeModel", "Params", "build_model", "call", "model_from_dict", "params_of"]
+__all__ = ["COUNTED_FAMILIES", "Context", "GenerativeModel", "Params", "build_model", "call", "context_expand",
+           "context_tasks", "model_from_dict", "params_of"]

@@ -43,7 +43,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
 
 class SupportEncoder(nn.Module):
     """Support images (T, K, C, S, S) with a mask (T, K) -> tokens (T, 1 + K*P, D) and their
-    mask (T, 1 + K*P): a pooled set token first, then each shot's P = (S/4)^2 patch tokens."""
+    mask (T, 1 + K*P): a pooled set token first, then each shot's P = (S/4)^2 patch tokens
+    (zeros for absent shots), the shots in a canonical order."""
 
     def __init__(self, image_size: int, channels: int, hidden: int, dim: int) -> None:
         super().__init__()
@@ -62,9 +63,15 @@ class SupportEncoder(nn.Module):
             return support.new_zeros(T, 1, self.dim), mask.new_zeros(T, 1)
         h = self.stem(support.reshape(T * K, *support.shape[2:]))  # (T*K, D, S/4, S/4)
         tok = self.norm(h.flatten(2).transpose(1, 2) + self.pos)  # (T*K, P, D)
-        tok = tok.reshape(T, K, self.patches, self.dim)
+        tok = tok.reshape(T, K, self.patches, self.dim) * mask[..., None, None].to(tok.dtype)  # absent: zeros
         pooled, count = masked_mean(tok.mean(2), mask)  # (T, D), (T, 1)
         set_tok = self.set_mlp(torch.cat([pooled, torch.log1p(count)], -1))  # (T, D)
+        # Shots in a canonical order (present ones first, by their pooled first feature), so the
+        # tokens themselves, not only what attention reads from them, ignore the support's order.
+        key = torch.where(mask, tok[..., 0].mean(2), torch.full_like(tok[..., 0, 0], float("inf")))  # (T, K)
+        order = torch.sort(key, dim=1, stable=True).indices
+        tok = tok.gather(1, order[:, :, None, None].expand_as(tok))
+        mask = mask.gather(1, order)
         tokens = torch.cat([set_tok[:, None], tok.reshape(T, K * self.patches, self.dim)], 1)  # (T, L, D)
         tok_mask = torch.cat([mask.any(1, keepdim=True), mask.repeat_interleave(self.patches, 1)], 1)  # (T, L)
         return tokens, tok_mask

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import FewgenError
-from ..tasks.base import task_randn
+from ..noise import task_randn
 from .attention import CrossAttention, SupportEncoder
 from .base import GenerativeModel
 from .nn import masked_mean, mlp
@@ -246,7 +246,9 @@ class ImageDiffusion(GenerativeModel):
             j = torch.arange(done, done + s, device=x.device, dtype=x.dtype)  # stratified: t_j in [j/M, (j+1)/M)
             t = ((j[None, :, None] + offset[:, None, :]) / num_samples).reshape(T, s * N)  # (T, s*N)
             xs = x.repeat(1, s, 1, 1, 1)  # (T, s*N, C, S, S): s copies, chunk-major
-            z, v = self._noised(xs, t, task_randn(xs.shape, generator, x.device))
+            # One draw per time (not per chunk), so the estimate does not depend on ``chunk``.
+            eps = torch.stack([task_randn(x.shape, generator, x.device) for _ in range(s)], 1).reshape(xs.shape)
+            z, v = self._noised(xs, t, eps)
             v_hat = self._v_clamped(z.flatten(0, 1), t.flatten(), context)  # (T*s*N, C, S, S)
             err = (v_hat - v.flatten(0, 1)).square().flatten(1).sum(-1).reshape(T, s, N)
             diffusion = diffusion + (self.elbo_weight(t).reshape(T, s, N) * err).sum(1)
