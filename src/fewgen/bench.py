@@ -195,7 +195,7 @@ def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path
     from .feature_net import feature_net_for
 
     k, n_real = cfg.quality_shots, 10
-    pool = held_out.with_min_examples(k + 2)
+    pool = held_out.with_min_examples(k + 1)  # one real example at least (two for FID, KID and diversity per task)
     if len(pool) < 2:
         return None
     ids = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.quality_tasks]
@@ -204,7 +204,12 @@ def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path
     train_ts = tasks.split(cfg.base.data.split_fractions, cfg.base.data.split_seed, cfg.base.data.split_file)["train"]
     if progress:
         print("training the domain feature network (prototypical network on meta-train tasks)", flush=True)
-    net = feature_net_for(train_ts, out / "feature_net", steps=cfg.feature_steps, seed=cfg.seed, progress=progress)
+    # Episodes of 5 shots + 5 queries per task, fewer where the tasks are smaller (2 examples: 1 + 1).
+    most = int(train_ts.counts.max()) if len(train_ts) else 0
+    f_shots = min(5, max(1, most // 2))
+    f_queries = min(5, max(1, most - f_shots))
+    net = feature_net_for(train_ts, out / "feature_net", steps=cfg.feature_steps, shots=f_shots, queries=f_queries,
+                          seed=cfg.seed, progress=progress)
     return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
 
 
@@ -212,13 +217,14 @@ def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out:
     """Sample-quality metrics of a method after the adaptation steps it is best used with."""
     from .metrics.quality import quality_report
     from .pictures import save_grid
+    from .sample import image_sample_options
 
     mask = torch.ones(q["support"].shape[:2], dtype=torch.bool)
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         a: Adapted = adapt_fn(q["support"], mask, s)
         samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed),
-                                 latent=cfg.base.eval.latent)
+                                 **image_sample_options(a.model, cfg.base.eval))
         res[str(s)] = quality_report(samples, q["support"], q["real"], q["net"])
         if s == max(cfg.steps):
             rows, labels = [], []

@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """The generator family and its sizes."""
 
-    family: str = "image_vae"  # image_vae | text_lm | text_ngram
+    family: str = "image_vae"  # image_vae | image_diffusion | text_lm | text_ngram
     hidden: int = 32  # base channel count (images) / hidden size (text)
     latent: int = 32  # VAE latent size
     context: int = 128  # size of the set (support) encoding
@@ -92,6 +92,9 @@ class EvalConfig:
     max_tasks: int = 0  # 0 = all tasks of the split
     seed: int = 0
     latent: str = "fusion"  # image samplers: fusion (blends of the support's posteriors) | prior (p(z | support))
+    guidance: float = 1.0  # image_diffusion: classifier-free guidance (0 = unconditional, 1 = conditional, >1 sharper)
+    sample_steps: int = 25  # image_diffusion: denoising steps per sample
+    sampler: str = "ddim"  # image_diffusion: ddim (deterministic) | ddpm (stochastic, ancestral)
 
 
 @dataclass(frozen=True)
@@ -210,12 +213,14 @@ _AT_LEAST = {
     "train.patience": 0, "train.max_seconds": 0,
     "eval.shots": 0, "eval.steps": 0, "eval.importance_samples": 1, "eval.chunk": 1, "eval.batch_tasks": 1,
     "eval.max_queries": 1, "eval.max_tasks": 0, "eval.seed": 0, "data.split_fractions": 0,
+    "eval.guidance": 0, "eval.sample_steps": 1,
 }
+_AT_MOST = {"eval.guidance": 20.0, "eval.sample_steps": 1000}
 _POSITIVE = {"train.lr"}
 
 
 def validate(cfg: Config) -> Config:
-    """Refuse values outside their ranges (see ``_AT_LEAST``) with a ConfigError naming the key."""
+    """Refuse values outside their ranges (see ``_AT_LEAST``, ``_AT_MOST``) with a ConfigError naming the key."""
     for section in dataclasses.fields(cfg):
         sub = getattr(cfg, section.name)
         for f in dataclasses.fields(sub):
@@ -223,6 +228,8 @@ def validate(cfg: Config) -> Config:
             values = value if isinstance(value, tuple) else (value,)
             if key in _AT_LEAST and any(v < _AT_LEAST[key] for v in values):
                 raise ConfigError(f"config key '{key}' must be at least {_AT_LEAST[key]}, got {_short(value)}")
+            if key in _AT_MOST and any(v > _AT_MOST[key] for v in values):
+                raise ConfigError(f"config key '{key}' must be at most {_AT_MOST[key]}, got {_short(value)}")
             if key in _POSITIVE and not value > 0:
                 raise ConfigError(f"config key '{key}' must be greater than 0, got {_short(value)}")
     if cfg.train.min_shots > cfg.train.shots:
@@ -234,6 +241,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
     if cfg.eval.latent not in ("fusion", "prior"):
         raise ConfigError(f"config key 'eval.latent' must be fusion or prior, got {_short(cfg.eval.latent)}")
+    if cfg.eval.sampler not in ("ddim", "ddpm"):
+        raise ConfigError(f"config key 'eval.sampler' must be ddim or ddpm, got {_short(cfg.eval.sampler)}")
     return cfg
 
 

@@ -53,7 +53,7 @@ def run_demo(out: str | Path = "runs/demo", train_seconds: float = 180.0, seed: 
     for n, i in enumerate(ids):
         ex = test.examples(i)
         support = ex[torch.randperm(len(ex), generator=g)[:5]]
-        samples = sample_images(adapt(ck.model, support[None]), 32, seed + n, ck.config.eval.latent)[0]
+        samples = sample_images(adapt(ck.model, support[None]), 32, seed + n, ecfg=ck.config.eval)[0]
         slug = test.names[i].split()[0].replace("+", "")
         grids.append(str(write_sample_grid(out / f"samples_{slug}.png", support, samples)))
         rows += [support, samples[:12]]

@@ -7,23 +7,39 @@ strings (always valid UTF-8) and ``write_lines`` writes one a line. Everything i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import torch
 from torch import Tensor
 
 from .adapt import Adapted, adapted_sample
 from .config import EvalConfig
+from .models import GenerativeModel
 from .pictures import save_grid, support_and_samples
 
 
-def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str = EvalConfig.latent) -> Tensor:
-    """n samples per adapted task, seeded: (T, n, C, S, S). ``latent``: the image model's latent
-    sampler, ``fusion`` (blends of the support's own posteriors: samples follow the support) or
+def image_sample_options(model: GenerativeModel, ecfg: EvalConfig) -> dict[str, Any]:
+    """The keyword arguments of an image model's ``sample`` that the eval config chooses: the
+    diffusion model's ``eval.guidance``, ``eval.sample_steps`` and ``eval.sampler``, the VAE's
+    latent sampler ``eval.latent``."""
+    if model.family == "image_diffusion":
+        return {"guidance": ecfg.guidance, "steps": ecfg.sample_steps, "sampler": ecfg.sampler}
+    return {"latent": ecfg.latent}
+
+
+def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str | None = None,
+                  ecfg: EvalConfig | None = None) -> Tensor:
+    """n samples per adapted task, seeded: (T, n, C, S, S) in [0, 1], drawn as ``ecfg`` (default
+    :class:`EvalConfig`) says (:func:`image_sample_options`). ``latent`` overrides its VAE latent
+    sampler: ``fusion`` (blends of the support's own posteriors: samples follow the support) or
     ``prior`` (the model's p(z | support), the distribution its NLL scores); see
     :meth:`fewgen.models.image_vae.ImageVAE.sample`."""
-    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed), latent=latent)
+    ecfg = ecfg or EvalConfig()
+    if latent is not None:
+        ecfg = dataclasses.replace(ecfg, latent=latent)
+    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **image_sample_options(adapted.model, ecfg))
 
 
 def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Path:

@@ -56,6 +56,18 @@ def image_vae(prior: str) -> Callable[[], Family]:
     return make
 
 
+def image_diffusion() -> Family:
+    g = torch.Generator().manual_seed(3)
+    mc = ModelConfig(family="image_diffusion", hidden=8, context=8)
+    model, cfg = _build(mc, DataConfig(spec="glyphs", image_size=8), {"modality": "image", "example_shape": [1, 8, 8]})
+    with torch.no_grad():  # move the zero-initialised output layers: a fresh model ignores its input exactly
+        for p in model.parameters():
+            p.add_(0.03 * torch.randn(p.shape, generator=g))
+    ep = _episode((torch.rand(3, 4, 1, 8, 8, generator=g) > 0.5).float(),
+                  (torch.rand(3, 5, 1, 8, 8, generator=g) > 0.5).float(), g)
+    return Family(model, cfg, ep, exact_nll=False, heavy=True)
+
+
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ", "zebra", "ŝi", "ĉu", "mondo", "kato",
          "hundo", "ĝis", "ŝuo", "ruĝa", "blua", "verda", "flava", "nigra", "blanka", "ora", "arĝenta"]
 
@@ -112,6 +124,7 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "toy_gauss": toy_gauss,
     "image_vae": image_vae("mlp"),
     "image_vae_mixture": image_vae("mixture"),
+    "image_diffusion": image_diffusion,
     "text_lm": text_lm(1),
     "text_lm_match": text_lm(3),
     "text_ngram": text_ngram,

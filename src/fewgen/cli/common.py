@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_overrides, load_config, replace
+from ..config import Config, EvalConfig, apply_overrides, load_config, replace, validate
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -30,3 +30,20 @@ def write_json(path: str | Path, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
     return path
+
+
+def add_diffusion_arguments(p: argparse.ArgumentParser) -> None:
+    """The diffusion sampler's options (``eval.guidance``, ``eval.sample_steps``, ``eval.sampler``)."""
+    p.add_argument("--guidance", type=float, default=None,
+                   help="image_diffusion: classifier-free guidance (0 = unconditional, 1 = conditional, "
+                        ">1 sharper; default: the checkpoint's eval.guidance)")
+    p.add_argument("--sample-steps", type=int, default=None, help="image_diffusion: denoising steps per sample")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
+                   help="image_diffusion: ddim (deterministic) or ddpm (stochastic)")
+
+
+def diffusion_eval_config(cfg: Config, args: argparse.Namespace, latent: str | None = None) -> EvalConfig:
+    """``cfg.eval`` with the sampler options given on the command line, validated (one-line errors)."""
+    changes = {k: v for k, v in (("guidance", args.guidance), ("sample_steps", args.sample_steps),
+                                 ("sampler", args.sampler), ("latent", latent)) if v is not None}
+    return validate(replace(cfg, eval=changes)).eval

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import replace
-from .common import write_json
+from .common import add_diffusion_arguments, diffusion_eval_config, write_json
 
 HELP = "evaluate held-out conditional NLL (JSON report)"
 
@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="text: samples per task for novelty / validity (default 20; 0 = none)")
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
+    add_diffusion_arguments(p)
     p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
                    "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks); "
                    "text: nll,fidelity (samples attributed to the support's task by character n-gram language "
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                      ("seed", args.seed), ("latent", args.latent)):
         if val is not None:
             changes[key] = val
-    ecfg = replace(cfg, eval=changes).eval
+    ecfg = diffusion_eval_config(replace(cfg, eval=changes), args)
     ts = load_split(spec, data_cfg, args.split)
     algo = args.algo or ck.extra.get("algo", cfg.train.algo)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
@@ -130,6 +131,7 @@ QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
 
 def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Namespace) -> dict:
     """Sample-quality metrics of K-shot adaptation on held-out tasks (as ``fewgen bench``)."""
+    import dataclasses
     from pathlib import Path
 
     from ..bench import BenchConfig, quality_for, quality_setup
@@ -138,7 +140,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
 
     out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
     bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
-                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=replace(cfg, eval={"latent": ecfg.latent}),
+                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=dataclasses.replace(cfg, eval=ecfg),
                        feature_steps=args.feature_steps)
     q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
     if q is None:
@@ -146,6 +148,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     per_steps = quality_for("eval", adapt_fn, q, bcfg, out)
     keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
                                                           "fidelity_chance"}
+    keep |= {w + "_pooled" for w in wanted if w in ("fid", "kid")}  # defined with one real example per task too
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
 
 

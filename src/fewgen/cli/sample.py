@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FewgenError
+from .common import add_diffusion_arguments, diffusion_eval_config
 
 HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
@@ -40,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: fusion = blends of the support's own drawings in latent space (follows the "
                         "support; the default, eval.latent) or prior = the model's p(z | support)")
+    add_diffusion_arguments(p)
     p.add_argument("--out", help="output PNG (images, required) or text file (text; default or '-': stdout)")
 
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
     if m.modality == "text":
         return _write_text(a, args, len(support))
-    return _write_images(a, args, support, args.latent or ck.config.eval.latent)
+    return _write_images(a, args, support, diffusion_eval_config(ck.config, args, latent=args.latent))
 
 
 def _write_text(a, args: argparse.Namespace, k: int) -> int:
@@ -102,11 +104,11 @@ def _write_text(a, args: argparse.Namespace, k: int) -> int:
     return 0
 
 
-def _write_images(a, args: argparse.Namespace, support, latent: str) -> int:
+def _write_images(a, args: argparse.Namespace, support, ecfg) -> int:
     from ..pictures import save_grid
     from ..sample import sample_images, write_sample_grid
 
-    samples = sample_images(a, args.n, args.seed, latent)[0]
+    samples = sample_images(a, args.n, args.seed, ecfg=ecfg)[0]
     if len(support):
         path = write_sample_grid(args.out, support, samples)
         print(f"wrote {path} ({len(support)} support images in the first row, {args.n} samples below)")

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..noise import task_randn
+from ..config import ModelConfig
+from ..errors import ConfigError
 from .base import Context, GenerativeModel
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
@@ -265,3 +267,26 @@ class ImageVAE(GenerativeModel):
             fused = w @ mu_k + (w @ (0.5 * lv_k).exp()) * eps  # (T, n, Z)
             z = torch.where(present.any(-1)[:, None, None], fused, z)
         return z
+
+
+def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
+    """The ``image_vae`` family for images ``data_meta["example_shape"]`` = (C, S, S), its
+    ``model.extra`` keys validated (one-line errors)."""
+    c, s, _ = data_meta["example_shape"]
+    unknown = sorted(set(cfg.extra) - {"features", "kl_weight", "prior"})
+    if unknown:
+        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; "
+                          "valid: model.extra.features, model.extra.kl_weight, model.extra.prior")
+    prior = cfg.extra.get("prior", "mlp")
+    if prior not in ("mlp", "mixture"):
+        raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")
+    beta = cfg.extra.get("kl_weight", 1.0)
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta > 0:
+        raise ConfigError(f"model.extra.kl_weight must be a positive number, got {beta!r}")
+    f = cfg.extra.get("features", 256)
+    if not isinstance(f, int) or isinstance(f, bool) or f < 1:
+        raise ConfigError(f"model.extra.features must be a positive integer, got {f!r}")
+    if s % 4:
+        raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
+    return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
+                    kl_weight=float(beta), prior=prior)

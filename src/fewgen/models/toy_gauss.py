@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..config import ModelConfig
 from .base import Context, GenerativeModel
 from .nn import masked_mean, mlp
 
@@ -70,3 +71,9 @@ class ToyGauss(GenerativeModel):
         mu, log_scale = self._gaussian(context)
         eps = torch.randn(mu.shape[0], n, self.dim, generator=generator, device=mu.device)
         return mu + torch.exp(log_scale) * eps
+
+
+def build_toy_gauss(cfg: ModelConfig, data_meta: dict[str, Any]) -> ToyGauss:
+    """The ``toy_gauss`` family for toy vectors ``data_meta["example_shape"]`` = (D,), scaled to the data."""
+    scale = (data_meta.get("mean_scale", 1.0) ** 2 + data_meta.get("std", 0.0) ** 2) ** 0.5 or 1.0
+    return ToyGauss(dim=int(data_meta["example_shape"][-1]), hidden=cfg.hidden, context=cfg.context, scale=scale)

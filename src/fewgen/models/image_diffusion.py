@@ -1,0 +1,341 @@
+"""A set-conditioned diffusion model for images: a small U-Net that attends to the support.
+
+Few-Shot Diffusion Models (Giannone, Nielsen & Winther 2022): a denoising diffusion model
+whose denoiser reads the K-shot support set. Here the support becomes tokens (each shot's patch
+tokens from a shared conv encoder, plus a pooled set token; :mod:`fewgen.models.attention`) and
+the U-Net's feature maps attend to them with cross-attention in the middle (S/4) and on the way
+up (S/2); not on the way down, which would cost 40% more sampling time on a CPU.
+
+**Objective: v-prediction on a cosine schedule** (Salimans & Ho 2022, "Progressive distillation").
+The noised image is ``z_t = alpha_t x + sigma_t eps`` with ``alpha_t = cos u``, ``sigma_t = sin u``,
+``u`` linear in ``t`` (the cosine schedule of Nichol & Dhariwal 2021, its log-SNR clipped to
+[-12, 12]); the network predicts ``v = alpha_t eps - sigma_t x``. Why v and not eps or a flow: the
+prediction stays well scaled at both ends of the schedule (``x_hat = alpha z - sigma v_hat``
+never divides by a vanishing alpha, unlike eps-prediction near t = 1), which is what makes a
+sampler of few steps (25 by default, for CPUs) work; and a Gaussian diffusion keeps the
+variational bound of VDM (Kingma et al. 2021) for ``nll``, which rectified flow would only give
+through an ODE trace estimate. Images are mapped from [0, 1] to [-1, 1].
+
+``loss`` is the training objective, ``0.5 ||v - v_hat||^2`` summed over pixels at one uniform
+``t`` per example: a weighted form of the bound (Kingma & Gao 2023), **not** a bound in nats
+itself; ``nll`` computes the bound.
+
+**Classifier-free guidance over the support** (Ho & Salimans 2022): in training each example's
+support is dropped with probability ``p_uncond`` (it then attends to the null token alone, as
+an empty support does), so one model is both the conditional and the unconditional (K = 0)
+generator. Sampling mixes them, ``v = v_uncond + w (v_cond - v_uncond)``: ``w = 0`` is the
+unconditional model, 1 the conditional one, above 1 trades diversity for fidelity.
+
+**Samplers**: deterministic DDIM (Song et al. 2021) on ``steps`` equal steps of t, or ``ddpm``
+(DDIM with eta = 1: ancestral sampling from the posterior). The output is the last step's
+prediction of the image mapped back to [0, 1]; for binary data (Omniglot) that is
+``P(ink | z_t)`` at the last step, the same kind of value as the VAE's decoder mean, so grids,
+FID and fidelity read it unchanged. Samples are not binarised (threshold at 0.5 to get strokes).
+
+**Likelihood**: ``nll`` is VDM's continuous-time variational bound on ``-log p(x | support)``
+in nats: the prior term ``KL(q(z_1 | x) || N(0, I))``, the diffusion term
+``E_t[-0.5 lambda'(t) alpha_t^2 ||v - v_hat||^2]`` (``lambda`` = log-SNR) and a discretised
+Bernoulli decoder at t = 0, ``p(x_i = 1 | z_0) = sigmoid(2 alpha_0 z_0 / sigma_0^2)`` (VDM's
+decoder for the two values -1, 1). The expectations over ``t`` and the noise are estimated
+with ``num_samples`` stratified draws per example, ``chunk`` at a time: an unbiased estimate
+of the bound, not an importance-weighted one. Soft (non-binary) pixels give the same
+cross-entropy convention as the VAE's Bernoulli decoder. It scores the conditional model
+(guidance 1): a guided mixture has no tractable likelihood.
+
+Context (contract v2): ``{"tokens": (T, L, D), "mask": (T, L) bool, "mean": (T, C, S, S)}`` with
+``L = 1 + K*(S/4)^2``; ``mean`` is the support's mean image, which (with ``template``, the
+default) also enters the U-Net as input channels.
+
+Shapes: T tasks, K shots, N examples, B = T*N images (task-major), images (C, S, S), S divisible
+by 4. The U-Net runs at S/2 (after a 2x2 pixel unshuffle) and S/4.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError, FewgenError
+from ..noise import task_randn
+from .attention import CrossAttention, SupportEncoder
+from .base import GenerativeModel
+from .nn import masked_mean, mlp
+
+LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
+SAMPLERS = ("ddim", "ddpm")
+Context = dict[str, Tensor]
+
+
+def normal_cdf(q: Tensor) -> Tensor:
+    """A standard normal draw -> a U(0, 1) draw (the normal CDF), so every draw is a task_randn."""
+    return 0.5 * torch.erfc(-q / math.sqrt(2))
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of t in [0, 1], (B,) -> (B, dim) (Vaswani et al. 2017; DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    arg = 1000.0 * t.float()[:, None] * freqs  # (B, half)
+    return torch.cat([arg.sin(), arg.cos()], -1)
+
+
+def space_to_depth(z: Tensor) -> Tensor:
+    """(B, C, S, S) -> (B, 4C, S/2, S/2): each 2x2 block into channels (F.pixel_unshuffle, written
+    with reshapes because pixel_unshuffle mis-batches under torch.func.vmap)."""
+    B, C, S, _ = z.shape
+    return z.reshape(B, C, S // 2, 2, S // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(B, 4 * C, S // 2, S // 2)
+
+
+def depth_to_space(h: Tensor) -> Tensor:
+    """The inverse of :func:`space_to_depth`: (B, 4C, S/2, S/2) -> (B, C, S, S)."""
+    B, C4, H, _ = h.shape
+    return h.reshape(B, C4 // 4, 2, 2, H, H).permute(0, 1, 4, 2, 5, 3).reshape(B, C4 // 4, 2 * H, 2 * H)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv, twice, the time embedding as a scale and shift in between."""
+
+    def __init__(self, cin: int, cout: int, temb: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(8, cin), cin), nn.Conv2d(cin, cout, 3, 1, 1)
+        self.film = nn.Linear(temb, 2 * cout)
+        self.norm2, self.conv2 = nn.GroupNorm(min(8, cout), cout), nn.Conv2d(cout, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, h: Tensor, temb: Tensor) -> Tensor:  # (B, cin, H, W), (B, temb) -> (B, cout, H, W)
+        y = self.conv1(F.silu(self.norm1(h)))
+        scale, shift = self.film(temb)[:, :, None, None].chunk(2, 1)
+        y = self.conv2(F.silu(self.norm2(y) * (1 + scale) + shift))
+        return self.skip(h) + y
+
+
+class ImageDiffusion(GenerativeModel):
+    """Set-conditioned v-prediction diffusion U-Net; implements the :mod:`fewgen.models.base` contract."""
+
+    family = "image_diffusion"
+    modality = "image"
+
+    def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, context: int = 128,
+                 heads: int = 4, p_uncond: float = 0.2, template: bool = True) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise ValueError("image_size must be divisible by 4")
+        if not 0 <= p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+        self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
+                           p_uncond=p_uncond, template=template)
+        # template: the support's mean image enters the U-Net as extra input channels beside z_t
+        # (zeros when the support is empty or dropped): a spatial hint of where the strokes go
+        # that convolutions pick up within a few hundred steps, long before cross-attention has
+        # learnt to find them (the VAE's mean-image template, here as input).
+        self.template = template
+        self.image_size, self.channels, self.hidden, self.p_uncond = image_size, channels, hidden, p_uncond
+        h, temb = hidden, 4 * hidden
+        self.encoder = SupportEncoder(image_size, channels, hidden, context)
+        self.temb = mlp([h, temb, temb])
+        cin = 4 * channels * (2 if template else 1)  # after the 2x2 pixel unshuffle of z_t (and the template)
+        self.inp = nn.Conv2d(cin, h, 3, 1, 1)  # (cin, S/2, S/2) -> (h, S/2, S/2)
+        self.down_res = ResBlock(h, h, temb)
+        self.down = nn.Conv2d(h, 2 * h, 3, 2, 1)  # S/2 -> S/4
+        self.mid_res1, self.mid_att = ResBlock(2 * h, 2 * h, temb), CrossAttention(2 * h, context, heads)
+        self.mid_res2 = ResBlock(2 * h, 2 * h, temb)
+        self.up = nn.ConvTranspose2d(2 * h, h, 4, 2, 1)  # S/4 -> S/2
+        self.up_res, self.up_att = ResBlock(2 * h, h, temb), CrossAttention(h, context, heads)
+        self.out_norm, self.out = nn.GroupNorm(min(8, h), h), nn.Conv2d(h, 4 * channels, 3, 1, 1)
+        nn.init.zeros_(self.out.weight)  # a new model predicts v = 0: x_hat = alpha z
+        nn.init.zeros_(self.out.bias)
+        a, b = math.atan(math.exp(-LOGSNR_MAX / 2)), math.atan(math.exp(-LOGSNR_MIN / 2))
+        self.u0, self.u1 = a, b  # u = u0 + t (u1 - u0); alpha = cos u, sigma = sin u
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    # ------------------------------------------------------------------ the schedule
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """The cosine schedule at t in [0, 1]: alpha_t, sigma_t (alpha^2 + sigma^2 = 1)."""
+        u = self.u0 + t * (self.u1 - self.u0)
+        return torch.cos(u), torch.sin(u)
+
+    def elbo_weight(self, t: Tensor) -> Tensor:
+        """-0.5 lambda'(t) alpha_t^2: the weight of ||v - v_hat||^2 in the bound's diffusion term
+        (lambda = -2 log tan u, so -lambda' = 2 (u1 - u0) / (sin u cos u))."""
+        u = self.u0 + t * (self.u1 - self.u0)
+        return (self.u1 - self.u0) * torch.cos(u) / torch.sin(u)
+
+    # ------------------------------------------------------------------ the denoiser
+    def denoise(self, z: Tensor, t: Tensor, context: Context, keep: Tensor | None = None) -> Tensor:
+        """v_hat for noised images z (B, C, S, S) at times t (B,), B = T*n grouped by task; ``keep``
+        (B,) bool drops the support of the False ones (unconditional)."""
+        tokens, mask = context["tokens"], context["mask"]
+        temb = self.temb(timestep_embedding(t, self.hidden).to(z.dtype))  # (B, 4h)
+        if self.template:
+            z = torch.cat([z, self._template(context, keep, z.shape[0]).to(z.dtype)], 1)  # (B, 2C, S, S)
+        h = self.inp(space_to_depth(z))  # (B, h, S/2, S/2)
+        h = skip = self.down_res(h, temb)
+        h = self.mid_res1(self.down(h), temb)  # (B, 2h, S/4, S/4)
+        h = self.mid_res2(self.mid_att(h, tokens, mask, keep), temb)
+        h = self.up_res(torch.cat([self.up(h), skip], 1), temb)  # (B, h, S/2, S/2)
+        h = self.up_att(h, tokens, mask, keep)
+        return depth_to_space(self.out(F.silu(self.out_norm(h))))  # (B, C, S, S)
+
+    @staticmethod
+    def _template(context: Context, keep: Tensor | None, batch: int) -> Tensor:
+        """Each image's template (B, C, S, S): its task's mean support image, zero where dropped."""
+        mean = context["mean"]  # (T, C, S, S)
+        T = mean.shape[0]
+        tmpl = mean[:, None].expand(T, batch // T, *mean.shape[1:]).reshape(batch, *mean.shape[1:])
+        return tmpl if keep is None else tmpl * keep.reshape(batch, 1, 1, 1).to(tmpl.dtype)
+
+    # ------------------------------------------------------------------ the contract
+    def context(self, support: Tensor, mask: Tensor) -> Context:
+        """support (T, K, C, S, S), mask (T, K) -> {"tokens": (T, 1+K*P, D), "mask": (T, 1+K*P),
+        "mean": (T, C, S, S)}: the set token and every shot's P = (S/4)^2 patch tokens (absent
+        shots masked out), and the mean of the present shots (zeros for an empty set)."""
+        tokens, tok_mask = self.encoder(support, mask)
+        T, K = mask.shape
+        S, C = self.image_size, self.channels
+        if K == 0:
+            mean = support.new_zeros(T, C, S, S)
+        else:
+            mean = masked_mean(support.flatten(2), mask)[0].reshape(T, C, S, S)  # zeros for an empty set
+        return {"tokens": tokens, "mask": tok_mask, "mean": mean}
+
+    def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """(T, N, 2 + C*S*S) standard normals: the time (as a normal quantile), the support-drop
+        decision (likewise) and the image noise eps, so :meth:`loss` is a pure function."""
+        return task_randn((*x.shape[:2], 2 + math.prod(x.shape[2:])), generator, x.device)
+
+    def _noised(self, x: Tensor, t: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """x in [0, 1] (..., C, S, S), t (...), eps like x -> z_t and the target v, in [-1, 1] units."""
+        x0 = 2 * x - 1
+        alpha, sigma = (s[..., None, None, None] for s in self.alpha_sigma(t))
+        return alpha * x0 + sigma * eps, alpha * eps - sigma * x0
+
+    def loss(self, x: Tensor, context: Context, noise: Tensor | None) -> Tensor:
+        """0.5 ||v - v_hat||^2 summed over pixels, x (T, N, C, S, S) -> (T, N) (the training
+        objective; see the module docstring). Without ``noise``: t = 0.5, eps = 0, no drop."""
+        T, N = x.shape[:2]
+        if noise is None:
+            noise = x.new_zeros(T, N, 2 + math.prod(x.shape[2:]))
+        t, keep = normal_cdf(noise[..., 0]), normal_cdf(noise[..., 1]) >= self.p_uncond  # (T, N)
+        z, v = self._noised(x, t, noise[..., 2:].reshape(x.shape))
+        v_hat = self.denoise(z.flatten(0, 1), t.flatten(), context, keep.flatten())  # (B, C, S, S)
+        return 0.5 * (v_hat - v.flatten(0, 1)).square().flatten(1).sum(-1).reshape(T, N)
+
+    def nll(self, x: Tensor, context: Context, num_samples: int = 100, chunk: int = 25,
+            generator: torch.Generator | None = None) -> Tensor:
+        """VDM's variational bound on -log p(x | support) in nats, x (T, N, C, S, S) -> (T, N),
+        estimated with ``num_samples`` stratified times per example, ``chunk`` at a time (memory
+        for T*N*chunk images whatever ``num_samples``). See the module docstring."""
+        T, N = x.shape[:2]
+        x0 = 2 * x - 1
+        one, zero = x.new_ones(()), x.new_zeros(())
+        a1, s1 = self.alpha_sigma(one)
+        prior = 0.5 * (a1**2 * x0**2 + s1**2 - 1 - torch.log(s1**2)).flatten(2).sum(-1)  # (T, N)
+        a0, s0 = self.alpha_sigma(zero)
+        z0 = a0 * x0 + s0 * task_randn(x.shape, generator, x.device)
+        recon = F.binary_cross_entropy_with_logits(2 * a0 * z0 / s0**2, x, reduction="none").flatten(2).sum(-1)
+        offset = normal_cdf(task_randn((T, N), generator, x.device))  # each example's stratum offset
+        diffusion, done = x.new_zeros(T, N), 0
+        while done < num_samples:
+            s = min(chunk, num_samples - done)
+            j = torch.arange(done, done + s, device=x.device, dtype=x.dtype)  # stratified: t_j in [j/M, (j+1)/M)
+            t = ((j[None, :, None] + offset[:, None, :]) / num_samples).reshape(T, s * N)  # (T, s*N)
+            xs = x.repeat(1, s, 1, 1, 1)  # (T, s*N, C, S, S): s copies, chunk-major
+            # One draw per time (not per chunk), so the estimate does not depend on ``chunk``.
+            eps = torch.stack([task_randn(x.shape, generator, x.device) for _ in range(s)], 1).reshape(xs.shape)
+            z, v = self._noised(xs, t, eps)
+            v_hat = self._v_clamped(z.flatten(0, 1), t.flatten(), context)  # (T*s*N, C, S, S)
+            err = (v_hat - v.flatten(0, 1)).square().flatten(1).sum(-1).reshape(T, s, N)
+            diffusion = diffusion + (self.elbo_weight(t).reshape(T, s, N) * err).sum(1)
+            done += s
+        return prior + recon + diffusion / num_samples
+
+    def _v_clamped(self, z: Tensor, t: Tensor, context: Context, keep: Tensor | None = None) -> Tensor:
+        """v_hat of the model whose image prediction is clipped to [-1, 1] (the data range): the
+        model both the sampler and the bound use."""
+        alpha, sigma = (s[:, None, None, None] for s in self.alpha_sigma(t))
+        x_hat = (alpha * z - sigma * self.denoise(z, t, context, keep)).clamp(-1, 1)
+        return (alpha * z - x_hat) / sigma
+
+    # ------------------------------------------------------------------ sampling
+    def guided_v(self, z: Tensor, t: Tensor, context: Context, guidance: float) -> Tensor:
+        """Classifier-free guided v for z (T, n, C, S, S) at one time t (scalar tensor): one
+        batched pass over the conditional and the unconditional copies (only one when w is 0 or 1)."""
+        T, n = z.shape[:2]
+        if guidance in (0.0, 1.0):
+            keep = torch.full((T * n,), guidance == 1.0, dtype=torch.bool, device=z.device)
+            return self._v_clamped(z.flatten(0, 1), t.expand(T * n), context, keep).reshape(z.shape)
+        both = torch.cat([z, z], 1).flatten(0, 1)  # (T*2n, ...): per task n conditional, then n unconditional
+        keep = torch.arange(2 * n, device=z.device).repeat(T) < n
+        v = self._v_clamped(both, t.expand(2 * T * n), context, keep).reshape(T, 2, n, *z.shape[2:])
+        return v[:, 1] + guidance * (v[:, 0] - v[:, 1])
+
+    def ddim_loop(self, z: Tensor, predict_v: Callable[[Tensor, Tensor], Tensor], steps: int, eta: float,
+                  generator: torch.Generator | None) -> Tensor:
+        """DDIM (Song et al. 2021) from z_1 (T, n, C, S, S) down t = 1 -> 0 in ``steps`` equal steps;
+        ``eta`` 0 is deterministic, 1 ancestral. Returns the last x_hat in [-1, 1]."""
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        ts = torch.linspace(1.0, 0.0, steps + 1, device=z.device)
+        x_hat = z
+        for i in range(steps):
+            a_t, s_t = self.alpha_sigma(ts[i])
+            v = predict_v(z, ts[i])
+            if not torch.isfinite(v).all():
+                raise FewgenError(f"diffusion sampling produced NaN/inf at step {i + 1} of {steps} "
+                                  "(a diverged checkpoint, or eval.guidance too large)")
+            x_hat = (a_t * z - s_t * v).clamp(-1, 1)
+            if i == steps - 1:
+                break
+            eps_hat = (z - a_t * x_hat) / s_t
+            a_s, s_s = self.alpha_sigma(ts[i + 1])
+            c = eta * (s_s**2 / s_t**2 * (1 - a_t**2 / a_s**2)).clamp_min(0).sqrt()  # DDIM's sigma_t(eta)
+            z = a_s * x_hat + (s_s**2 - c**2).clamp_min(0).sqrt() * eps_hat
+            if eta > 0:
+                z = z + c * task_randn(z.shape, generator, z.device)
+        return x_hat
+
+    def sample(self, n: int, context: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
+               steps: int = 25, sampler: str = "ddim") -> Tensor:
+        """n samples per task, (T, n, C, S, S) in [0, 1]: ``steps`` DDIM (``sampler="ddim"``) or
+        ancestral (``"ddpm"``) steps at classifier-free guidance ``guidance`` (see the module docstring)."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if steps < 1 or not 0 <= guidance < math.inf:
+            raise ValueError(f"need steps >= 1 and a finite guidance >= 0, got {steps}, {guidance}")
+        T, S = context["tokens"].shape[0], self.image_size
+        z = task_randn((T, n, self.channels, S, S), generator, context["tokens"].device)  # z_1 ~ N(0, I)
+        x_hat = self.ddim_loop(z, lambda zt, t: self.guided_v(zt, t, context, guidance), steps,
+                               0.0 if sampler == "ddim" else 1.0, generator)
+        return (x_hat + 1) / 2
+
+
+def build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageDiffusion:
+    """The ``image_diffusion`` family with its ``model.extra`` keys validated (one-line errors)."""
+    if data_meta.get("modality", "image") != "image":
+        raise ConfigError(f"model.family image_diffusion is for images, not {data_meta.get('modality')} data")
+    c, s, _ = data_meta["example_shape"]
+    unknown = sorted(set(cfg.extra) - {"heads", "p_uncond", "template"})
+    if unknown:
+        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_diffusion; "
+                          "valid: model.extra.heads, model.extra.p_uncond, model.extra.template")
+    template = cfg.extra.get("template", True)
+    if not isinstance(template, bool):
+        raise ConfigError(f"model.extra.template must be true or false, got {template!r}")
+    p = cfg.extra.get("p_uncond", 0.2)
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+        raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
+    heads = cfg.extra.get("heads", 4)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
+        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
+                          f"got {heads!r}")
+    if s % 4:
+        raise ConfigError(f"data.image_size must be divisible by 4 for image_diffusion, got {s}")
+    return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, heads=heads,
+                          p_uncond=float(p), template=template)
