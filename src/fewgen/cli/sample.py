@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FewgenError
+from .common import add_adapt_args, adapt_train_config
 
 HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
@@ -41,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images: fusion = blends of the support's own drawings in latent space (follows the "
                         "support; the default, eval.latent) or prior = the model's p(z | support)")
     p.add_argument("--out", help="output PNG (images, required) or text file (text; default or '-': stdout)")
+    add_adapt_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         support = torch.zeros(0, m.max_len, dtype=torch.long)
     # An adapted checkpoint ignores the support's content (its context is stored) unless --steps > 0.
-    a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed)(
+    a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed, train=adapt_train_config(ck.config, args))(
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
     if m.modality == "text":
         return _write_text(a, args, len(support))
