@@ -281,7 +281,7 @@ def paired_markdown(results: dict[str, Any]) -> list[str]:
              "| method | K | s | vs 0 steps | vs transfer |", "|---|---|---|---|---|"]
     for m, p in paired.items():
         for k, by_s in p["vs_0_steps"].items():
-            for s, d in by_s.items():
+            for s, d in ((s, d) for s, d in by_s.items() if s != "0"):
                 t = p["vs_transfer"].get(k, {}).get(s)
                 vs_t = "-" if t is None else f"{t['mean']:+.2f} ± {t['ci95']:.2f}"
                 lines.append(f"| {m} | {k} | {s} | {d['mean']:+.2f} ± {d['ci95']:.2f} | {vs_t} |")

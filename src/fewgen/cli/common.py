@@ -34,7 +34,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def add_adapt_args(p: argparse.ArgumentParser) -> None:
     """Test-time fine-tuning options (default: the checkpoint's meta-trained ones)."""
-    p.add_argument("--adapt-params", choices=("all", "bias", "film", "lora"), default=None,
+    from ..meta.inner import ADAPT_PARAMS
+
+    p.add_argument("--adapt-params", choices=ADAPT_PARAMS, default=None,
                    help="what fine-tuning changes (default: the checkpoint's train.adapt_params)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a train.* fine-tuning key of the checkpoint, e.g. --set train.inner_select=heldout")

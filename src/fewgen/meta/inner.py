@@ -68,8 +68,7 @@ from ..models import Context, GenerativeModel, Params, call
 from ..tasks.base import task_randn
 
 LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per adapted variable
-ADAPT_PARAMS = ("all", "bias", "film", "lora")
-SELECT = ("last", "heldout")
+ADAPT_PARAMS = ("all", "bias", "film", "lora")  # train.adapt_params (config.validate checks the same names)
 Noise = dict[str, Tensor]  # pre-drawn randomness of the inner loop (see draw_support_noise)
 
 
