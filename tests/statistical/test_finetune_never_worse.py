@@ -10,6 +10,8 @@ steps, paired over the same tasks and support sets.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -50,5 +52,9 @@ def test_one_shot_fine_tuning_does_not_raise_held_out_nll(tmp_path, one_thread):
     base = per_task(0)
     tuned, ci, n = paired_difference(per_task(10), base)
     assert n == len(test) and tuned <= ci, (tuned, ci)  # not worse beyond the paired CI
-    wrecked, ci_w, _ = paired_difference(per_task(10, inner_select="last", lr=0.5), base)
-    assert wrecked > ci_w + 5.0, (wrecked, ci_w)  # the same test fails without the selection
+    # A step size far too large: the selection still keeps the model from getting worse ...
+    safe, ci_s, _ = paired_difference(per_task(10, lr=0.05), base)
+    assert safe <= ci_s, (safe, ci_s)
+    # ... and without it the same fine-tuning is clearly worse (or diverges): the test can fail.
+    wrecked, ci_w, _ = paired_difference(per_task(10, lr=0.05, inner_select="last"), base)
+    assert not math.isfinite(wrecked) or wrecked > ci_w + 5.0, (wrecked, ci_w)

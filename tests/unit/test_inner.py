@@ -1,11 +1,15 @@
-"""The inner loop's support loss for conditional models: each shot given the other shots."""
+"""The inner loop: the support loss for conditional models (each shot given the other shots); what
+adapts (train.adapt_params), support jitter, held-out step selection, vmapped equals looped."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from fewgen.meta.inner import leave_one_out_loss, support_loss
+from fewgen.meta.inner import (InnerConfig, adapt_variables, adapted_layers, compose, draw_support_noise, fine_tune,
+                               init_inner_lrs, inner_lrs, jitter_images, leave_one_out_loss, support_loss)
 from fewgen.models import call, params_of
+from fewgen.models.image_vae import ImageVAE
 from fewgen.models.toy_gauss import ToyGauss
 
 
@@ -48,13 +52,6 @@ def test_conditional_support_loss_is_leave_one_out_and_a_fixed_context_is_used_a
 
 
 # ----------------------------------------------------------------------------- what adapts
-import pytest  # noqa: E402
-
-from fewgen.meta.inner import (InnerConfig, adapt_variables, adapted_layers, compose, draw_support_noise,  # noqa: E402
-                               fine_tune, init_inner_lrs, inner_lrs, jitter_images)
-from fewgen.models.image_vae import ImageVAE  # noqa: E402
-
-
 def image_setup():
     torch.manual_seed(0)
     model = ImageVAE(image_size=8, channels=1, hidden=8, latent=4, context=8, features=16)
