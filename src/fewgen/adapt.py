@@ -204,7 +204,7 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
     ``extra["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
-    from .sample import read_support
+    from .support import read_support
 
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
     mask = torch.ones(1, len(support), dtype=torch.bool)
@@ -223,7 +223,7 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
     from .checkpoint import save
 
     model = model_from_dict(ck.model.family, ck.model.config_dict())
-    model.load_state_dict({**model.state_dict(), **adapted.params})
+    model.load_state_dict({**ck.model.state_dict(), **adapted.params})  # buffers too (e.g. counted tables)
     history = list(ck.extra.get("adaptation_history", [])) + [info]
     extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
     kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}

@@ -4,6 +4,7 @@ examples:
   fewgen train --data glyphs --out runs/glyphs --steps 2000
   fewgen train --data omniglot:../shared/data/omniglot --out runs/omni --shots 5 --set train.lr=5e-4
   fewgen train --out runs/omni --resume            # continue an interrupted run exactly
+  fewgen train --data words --set model.family=text_ngram --out runs/ngram   # the n-gram baseline: counted, seconds
   fewgen train --data omniglot --out runs/gpu --device cuda --precision bf16 --compile
   torchrun --nproc_per_node 4 -m fewgen train --data omniglot --out runs/ddp   # 4 processes
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from ..config import config_from_dict, replace
 from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
+from .paths import out_folder
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, help="maximum support size K")
     p.add_argument("--seed", type=int, help="seed (fixes everything)")
     p.add_argument("--max-seconds", type=float, help="stop and save after this much time")
-    p.add_argument("--device", help="auto (CUDA if visible), cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", help="auto (CUDA if visible, else CPU; the default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast of the meta-loss (GPUs)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the meta-loss (falls back to eager with a warning)")
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..training import train
 
-    out = Path(args.out)
+    out = out_folder(args.out)
     if args.resume:
         stored = out / "resolved_config.json"
         if not stored.exists():

@@ -7,12 +7,25 @@ optimiser, logging, checkpoints, distribution) lives in :mod:`fewgen.training`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from ..config import TrainConfig
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
+
+
+def query_mean(per_example: Tensor, mask: Tensor) -> Tensor:
+    """The mean of per-example query losses ``(..., Q)`` over the present queries (``mask``
+    ``(..., Q)`` bool, see :class:`~fewgen.tasks.base.Episode`): tasks with few examples have
+    fewer queries. With every query present it is ``per_example.mean()``, value and gradient bit
+    for bit on any device (the mean over all slots times exactly 1), so full episodes train as before."""
+    m = mask.to(per_example.dtype)
+    present = m.sum().clamp_min(1.0)
+    rescale = torch.where(present == m.numel(), torch.ones_like(present), m.numel() / present)  # 1 when full
+    return (per_example * m).mean() * rescale
 
 
 class MetaAlgorithm:
@@ -32,3 +45,9 @@ class MetaAlgorithm:
                   generator: torch.Generator) -> Tensor:
         """The scalar meta-objective (nats per query example) of one meta-batch."""
         raise NotImplementedError
+
+    def compiled_meta_loss(self) -> Callable[..., Tensor]:
+        """:meth:`meta_loss` with its hot part under ``torch.compile`` (``train.compile``): by
+        default all of it. Only :func:`fewgen.training.compiled` calls this, and it runs the
+        eager :meth:`meta_loss` instead where compiling fails."""
+        return torch.compile(self.meta_loss)

@@ -12,14 +12,16 @@ objective of a meta-batch is the query loss after fine-tuning on the support::
 Li et al. 2017). ``train.adapt_params`` chooses what the inner loop changes (all, bias, FiLM
 or LoRA variables), ``train.inner_augment`` / ``inner_select`` jitter the support and keep the
 best step on a held-out jittered copy, ``train.inner_steps_random`` trains every task with a
-random 1..inner_steps steps so the initialisation is good after any of them. Tasks run in ``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each
-chunk differentiated and freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`),
-so memory follows the chunk, not the meta-batch; ``train.compile`` wraps the vmapped chunk in
-``torch.compile``.
+random 1..inner_steps steps so the initialisation is good after any of them. Tasks run in
+``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each chunk differentiated and
+freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`), so memory follows the
+chunk, not the meta-batch; with ``train.compile`` the training loop
+compiles the vmapped chunk (:meth:`MAML.compiled_meta_loss`), not the chunking around it.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -45,34 +47,40 @@ class MAML(MetaAlgorithm):
         self.inner = inner_config(cfg, training=True, first_order=cfg.first_order or self.first_order,
                                   conditional=self.conditional)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
-        self._compiled: Callable | None = None
 
     def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         return init_inner_lrs(model, self.cfg.inner_lr, self.inner) if self.cfg.learn_inner_lr else {}
 
     def task_losses(self, model: GenerativeModel, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
-                    query: Tensor, support_noise: dict[str, Tensor] | None, query_noise: Tensor | None) -> Tensor:
-        """Per-task query losses after the inner loop, (T,)."""
-        def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: dict[str, Tensor] | None, nq: Tensor | None) -> Tensor:
+                    query: Tensor, query_mask: Tensor, support_noise: dict[str, Tensor] | None, query_noise: Tensor | None
+                    ) -> Tensor:
+        """Per-task query losses (over each task's present queries) after the inner loop, (T,)."""
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: dict[str, Tensor] | None, nq: Tensor | None) -> Tensor:
             phi = fine_tune_task(model, params, sup, msk, ns, self.inner, lrs)
-            return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional)
+            return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional, query_mask=qmsk)
 
-        return map_tasks(one, (support, mask, query, support_noise, query_noise), (True,) * 5, self.vectorize)
+        return map_tasks(one, (support, mask, query, query_mask, support_noise, query_noise), (True,) * 6,
+                         self.vectorize)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
+        return self._meta_loss(self.task_losses, model, params, extra, ep, generator)
+
+    def compiled_meta_loss(self) -> Callable[..., Tensor]:
+        """The meta-loss with the vmapped chunk (:meth:`task_losses`) compiled: the chunking around
+        it calls ``autograd.grad`` per chunk, which a compiled graph would break at anyway."""
+        return partial(self._meta_loss, torch.compile(self.task_losses) if self.vectorize else self.task_losses)
+
+    def _meta_loss(self, task_losses: Callable[..., Tensor], model: GenerativeModel, params: Params,
+                   extra: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
         noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
-        fn = self.task_losses
-        if self.cfg.compile and self.vectorize:
-            if self._compiled is None:
-                self._compiled = torch.compile(self.task_losses)
-            fn = self._compiled
         lrs = inner_lrs(extra)
 
         def chunk_losses(sl: slice) -> Tensor:
-            return fn(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
-                      noise_tasks(noise_s, sl), None if noise_q is None else noise_q[sl])
+            return task_losses(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
+                               ep.query_mask[sl], noise_tasks(noise_s, sl),
+                               None if noise_q is None else noise_q[sl])
 
         return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,
                                  [*params.values(), *extra.values()])

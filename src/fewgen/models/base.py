@@ -63,7 +63,7 @@ class GenerativeModel(nn.Module):
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
         """Noise for :meth:`loss` (``None`` for models without latent variables), drawn with
-        :func:`fewgen.tasks.base.task_randn` so that multi-process training shards it by task."""
+        :func:`fewgen.noise.task_randn` so that multi-process training shards it by task."""
         return None
 
     def nll(self, x: Tensor, context: Context, num_samples: int, chunk: int,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..tasks.base import task_randn
+from ..noise import task_randn
 from .base import Context, GenerativeModel
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 

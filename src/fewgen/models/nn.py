@@ -18,6 +18,11 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def norm_mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> GELU -> Linear: one hidden layer, normalised (sequence models)."""
+    return nn.Sequential(nn.Linear(inp, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
+
+
 def masked_mean(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Mean of ``h`` (T,K,F) over the present shots ``mask`` (T,K); zeros for an empty set.
 
