@@ -12,14 +12,17 @@ already adapted checkpoint) into an :data:`AdaptFn` ``(support, mask, steps) -> 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
+from .config import TrainConfig
+from .errors import ConfigError
+from .meta.inner import (InnerConfig, adapt_variables, draw_support_noise, fine_tune_task, inner_config, inner_lrs,
+                         map_tasks, task_context)
 from .models import Context, GenerativeModel, Params, call, context_expand, context_tasks, model_from_dict, params_of
 
 if TYPE_CHECKING:
@@ -51,7 +54,7 @@ AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T
 def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
           conditional: bool = True, steps: int = 0, lr: float = 0.05, lrs: Params | None = None,
           optimizer: str = "sgd", generator: torch.Generator | None = None, context: Context | None = None,
-          vectorize: bool = True) -> Adapted:
+          vectorize: bool = True, inner: InnerConfig | None = None) -> Adapted:
     """Adapt to T tasks from their supports ``(T, K, *X)`` (``mask`` (T, K) marks present shots).
 
     ``conditional=False`` ignores the support's content for the context (an unconditional
@@ -59,7 +62,8 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     shared inner loop (SGD at ``lr``, or per-parameter Meta-SGD rates ``lrs``; ``optimizer``
     ``"adam"`` for Reptile's inner Adam) and returns per-task parameters with a leading T axis.
     ``context`` (one task's, leaves (1, ...)) fixes the context of every task (an adapted
-    checkpoint's stored one).
+    checkpoint's stored one). ``inner`` gives the other fine-tuning options (what adapts,
+    augmentation, held-out step selection; default: all parameters, the last step).
     ``generator`` draws the noise of latent-variable models' support losses (default: seed 0).
     """
     params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
@@ -71,12 +75,13 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
         return Adapted(model, params, ctx, per_task=False)
 
-    inner = InnerConfig(steps=steps, lr=lr, first_order=True, optimizer=optimizer, conditional=conditional)
+    inner = dc_replace(inner or InnerConfig(), steps=steps, lr=lr, first_order=True, optimizer=optimizer,
+                       conditional=conditional, random_steps=False)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
-    noise = draw_support_noise(model, support, steps, g)  # (T, S, K, *E)
+    noise = draw_support_noise(model, support, steps, g, inner)  # leaves (T, ...)
     lrs = None if lrs is None else {k: v.detach() for k, v in lrs.items()}
 
-    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> tuple[Params, Context]:
+    def one(sup: Tensor, msk: Tensor, nz: dict[str, Tensor] | None, ctx: Context | None) -> tuple[Params, Context]:
         phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
         if ctx is not None:
             return phi, ctx
@@ -132,7 +137,7 @@ def fresh_model(model: GenerativeModel, seed: int = 0) -> GenerativeModel:
 
 
 def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float | None = None,
-                           seed: int = 0) -> AdaptFn:
+                           seed: int = 0, train: TrainConfig | None = None) -> AdaptFn:
     """The adaptation function of a checkpoint: ``(support, mask, steps) -> Adapted``.
 
     ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.extra["algo"]``)
@@ -140,7 +145,10 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     set's (maml, fomaml, reptile, transfer), and the inner optimiser (Reptile's ``sgd``/``adam``).
     maml, fomaml, reptile and hybrid fine-tune with the inner loop they were meta-learned
     for (SGD at ``train.inner_lr``, or Reptile's optimiser); amortized, transfer and scratch
-    fine-tune with Adam at ``eval.finetune_lr``, as one would fine-tune any model.
+    fine-tune with Adam at ``eval.finetune_lr``, as one would fine-tune any model. Both adapt
+    ``train.adapt_params`` with the checkpoint's augmentation and step selection
+    (:func:`~fewgen.meta.inner.inner_config`); ``train`` (default: the checkpoint's training
+    config) overrides them at test time.
     ``algo="scratch"`` replaces the weights with a fresh seeded init, fine-tuned on the shots.
     The inner learning rate is ``lr``, else the checkpoint's Meta-SGD rates, else its
     ``train.inner_lr``. An adapted checkpoint (``ck.extra["adapted"]``) keeps its stored
@@ -148,7 +156,7 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     """
     from .meta import CONDITIONAL, META_LEARNED_INNER
 
-    tc = ck.config.train
+    tc = train or ck.config.train
     algo = algo or ck.extra.get("algo", tc.algo)
     adapted = bool(ck.extra.get("adapted"))
     fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
@@ -160,17 +168,36 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     else:  # plain fine-tuning, as a user would do it: Adam at a small step size
         step_size = ck.config.eval.finetune_lr if lr is None else lr
         optimizer = "adam"
+    inner = inner_config(tc)
+    if rates is not None and set(rates) != set(adapt_variables(model, params_of(model), inner)):
+        raise ConfigError(f"the checkpoint's Meta-SGD rates are for train.adapt_params="
+                          f"{ck.config.train.adapt_params}, not {tc.adapt_params}; give --lr for one scalar rate")
     stored = stored_context(ck.tensors) if adapted else None
 
     def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
         return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
-                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored)
+                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored, inner=inner)
 
     return fn
 
 
+def steps_note(ck: "Checkpoint", algo: str | None, steps: Sequence[int]) -> str | None:
+    """A note when fine-tuning runs more steps than the checkpoint's inner loop was meta-trained for
+    (maml, fomaml, reptile, hybrid): beyond them, nothing trained the initialisation for it."""
+    from .meta import META_LEARNED_INNER
+
+    algo = algo or ck.extra.get("algo", ck.config.train.algo)
+    trained = ck.config.train.inner_steps
+    beyond = sorted(s for s in steps if s > trained)
+    if algo not in META_LEARNED_INNER or not beyond or ck.extra.get("adapted"):
+        return None
+    return (f"steps {','.join(map(str, beyond))} exceed the {trained} inner step(s) {algo} was meta-trained for "
+            f"(train.inner_steps{', drawn uniformly in 1..' + str(trained) if ck.config.train.inner_steps_random else ''})")
+
+
 def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out: str | Path, steps: int = 0,
-                     lr: float | None = None, algo: str | None = None, seed: int = 0) -> tuple[Path, int]:
+                     lr: float | None = None, algo: str | None = None, seed: int = 0,
+                     train: TrainConfig | None = None) -> tuple[Path, int]:
     """Adapt a checkpoint to one distribution given by the user's support files and save the
     result as a self-contained checkpoint at ``out`` (what ``fewgen adapt`` does).
 
@@ -183,9 +210,11 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
     mask = torch.ones(1, len(support), dtype=torch.bool)
     algo = algo or ck.extra.get("algo", ck.config.train.algo)
-    a = adapter_for_checkpoint(ck, algo, lr, seed)(support[None], mask, steps).task(0)  # T = 1
-    info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else ck.config.train.inner_lr,
-            "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files]}
+    a = adapter_for_checkpoint(ck, algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1
+    tc = train or ck.config.train
+    info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else tc.inner_lr,
+            "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files],
+            "adapt_params": tc.adapt_params, "augment": tc.inner_augment, "select": tc.inner_select}
     return save_adapted(ck, a, out, info), len(support)
 
 

@@ -7,6 +7,9 @@ NLL for every K x adaptation steps (the same seeded episodes for every method), 
 adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.metrics`
 (FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
 support sets. Writes ``results.json``, ``results.md``, PNG plots and a sample grid per method.
+Paired differences over the same tasks (each method after s steps minus itself at 0 steps, and
+minus *transfer* at the same K and s) come with their 95% CIs; ``nll_vs_steps.png`` plots NLL
+against fine-tuning steps, one panel per K.
 
 Text data adds a classical baseline, ``ngram`` (:mod:`fewgen.models.text_ngram`: a byte n-gram
 counted on the meta-train tasks mixed with one fit on the support), and for every method the
@@ -24,12 +27,13 @@ from typing import Any, Sequence
 
 import torch
 
-from .adapt import Adapted, adapted_sample, adapter_for_checkpoint
+from .adapt import Adapted, adapted_sample, adapter_for_checkpoint, steps_note
 from .checkpoint import Checkpoint, load
 from .config import Config, replace
 from .errors import FewgenError
 from .evaluate import check_shots, evaluate
 from .meta import ALGORITHMS, UNTRAINED
+from .metrics.nll import paired_difference
 from .tasks.base import TaskSet
 from .tasks.spec import load_tasks
 from .training import train
@@ -153,6 +157,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
                                "shots": list(cfg.shots), "steps": list(cfg.steps), "train_steps": cfg.train_steps,
                                "train_seconds_budget": cfg.train_seconds, "methods": {}}
     trained: dict[str, Checkpoint] = {}
+    per_task: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # method -> steps -> K -> task -> NLL
     for i, method in enumerate(methods):
         if progress:
             print(f"[{i + 1}/{len(methods)}] {method}: meta-training", flush=True)
@@ -168,21 +173,50 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         if held_out.modality == "text":  # bits per character beside nats per string
             from .metrics.text import bits_per_char_examples as per_example
         report = evaluate(adapt_fn, held_out, ecfg, progress=False, per_example=per_example)
+        per_task[method] = {s: {k: r["per_task"] for k, r in per_k.items()} for s, per_k in report["steps"].items()}
         for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
             per_k.pop("per_task", None)
             per_k.pop("per_task_bits_per_char", None)
+        note = steps_note(ck, method, cfg.steps)
         entry: dict[str, Any] = {"train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
-                                 "train_steps": ck.extra.get("step"), "nll": report}
+                                 "train_steps": ck.extra.get("step"), "nll": report, "notes": [note] if note else [],
+                                 "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
+                                                 "augment": ck.config.train.inner_augment,
+                                                 "select": ck.config.train.inner_select,
+                                                 "inner_steps": ck.config.train.inner_steps,
+                                                 "inner_steps_random": ck.config.train.inner_steps_random}}
         if quality is not None:
             entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
             entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
         if held_out.modality == "text":
             entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg)
         results["methods"][method] = entry
+        results["paired"] = paired_comparisons(per_task)
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
     _plots(results, out)
     return results
+
+
+def paired_comparisons(per_task: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, Any]:
+    """For every method, K and steps s: the paired NLL difference over the same tasks against its own
+    0-step NLL (``vs_0_steps``; negative = fine-tuning helped) and against transfer at the same K
+    and s (``vs_transfer``; negative = better than transfer), each ``{"mean", "ci95", "tasks"}``."""
+    def diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        mean, ci, n = paired_difference(a, b)
+        return {"mean": mean, "ci95": ci, "tasks": n}
+
+    out: dict[str, Any] = {}
+    ref = per_task.get("transfer")
+    for m, by_steps in per_task.items():
+        out[m] = {"vs_0_steps": {}, "vs_transfer": {}}
+        for s, by_k in by_steps.items():
+            for k, tasks in by_k.items():
+                if "0" in by_steps:
+                    out[m]["vs_0_steps"].setdefault(k, {})[s] = diff(tasks, by_steps["0"][k])
+                if ref is not None and m != "transfer" and s in ref:
+                    out[m]["vs_transfer"].setdefault(k, {})[s] = diff(tasks, ref[s][k])
+    return out
 
 
 # ----------------------------------------------------------------------------- sample quality
@@ -279,6 +313,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                 row += (f" {r['nll_nats']:.1f} ± {r['ci95']:.1f}"
                         + (f" ({r['bits_per_char']:.2f} b/c)" if "bits_per_char" in r else "") + " |")
         lines.append(row)
+    lines += paired_markdown(results)
     if any("quality" in e for e in results["methods"].values()):
         lines += ["", "Sample quality (K=" + "5" + " shots; domain feature network; mean over held-out tasks):", "",
                   "| method | steps | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | adapt s/task | train s |",
@@ -291,6 +326,24 @@ def results_markdown(results: dict[str, Any]) -> str:
     if any("text_quality" in e for e in results["methods"].values()):
         lines += _text_quality_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def paired_markdown(results: dict[str, Any]) -> list[str]:
+    """Lines of the paired-difference table (see :func:`paired_comparisons`), empty without one."""
+    paired = results.get("paired")
+    if not paired:
+        return []
+    lines = ["", "Paired differences over the same tasks, mean ± 95% CI (nats; negative = lower NLL): "
+             "after s steps minus 0 steps, and minus transfer at the same K and s.", "",
+             "| method | K | s | vs 0 steps | vs transfer |", "|---|---|---|---|---|"]
+    for m, p in paired.items():
+        for k, by_s in p["vs_0_steps"].items():
+            for s, d in ((s, d) for s, d in by_s.items() if s != "0"):
+                t = p["vs_transfer"].get(k, {}).get(s)
+                vs_t = "-" if t is None else f"{t['mean']:+.2f} ± {t['ci95']:.2f}"
+                lines.append(f"| {m} | {k} | {s} | {d['mean']:+.2f} ± {d['ci95']:.2f} | {vs_t} |")
+    notes = [f"{m}: {n}" for m, e in results["methods"].items() for n in e.get("notes", [])]
+    return lines + ([""] + ["Note: " + n for n in notes] if notes else [])
 
 
 def _text_quality_lines(results: dict[str, Any]) -> list[str]:
@@ -318,6 +371,30 @@ def _fmt(qr: dict[str, Any], key: str) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def plot_step_curves(reports: dict[str, dict[str, Any]], path: str | Path) -> Path:
+    """NLL (± 95% CI) against fine-tuning steps, one panel per K, one curve per method, from
+    evaluation reports (:func:`fewgen.evaluate.evaluate`'s ``{"steps": {s: {K: ...}}}``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shots = sorted({int(k) for r in reports.values() for per_k in r["steps"].values() for k in per_k})
+    fig, axes = plt.subplots(1, len(shots), figsize=(4.5 * len(shots), 3.8), squeeze=False)
+    for ax, k in zip(axes[0], shots):
+        for m, r in reports.items():
+            steps = sorted(int(s) for s in r["steps"] if str(k) in r["steps"][s])
+            y = [r["steps"][str(s)][str(k)]["nll_nats"] for s in steps]
+            ci = [r["steps"][str(s)][str(k)]["ci95"] for s in steps]
+            ax.errorbar(steps, y, yerr=ci, marker="o", capsize=2, label=m)
+        ax.set(xlabel="fine-tuning steps", ylabel="held-out NLL (nats)", title=f"K={k}")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
 def _plots(results: dict[str, Any], out: Path) -> None:
     """NLL vs shots, NLL vs adaptation steps, and quality vs adaptation wall time."""
     import matplotlib
@@ -340,6 +417,7 @@ def _plots(results: dict[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "nll.png", dpi=120)
     plt.close(fig)
+    plot_step_curves({m: e["nll"] for m, e in methods.items()}, out / "nll_vs_steps.png")
     if any("quality" in e for e in methods.values()):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for m, e in methods.items():

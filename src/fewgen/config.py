@@ -63,6 +63,11 @@ class TrainConfig:
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
     first_order: bool = False
     reptile_inner: str = "sgd"  # sgd | adam
+    adapt_params: str = "all"  # what the inner loop changes: all | bias | film | lora (fewgen.meta.inner)
+    lora_rank: int = 4  # adapt_params = lora: rank of the weight deltas
+    inner_augment: bool = False  # images: every inner step sees a freshly jittered support
+    inner_select: str = "last"  # last | heldout: keep the inner step with the lowest held-out jittered loss
+    inner_steps_random: bool = False  # meta-train each task with a uniform 1..inner_steps steps
     task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
     seed: int = 0
     val_every: int = 200
@@ -209,6 +214,7 @@ _AT_LEAST = {
     "model.hidden": 1, "model.latent": 1, "model.context": 1,
     "train.steps": 0, "train.meta_batch": 1, "train.shots": 0, "train.min_shots": 0, "train.queries": 1,
     "train.weight_decay": 0, "train.grad_clip": 0, "train.inner_steps": 0, "train.inner_lr": 0, "train.task_chunk": 0,
+    "train.lora_rank": 1,
     "train.seed": 0, "train.val_every": 1, "train.val_tasks": 0, "train.log_every": 1, "train.ckpt_every": 1,
     "train.patience": 0, "train.max_seconds": 0,
     "eval.shots": 0, "eval.steps": 0, "eval.importance_samples": 1, "eval.chunk": 1, "eval.batch_tasks": 1,
@@ -239,6 +245,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
+    for key, value, valid in (("train.adapt_params", cfg.train.adapt_params, ("all", "bias", "film", "lora")),
+                              ("train.inner_select", cfg.train.inner_select, ("last", "heldout"))):
+        if value not in valid:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(valid)}, got {_short(value)}")
     if cfg.eval.latent not in ("fusion", "prior"):
         raise ConfigError(f"config key 'eval.latent' must be fusion or prior, got {_short(cfg.eval.latent)}")
     if cfg.eval.sampler not in ("ddim", "ddpm"):

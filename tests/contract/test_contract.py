@@ -137,7 +137,10 @@ def test_sample_shape_dtype_range_and_seed(name):
 
 # ----------------------------------------------------------------------------- algorithms
 ALGOS = [("amortized", {}), ("maml", {}), ("fomaml", {}), ("reptile", {}), ("reptile", {"reptile_inner": "adam"}),
-         ("hybrid", {}), ("hybrid", {"learn_inner_lr": True}), ("transfer", {})]
+         ("hybrid", {}), ("hybrid", {"learn_inner_lr": True}), ("transfer", {}),
+         ("maml", {"adapt_params": "film", "learn_inner_lr": True, "inner_select": "heldout"}),
+         ("fomaml", {"adapt_params": "bias", "inner_steps_random": True}),
+         ("reptile", {"adapt_params": "lora", "inner_select": "heldout"})]
 HEAVY_ALGOS = {"amortized", "maml", "reptile", "hybrid"}  # the heavy families run these (keeps the suite fast)
 
 

@@ -9,11 +9,14 @@ examples:
   fewgen adapt runs/omni --support my_char/ --out runs/my_char                 # amortized
   fewgen adapt runs/maml --support a.png b.png c.png --steps 10 --out runs/abc   # fine-tuned
   fewgen sample runs/abc --n 64 --out grid.png
+  fewgen adapt runs/maml_film --support a.png --steps 10 --adapt-params film --set train.inner_select=heldout --out runs/a
 """
 
 from __future__ import annotations
 
 import argparse
+
+from .common import add_adapt_args, adapt_train_config
 
 HELP = "adapt a checkpoint to a few support examples; write an adapted checkpoint"
 
@@ -27,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's; 'scratch' = fresh init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the adapted checkpoint")
+    add_adapt_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError("--steps must be non-negative")
     ck = load(args.checkpoint)
     out, k = adapt_checkpoint(ck, args.support, args.out, steps=args.steps, lr=args.lr, algo=args.algo,
-                              seed=args.seed)
+                              seed=args.seed, train=adapt_train_config(ck.config, args))
     print(f"adapted {args.checkpoint} to {k} support examples with {args.steps} fine-tuning steps; "
           f"checkpoint: {out}")
     return 0

@@ -63,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import results_markdown
 
     print(results_markdown(res))
-    print(f"wrote {args.out}/results.json, results.md, nll.png and sample grids")
+    print(f"wrote {args.out}/results.json, results.md, nll.png, nll_vs_steps.png and sample grids")
     return 0

@@ -47,3 +47,26 @@ def diffusion_eval_config(cfg: Config, args: argparse.Namespace, latent: str | N
     changes = {k: v for k, v in (("guidance", args.guidance), ("sample_steps", args.sample_steps),
                                  ("sampler", args.sampler), ("latent", latent)) if v is not None}
     return validate(replace(cfg, eval=changes)).eval
+
+
+def add_adapt_args(p: argparse.ArgumentParser) -> None:
+    """Test-time fine-tuning options (default: the checkpoint's meta-trained ones)."""
+    from ..meta.inner import ADAPT_PARAMS
+
+    p.add_argument("--adapt-params", choices=ADAPT_PARAMS, default=None,
+                   help="what fine-tuning changes (default: the checkpoint's train.adapt_params)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a train.* fine-tuning key of the checkpoint, e.g. --set train.inner_select=heldout")
+
+
+def adapt_train_config(cfg: Config, args: argparse.Namespace):
+    """The checkpoint's training config with the test-time fine-tuning overrides of ``args``."""
+    from ..errors import ConfigError
+
+    overrides = list(getattr(args, "set", []) or [])
+    bad = [o for o in overrides if not o.strip().startswith("train.")]
+    if bad:
+        raise ConfigError(f"--set {bad[0]}: only train.* keys (the fine-tuning options) can change at test time")
+    if getattr(args, "adapt_params", None):
+        overrides.append(f"train.adapt_params={args.adapt_params}")
+    return apply_overrides(cfg, overrides).train

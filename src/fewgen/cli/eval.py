@@ -22,8 +22,14 @@ ceiling) and chance.
   fewgen eval runs/words --data text:./my_texts --split all --shots 1,5,10 --json text.json
   fewgen eval runs/words --split test --shots 10 --metrics nll,fidelity --samples 50
 
-Fine-tuning (--steps > 0) runs SGD on the support's loss at the checkpoint's inner learning rate
-(its learned Meta-SGD rates if it has them; --lr overrides), for every algorithm.
+Fine-tuning (--steps > 0) repeats the inner loop the checkpoint was meta-trained with: SGD at its
+inner learning rate (its learned Meta-SGD rates if it has them; --lr overrides), on the parameters
+of train.adapt_params, with its support augmentation and step selection (--adapt-params and
+--set train.KEY=VALUE override them). Steps beyond the meta-trained train.inner_steps are noted
+in the report ("notes"). With several --steps, NLL against fine-tuning steps is plotted per K
+(--plot, default next to --json).
+
+  fewgen eval runs/maml --steps 0,1,2,5,10,20 --set train.inner_select=heldout --json maml.json   # + maml.png
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import replace
-from .common import add_diffusion_arguments, diffusion_eval_config, write_json
+from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, write_json
 
 HELP = "evaluate held-out conditional NLL (JSON report)"
 
@@ -61,12 +67,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "identifiers fit on each task's other examples)")
     p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
     p.add_argument("--json", metavar="OUT.json", help="write the report here")
+    p.add_argument("--plot", metavar="OUT.png", help="NLL against fine-tuning steps per K (default with several "
+                                                     "--steps and --json: OUT.png beside the JSON)")
+    add_adapt_args(p)
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..checkpoint import load
-    from ..adapt import adapter_for_checkpoint
+    from ..adapt import adapter_for_checkpoint, steps_note
     from ..errors import FewgenError
     from ..evaluate import evaluate, format_report, parse_int_list
     from ..meta import ALGORITHMS, UNTRAINED
@@ -96,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     ecfg = diffusion_eval_config(replace(cfg, eval=changes), args)
     ts = load_split(spec, data_cfg, args.split)
     algo = args.algo or ck.extra.get("algo", cfg.train.algo)
-    adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
+    tc = adapt_train_config(cfg, args)
+    adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed, train=tc)
     text = ts.modality == "text"
     quality = [m for m in metrics if m != "nll"]
     if text and quality and (quality != ["fidelity"] or args.samples <= 0):
@@ -118,11 +130,22 @@ def run(args: argparse.Namespace) -> int:
                              "training_strings": len(seen)}
     if quality and not text:
         report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
+    note = steps_note(ck, algo, ecfg.steps)
     report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
-              "adapted": bool(ck.extra.get("adapted")), **report}
+              "adapted": bool(ck.extra.get("adapted")),
+              "fine_tuning": {"adapt_params": tc.adapt_params, "augment": tc.inner_augment, "select": tc.inner_select,
+                              "trained_inner_steps": cfg.train.inner_steps},
+              "notes": [note] if note else [], **report}
     print(format_report(report))
+    if note:
+        print(f"note: {note}")
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
+    plot = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json and len(ecfg.steps) > 1 else None)
+    if plot:
+        from ..bench import plot_step_curves
+
+        print(f"wrote {plot_step_curves({algo: report}, plot)}")
     return 0
 
 

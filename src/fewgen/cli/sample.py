@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FewgenError
-from .common import add_diffusion_arguments, diffusion_eval_config
+from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config
 
 HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
@@ -43,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "support; the default, eval.latent) or prior = the model's p(z | support)")
     add_diffusion_arguments(p)
     p.add_argument("--out", help="output PNG (images, required) or text file (text; default or '-': stdout)")
+    add_adapt_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         support = torch.zeros(0, m.max_len, dtype=torch.long)
     # An adapted checkpoint ignores the support's content (its context is stored) unless --steps > 0.
-    a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed)(
+    a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed, train=adapt_train_config(ck.config, args))(
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
     if m.modality == "text":
         return _write_text(a, args, len(support))

@@ -22,8 +22,27 @@ axis) and with ordinary autograd outside: the meta-gradient of second-order MAML
 through the inner gradient. First order (FOMAML) takes the inner gradient at detached
 parameters, so ``d phi / d theta = I`` and no second-order graph is recorded.
 
-Randomness is drawn *before* the loop (:func:`draw_support_noise`) and passed in, so the loop is
-a pure, deterministic function of its inputs, and vmapped equals looped.
+What adapts (``InnerConfig.adapt``, ``train.adapt_params``) is a *parameter transform*: the inner
+loop updates adaptation variables ``v`` and the model runs with ``compose(theta, v)``, so no
+module is edited (:func:`adapt_variables`, :func:`compose`):
+
+- ``all``: ``v = theta`` (plain MAML);
+- ``bias``: only the biases (BitFit, Ben Zaken et al. 2022);
+- ``film``: a per-output-unit scale and shift of every linear / conv layer, from identity:
+  ``W' = diag(gamma) W``, ``b' = gamma b + beta`` (FiLM, Perez et al. 2018; as CAVIA's context
+  parameters, Zintgraf et al. 2019, reset for every task while ``theta`` is meta-learned);
+- ``lora``: low-rank deltas ``W' = W + A B`` of the same layers' weights (LoRA, Hu et al. 2022),
+  ``A`` (out, r) a fixed seeded draw and ``B`` (r, in) from zero, both adapted.
+
+Fewer adapted parameters are the standard remedy for overfitting one shot. Two more remedies
+(``InnerConfig.augment`` and ``select``): every step may score a *jittered* copy of the support
+(a small random affine warp of each image), and the loop may keep the parameters of the step
+(0 included) whose loss on a held-out jittered copy is lowest, so more steps cannot make the
+adapted model worse on what it has not been fitted to.
+
+Randomness is drawn *before* the loop (:func:`draw_support_noise`: the latent noise, the
+jittered supports, the held-out copy, per-task step counts) and passed in as one dict, so the
+loop is a pure, deterministic function of its inputs, and vmapped equals looped.
 
 Shapes: T tasks, K shots, S inner steps, ``*X`` one example, ``*E`` one example's noise.
 Functions named ``*_task`` see one task (no T axis); :func:`map_tasks` runs them over T.
@@ -31,18 +50,27 @@ Functions named ``*_task`` see one task (no T axis); :func:`map_tasks` runs them
 
 from __future__ import annotations
 
+import functools
+import math
+import random
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
+from ..config import TrainConfig
 from ..models import Context, GenerativeModel, Params, call
+from ..tasks.base import task_randn
 from .base import query_mean
 
-LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per model parameter
+LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per adapted variable
+ADAPT_PARAMS = ("all", "bias", "film", "lora")  # train.adapt_params (config.validate checks the same names)
+Noise = dict[str, Tensor]  # pre-drawn randomness of the inner loop (see draw_support_noise)
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,86 @@ class InnerConfig:
     conditional: bool = False  # context = the support's encoding (else the empty set's)
     betas: tuple[float, float] = (0.0, 0.999)  # Adam (beta1 = 0 as in Reptile's inner Adam)
     eps: float = 1e-8
+    adapt: str = "all"  # what changes in the loop: all | bias | film | lora (see the module docstring)
+    lora_rank: int = 4
+    augment: bool = False  # images: every step scores a freshly jittered copy of the support
+    select: str = "last"  # last | heldout: keep the step with the lowest held-out jittered-support loss
+    random_steps: bool = False  # meta-training: each task runs a uniform 1..steps of the steps
+
+
+def inner_config(cfg: TrainConfig, steps: int | None = None, lr: float | None = None, training: bool = False,
+                 **kw: Any) -> InnerConfig:
+    """The inner loop a training config describes (``train.inner_*``, ``train.adapt_params``):
+    the one meta-training runs and test-time adaptation repeats. ``steps`` / ``lr`` override the
+    trained ones; the random step count is for meta-training only (``training``)."""
+    return InnerConfig(steps=cfg.inner_steps if steps is None else steps, lr=cfg.inner_lr if lr is None else lr,
+                       adapt=cfg.adapt_params, lora_rank=cfg.lora_rank, augment=cfg.inner_augment,
+                       select=cfg.inner_select, random_steps=training and cfg.inner_steps_random, **kw)
+
+
+# ----------------------------------------------------------------------------- what adapts
+def adapted_layers(model: nn.Module) -> dict[str, tuple[str | None, int]]:
+    """The linear / conv layers' weights: name -> (its bias's name or None, the output axis)."""
+    out = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)):
+            pre = name + "." if name else ""
+            axis = 1 if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)) else 0
+            out[pre + "weight"] = (pre + "bias" if mod.bias is not None else None, axis)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _lora_a_cpu(name: str, rows: int, rank: int) -> Tensor:
+    # A local seeded Python generator, not a torch random op: this runs inside vmap.
+    rng = random.Random(zlib.crc32(name.encode()))
+    return torch.tensor([rng.gauss(0.0, 1.0 / math.sqrt(rank)) for _ in range(rows * rank)]).reshape(rows, rank)
+
+
+def _lora_a(name: str, rows: int, rank: int, like: Tensor) -> Tensor:
+    """LoRA's fixed factor A (rows, rank) of one weight: N(0, 1/rank) draws seeded by the weight's name."""
+    return _lora_a_cpu(name, rows, rank).to(like)
+
+
+def adapt_variables(model: nn.Module, params: Params, inner: InnerConfig) -> Params:
+    """The inner loop's starting variables for ``inner.adapt`` (a function of ``params`` for
+    ``all`` and ``bias``; the identity transform's for ``film`` and ``lora``)."""
+    if inner.adapt == "all":
+        return dict(params)
+    if inner.adapt == "bias":
+        return {k: v for k, v in params.items() if k.split(".")[-1] == "bias"}
+    out = {}
+    for w, (b, axis) in adapted_layers(model).items():
+        W = params[w]
+        if inner.adapt == "film":
+            out["film.scale." + w] = W.detach().new_ones(W.shape[axis])  # (out,)
+            if b is not None:  # a layer without a bias gets no shift (there is nowhere to put it)
+                out["film.shift." + w] = W.detach().new_zeros(W.shape[axis])
+        else:  # lora: W (out, *in) seen as a matrix (out, in*...)
+            out["lora.a." + w] = _lora_a(w, W.shape[0], inner.lora_rank, W.detach())
+            out["lora.b." + w] = W.detach().new_zeros(inner.lora_rank, W[0].numel())
+    return out
+
+
+def compose(model: nn.Module, params: Params, v: Params, inner: InnerConfig) -> Params:
+    """The parameters the model runs with, given base ``params`` and adaptation variables ``v``."""
+    if inner.adapt == "all":
+        return v
+    if inner.adapt == "bias":
+        return {**params, **v}
+    out = dict(params)
+    for w, (b, axis) in adapted_layers(model).items():
+        W = params[w]
+        if inner.adapt == "film":
+            scale = v["film.scale." + w]
+            shape = [1] * W.dim()
+            shape[axis] = -1
+            out[w] = W * scale.reshape(shape)
+            if b is not None:
+                out[b] = params[b] * scale + v["film.shift." + w]
+        else:
+            out[w] = W + (v["lora.a." + w] @ v["lora.b." + w]).reshape(W.shape)
+    return out
 
 
 # ----------------------------------------------------------------------------- losses
@@ -121,14 +229,67 @@ def query_loss_task(model: GenerativeModel, params: Params, support: Tensor, mas
 
 
 # ----------------------------------------------------------------------------- noise
-def draw_support_noise(model: GenerativeModel, support: Tensor, steps: int, generator: torch.Generator | None
-                       ) -> Tensor | None:
-    """Noise for ``steps`` support losses, one fresh draw per step: (T, S, K, *E), or None for
-    models without latent variables."""
+JITTER = (0.12, 0.06, 0.06)  # std of the rotation (radians, ~7 deg), log-scale, shift (share of the half-width)
+
+
+def jitter_images(x: Tensor, z: Tensor) -> Tensor:
+    """Small random affine warps of images x (..., C, H, W) from standard normals z (..., 4):
+    rotation, isotropic scale and a shift, each clamped at 2 std (:data:`JITTER`). Binary images
+    stay binary (re-thresholded at 0.5)."""
+    lead, chw = x.shape[:-3], x.shape[-3:]
+    z = z.reshape(-1, 4).clamp(-2, 2)
+    rot, scale, shift = z[:, 0] * JITTER[0], torch.exp(z[:, 1] * JITTER[1]), z[:, 2:] * JITTER[2]
+    cos, sin = torch.cos(rot) / scale, torch.sin(rot) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], -1), torch.stack([sin, cos, shift[:, 1]], -1)], 1)
+    flat = x.reshape(-1, *chw)
+    grid = F.affine_grid(theta.to(x.dtype), list(flat.shape), align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if bool(((flat == 0) | (flat == 1)).all()):
+        out = (out > 0.5).to(x.dtype)
+    return out.reshape(*lead, *chw)
+
+
+def draw_support_noise(model: GenerativeModel, support: Tensor, steps: int, generator: torch.Generator | None,
+                       inner: InnerConfig | None = None) -> Noise | None:
+    """Everything random in ``steps`` inner steps on supports (T, K, *X), drawn up front:
+
+    - ``latent`` (T, S, K, *E): one fresh draw of the model's noise per step (latent models);
+    - ``support`` (T, S, K, *X): a freshly jittered support per step (``inner.augment``, images);
+    - ``check``, ``check_latent`` (T, K, *X), (T, K, *E): the held-out jittered copy that
+      ``inner.select = "heldout"`` scores after every step (the same copy at every step);
+    - ``active`` (T, S) bool: which steps each task runs (``inner.random_steps``).
+
+    None when nothing is random. Everything is drawn through ``task_randn`` (a leading task axis),
+    so multi-process training shards it by task.
+    """
+    inner = inner or InnerConfig(steps=steps)
+    out: Noise = {}
     draws = [model.draw_noise(support, generator) for _ in range(steps)]
-    if not draws or draws[0] is None:
-        return None
-    return torch.stack(draws, 1)
+    if draws and draws[0] is not None:
+        out["latent"] = torch.stack(draws, 1)
+    images = model.modality == "image" and support.dim() == 5
+    T, K = support.shape[:2]
+    if inner.augment and images and steps:
+        z = task_randn((T, steps, K, 4), generator, support.device)
+        out["support"] = jitter_images(support[:, None].expand(T, steps, *support.shape[1:]), z)
+    if inner.select == "heldout" and steps:
+        x = support
+        if images:
+            x = jitter_images(support, task_randn((T, K, 4), generator, support.device))
+        out["check"] = x
+        n = model.draw_noise(support, generator)
+        if n is not None:
+            out["check_latent"] = n
+    if inner.random_steps and steps:
+        u = torch.special.ndtr(task_randn((T,), generator, support.device))  # uniform in (0, 1)
+        count = (u * steps).floor().clamp(0, steps - 1) + 1  # (T,) uniform in 1..S
+        out["active"] = torch.arange(steps, device=support.device)[None, :] < count[:, None]
+    return out or None
+
+
+def noise_tasks(noise: Noise | None, index: slice) -> Noise | None:
+    """The tasks ``index`` of pre-drawn noise."""
+    return None if noise is None else {k: v[index] for k, v in noise.items()}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -136,37 +297,62 @@ def _adam_state(params: Params) -> tuple[Params, Params]:
     return ({k: torch.zeros_like(v) for k, v in params.items()}, {k: torch.zeros_like(v) for k, v in params.items()})
 
 
-def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
+def _detached(p: Params) -> Params:
+    return {k: t.detach() for k, t in p.items()}
+
+
+def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Noise | Tensor | None,
                    inner: InnerConfig, lrs: Params | None = None, context: Context | None = None) -> Params:
     """Fine-tune on one task: ``inner.steps`` steps on its support loss; returns the adapted params.
 
-    support (K, *X), mask (K,), noise (S, K, *E) or None, context (one task's, leaves without
-    the task axis) or None (then it is
-    computed from the current parameters, see :func:`support_loss`), ``lrs`` Meta-SGD rates
-    shaped like the parameters. Differentiable w.r.t. ``params`` and ``lrs`` (to second order
-    unless ``inner.first_order``).
+    support (K, *X), mask (K,), noise the task's part of :func:`draw_support_noise` (leaves
+    without the task axis; a bare tensor is the latent noise (S, K, *E)) or None, context (one
+    task's, leaves without the task axis) or None (then it is computed from the current
+    parameters, see :func:`support_loss`), ``lrs`` Meta-SGD rates shaped like the adaptation
+    variables (:func:`adapt_variables`). Only the variables of ``inner.adapt`` change.
+    Differentiable w.r.t. ``params`` and ``lrs`` (to second order unless ``inner.first_order``);
+    the held-out selection (``inner.select``) is a constant choice for the meta-gradient.
     """
-    def loss_fn(p: Params, step: int) -> Tensor:
-        n = None if noise is None else noise[step][None]  # (1, K, *E)
-        return support_loss(model, p, support[None], mask[None], n, inner.conditional, _one_task(context))
+    noise = {"latent": noise} if isinstance(noise, Tensor) else (noise or {})
+    fixed = _one_task(context)
+
+    def loss_fn(v: Params, theta: Params, step: int) -> Tensor:
+        n = noise["latent"][step][None] if "latent" in noise else None  # (1, K, *E)
+        x = noise["support"][step] if "support" in noise else support  # (K, *X)
+        return support_loss(model, compose(model, theta, v, inner), x[None], mask[None], n, inner.conditional, fixed)
+
+    def check_loss(v: Params) -> Tensor:  # the held-out jittered copy, without a graph
+        n = noise["check_latent"][None] if "check_latent" in noise else None
+        p = compose(model, _detached(params), _detached(v), inner)
+        return support_loss(model, p, noise["check"][None], mask[None], n, inner.conditional, fixed).detach()
 
     grad_fn = grad(loss_fn)
-    phi = dict(params)
+    v = adapt_variables(model, params, inner)
+    select = inner.select == "heldout" and "check" in noise
+    best, best_loss = (v, check_loss(v)) if select else (v, None)
     if inner.optimizer == "adam":
-        m, v = _adam_state(params)
+        m, sq = _adam_state(v)
     for s in range(inner.steps):
         if inner.first_order:  # FOMAML: the inner gradient is a constant for the outer gradient
-            g = grad_fn({k: t.detach() for k, t in phi.items()}, s)
+            g = grad_fn(_detached(v), _detached(params), s)
         else:
-            g = grad_fn(phi, s)
+            g = grad_fn(v, params, s)
         if inner.optimizer == "adam":  # torch.optim.Adam's update, written out (pure: vmap-friendly)
             b1, b2 = inner.betas
             m = {k: b1 * m[k] + (1 - b1) * g[k] for k in g}
-            v = {k: b2 * v[k] + (1 - b2) * g[k] ** 2 for k in g}
+            sq = {k: b2 * sq[k] + (1 - b2) * g[k] ** 2 for k in g}
             c1, c2 = 1 - b1 ** (s + 1), 1 - b2 ** (s + 1)
-            g = {k: (m[k] / c1) / ((v[k] / c2).sqrt() + inner.eps) for k in g}
-        phi = {k: phi[k] - (lrs[k] if lrs is not None else inner.lr) * g[k] for k in phi}
-    return phi
+            g = {k: (m[k] / c1) / ((sq[k] / c2).sqrt() + inner.eps) for k in g}
+        new = {k: v[k] - (lrs[k] if lrs is not None else inner.lr) * g[k] for k in v}
+        if "active" in noise:  # this task's random step count is spent: it stays where it is
+            new = {k: torch.where(noise["active"][s], new[k], v[k]) for k in v}
+        v = new
+        if select:
+            loss = check_loss(v)
+            better = loss < best_loss
+            best = {k: torch.where(better, v[k], best[k]) for k in v}
+            best_loss = torch.where(better, loss, best_loss)
+    return compose(model, params, best if select else v, inner)
 
 
 def map_tasks(fn: Callable[..., Any], args: Sequence[Any], batched: Sequence[bool], vectorize: bool = True,
@@ -187,13 +373,13 @@ def map_tasks(fn: Callable[..., Any], args: Sequence[Any], batched: Sequence[boo
     return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
 
 
-def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
+def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Noise | None,
               inner: InnerConfig, lrs: Params | None = None, context: Context | None = None,
               vectorize: bool = True) -> Params:
     """Fine-tune shared ``params`` on each of T supports (T, K, *X) -> per-task params (T, ...).
 
-    mask (T, K), noise (T, S, K, *E) or None, context (leaves (T, ...)) or None (see
-    :func:`fine_tune_task`).
+    mask (T, K), noise (:func:`draw_support_noise`, leaves (T, ...)) or None, context (leaves
+    (T, ...)) or None (see :func:`fine_tune_task`).
     """
     def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> Params:
         return fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
@@ -236,14 +422,16 @@ def chunked_task_mean(task_losses: Callable[[slice], Tensor], num_tasks: int, ch
 
 
 # ----------------------------------------------------------------------------- Meta-SGD
-def init_inner_lrs(model: GenerativeModel, lr: float) -> dict[str, Tensor]:
-    """Meta-SGD step sizes (Li et al. 2017, "Meta-SGD"): one per model parameter entry,
-    initialised to ``lr``; stored as extra meta-parameters named ``inner_lr.<param name>``."""
-    return {LR_PREFIX + k: torch.full_like(p.detach(), lr) for k, p in model.named_parameters()}
+def init_inner_lrs(model: GenerativeModel, lr: float, inner: InnerConfig | None = None) -> dict[str, Tensor]:
+    """Meta-SGD step sizes (Li et al. 2017, "Meta-SGD"): one per entry of every adaptation variable
+    (:func:`adapt_variables`; the model's parameters for ``adapt = "all"``), initialised to ``lr``;
+    stored as extra meta-parameters named ``inner_lr.<variable name>``."""
+    v = adapt_variables(model, dict(model.named_parameters()), inner or InnerConfig())
+    return {LR_PREFIX + k: torch.full_like(p.detach(), lr) for k, p in v.items()}
 
 
 def inner_lrs(extra: dict[str, Tensor]) -> Params | None:
     """The Meta-SGD step sizes in an extra-parameter (or checkpoint tensor) dict, keyed by
-    parameter name; None when there are none."""
+    adaptation variable name; None when there are none."""
     lrs = {k[len(LR_PREFIX):]: v for k, v in extra.items() if k.startswith(LR_PREFIX)}
     return lrs or None

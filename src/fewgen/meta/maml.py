@@ -9,9 +9,13 @@ objective of a meta-batch is the query loss after fine-tuning on the support::
 (:mod:`fewgen.meta.inner`). Second order differentiates through the inner gradients; first order
 (FOMAML, ``train.first_order`` or ``--algo fomaml``) treats them as constants. With
 ``train.learn_inner_lr`` the per-parameter inner step sizes are meta-learned too (Meta-SGD,
-Li et al. 2017). Tasks run in ``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each
-chunk differentiated and freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`),
-so memory follows the chunk, not the meta-batch; with ``train.compile`` the training loop
+Li et al. 2017). ``train.adapt_params`` chooses what the inner loop changes (all, bias, FiLM
+or LoRA variables), ``train.inner_augment`` / ``inner_select`` jitter the support and keep the
+best step on a held-out jittered copy, ``train.inner_steps_random`` trains every task with a
+random 1..inner_steps steps so the initialisation is good after any of them. Tasks run in
+``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each chunk differentiated and
+freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`), so memory follows the
+chunk, not the meta-batch; with ``train.compile`` the training loop
 compiles the vmapped chunk (:meth:`MAML.compiled_meta_loss`), not the chunking around it.
 """
 
@@ -27,8 +31,8 @@ from ..config import TrainConfig
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import (InnerConfig, chunked_task_mean, draw_support_noise, fine_tune_task, init_inner_lrs, inner_lrs,
-                    map_tasks, query_loss_task)
+from .inner import (chunked_task_mean, draw_support_noise, fine_tune_task, init_inner_lrs, inner_config, inner_lrs,
+                    map_tasks, noise_tasks, query_loss_task)
 
 
 class MAML(MetaAlgorithm):
@@ -40,18 +44,18 @@ class MAML(MetaAlgorithm):
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
-        self.inner = InnerConfig(steps=cfg.inner_steps, lr=cfg.inner_lr,
-                                 first_order=cfg.first_order or self.first_order, conditional=self.conditional)
+        self.inner = inner_config(cfg, training=True, first_order=cfg.first_order or self.first_order,
+                                  conditional=self.conditional)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
 
     def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
-        return init_inner_lrs(model, self.cfg.inner_lr) if self.cfg.learn_inner_lr else {}
+        return init_inner_lrs(model, self.cfg.inner_lr, self.inner) if self.cfg.learn_inner_lr else {}
 
     def task_losses(self, model: GenerativeModel, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
-                    query: Tensor, query_mask: Tensor, support_noise: Tensor | None, query_noise: Tensor | None
+                    query: Tensor, query_mask: Tensor, support_noise: dict[str, Tensor] | None, query_noise: Tensor | None
                     ) -> Tensor:
         """Per-task query losses (over each task's present queries) after the inner loop, (T,)."""
-        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: Tensor | None, nq: Tensor | None) -> Tensor:
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: dict[str, Tensor] | None, nq: Tensor | None) -> Tensor:
             phi = fine_tune_task(model, params, sup, msk, ns, self.inner, lrs)
             return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional, query_mask=qmsk)
 
@@ -69,13 +73,13 @@ class MAML(MetaAlgorithm):
 
     def _meta_loss(self, task_losses: Callable[..., Tensor], model: GenerativeModel, params: Params,
                    extra: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
+        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
         lrs = inner_lrs(extra)
 
         def chunk_losses(sl: slice) -> Tensor:
             return task_losses(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
-                               ep.query_mask[sl], None if noise_s is None else noise_s[sl],
+                               ep.query_mask[sl], noise_tasks(noise_s, sl),
                                None if noise_q is None else noise_q[sl])
 
         return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import InnerConfig, draw_support_noise, fine_tune_task, map_tasks, query_loss_task, task_chunks
+from .inner import draw_support_noise, fine_tune_task, inner_config, map_tasks, noise_tasks, query_loss_task, task_chunks
 
 
 class Reptile(MetaAlgorithm):
@@ -43,37 +43,36 @@ class Reptile(MetaAlgorithm):
         if cfg.learn_inner_lr:
             raise ConfigError("train.learn_inner_lr (Meta-SGD) needs a differentiable inner loop; "
                               "use --algo maml, fomaml or hybrid")
-        self.inner = InnerConfig(steps=cfg.inner_steps, lr=cfg.inner_lr, first_order=True,
-                                 optimizer=cfg.reptile_inner)
+        self.inner = inner_config(cfg, training=True, first_order=True, optimizer=cfg.reptile_inner)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
 
     def adapted(self, model: GenerativeModel, params: Params, ep: Episode, generator: torch.Generator
                 ) -> tuple[Params, Tensor]:
         """Each task's fine-tuned parameters phi_t (T, ...) and query loss after adaptation (T,)."""
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
+        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
         return self._adapt(model, params, ep, noise_s, noise_q, slice(None))
 
-    def _adapt(self, model: GenerativeModel, params: Params, ep: Episode, noise_s: Tensor | None,
+    def _adapt(self, model: GenerativeModel, params: Params, ep: Episode, noise_s: dict[str, Tensor] | None,
                noise_q: Tensor | None, sl: slice) -> tuple[Params, Tensor]:
         """:meth:`adapted` for the tasks ``sl`` of the episode, with pre-drawn noise."""
         theta = {k: v.detach() for k, v in params.items()}
 
-        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: Tensor | None, nq: Tensor | None
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: dict[str, Tensor] | None, nq: Tensor | None
                 ) -> tuple[Params, Tensor]:
             phi = fine_tune_task(model, theta, sup, msk, ns, self.inner)
             return phi, query_loss_task(model, phi, sup, msk, qry, nq, False, query_mask=qmsk)
 
         with torch.no_grad():
             return map_tasks(one, (ep.support[sl], ep.support_mask[sl], ep.query[sl], ep.query_mask[sl],
-                                   None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl]),
+                                   noise_tasks(noise_s, sl), None if noise_q is None else noise_q[sl]),
                              (True,) * 6, self.vectorize and model.vmappable)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         # Tasks are adapted train.task_chunk at a time and only the running sum of phi_t is kept,
         # so memory holds one chunk's adapted parameters, not the meta-batch's.
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
+        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
         phi_sum: Params = {}
         losses = []
