@@ -21,10 +21,8 @@ did not lower held-out bits/char, see docs/design-notes.md); the raw support ids
 the context for it. Because there is no latent, ``loss`` and
 ``nll`` are both the exact ``-log p(x | support)`` in nats per string (EOS included).
 
-Sampling is *constrained* to the UTF-8 grammar (lead byte, then the right number of
-continuation bytes in the right ranges, no overlong forms or surrogates, no control
-characters, EOS only between characters, at least one character, and always room to finish
-within ``max_len``), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
+Sampling is *constrained* to the UTF-8 grammar (:mod:`fewgen.models.text_decoding`, shared
+with the other text family), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
 unconstrained model, an upper bound on the NLL under the renormalised sampling distribution.
 
 The GRUs are written out (one matmul per step) rather than ``nn.GRU``, so the model is
@@ -44,6 +42,8 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import GenerativeModel
+from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
+from .text_decoding import advance, allowed_tokens, draw_token
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -87,42 +87,12 @@ def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
 
 
-# ----------------------------------------------------------------------------- UTF-8 grammar
-# States of the decoder's UTF-8 automaton: 0 = between characters; the others expect
-# continuation bytes (1: one more; 2: two more; 3: after E0; 4: after ED; 5: three more;
-# 6: after F0; 7: after F4; 8: after C2). ALLOWED[s] lists the tokens legal in state s, NEXT[s, b]
-# the next state. Control characters (C0, DEL and C1 = C2 80..9F) are never generated:
-# examples are single lines, and a control character counts as invalid (metrics.text.validity).
-def _utf8_tables() -> tuple[Tensor, Tensor, Tensor]:
-    allowed = torch.zeros(9, NUM_OUTPUTS, dtype=torch.bool)
-    nxt = torch.zeros(9, NUM_OUTPUTS, dtype=torch.long)
-    lead_len = torch.zeros(NUM_OUTPUTS, dtype=torch.long)  # bytes in the character a lead byte starts
-    lead_len[0x20:0x7F], lead_len[0xC2:0xE0], lead_len[0xE0:0xF0], lead_len[0xF0:0xF5] = 1, 2, 3, 4
-    allowed[0, :256] = lead_len[:256] > 0
-    allowed[0, EOS] = True
-    nxt[0, 0xC3:0xE0] = 1
-    nxt[0, 0xE1:0xF0] = 2
-    nxt[0, 0xC2], nxt[0, 0xE0], nxt[0, 0xED] = 8, 3, 4
-    nxt[0, 0xF1:0xF4] = 5
-    nxt[0, 0xF0], nxt[0, 0xF4] = 6, 7
-    for state, (lo, hi, then) in {1: (0x80, 0xC0, 0), 2: (0x80, 0xC0, 1), 3: (0xA0, 0xC0, 1),
-                                  4: (0x80, 0xA0, 1), 5: (0x80, 0xC0, 2), 6: (0x90, 0xC0, 2),
-                                  7: (0x80, 0x90, 2), 8: (0xA0, 0xC0, 0)}.items():
-        allowed[state, lo:hi] = True
-        nxt[state, lo:hi] = then
-    return allowed, nxt, lead_len
-
-
-UTF8_ALLOWED, UTF8_NEXT, UTF8_LEAD_LEN = _utf8_tables()
-
 # The support's byte cache: p(next | previous) from the support's byte bigrams, backed off to
 # its unigram. Rows are the previous token (a byte, or row 256 = start of string), columns the
 # next token (a byte or EOS).
 CACHE_ROWS = 257
 CACHE_ALPHA = 0.5  # add-alpha smoothing of the unigram
 CACHE_BETA = 1.0  # weight of the unigram in the bigram's back-off
-MATCH_BETA = 1.0  # weight of the order n-1 distribution in the order-n match cache's back-off
-CODE_BASE = 259  # history codes: sum_i token_i * CODE_BASE**i (exact in int64 up to order 7)
 
 
 def _cache_row(prev: Tensor) -> Tensor:
@@ -134,27 +104,6 @@ def _shift_in(x: Tensor) -> Tensor:
     """Decoder inputs of target strings (..., L): BOS then the string, PAD read as EOS."""
     inp = torch.cat([torch.full_like(x[..., :1], BOS), x[..., :-1]], -1)
     return torch.where(inp == PAD, torch.full_like(inp, EOS), inp)
-
-
-def _history_codes(inp: Tensor, order: int) -> Tensor:
-    """Integer code of the last ``order`` inputs at every position of ``inp`` (..., L), BOS before
-    the start: equal codes <=> equal histories."""
-    code = torch.zeros_like(inp)
-    for i in range(order):  # token i positions back
-        tok = inp if i == 0 else torch.cat([torch.full_like(inp[..., :i], BOS), inp[..., :-i]], -1)
-        code = code * CODE_BASE + tok
-    return code
-
-
-def _match_log_probs(counts: list[Tensor], base: Tensor) -> tuple[list[Tensor], Tensor]:
-    """Back-off chain of the match cache: order n's distribution is its counts (..., 257) plus
-    ``MATCH_BETA`` times order n-1's (the first backs off to ``base``), normalised. Returns the
-    log-probs of every order and the evidence ``log(1 + matches)`` of every order (..., orders)."""
-    out, lower = [], base
-    for c in counts:
-        lower = (c + MATCH_BETA * lower) / (c.sum(-1, keepdim=True) + MATCH_BETA)
-        out.append(lower.log())
-    return out, torch.stack([torch.log1p(c.sum(-1)) for c in counts], -1)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -244,7 +193,7 @@ class TextLM(GenerativeModel):
         history codes for every match order [(T, P)], P = K * max_len positions."""
         T = context.shape[0]
         ids = context[:, self.context_dim :].round().long().reshape(T, -1, self.max_len)  # (T, K, max_len)
-        codes = [_history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
+        codes = [history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
         return ids.reshape(T, -1), codes
 
     def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor,
@@ -268,7 +217,7 @@ class TextLM(GenerativeModel):
     def _teacher_match(self, inp: Tensor, context: Tensor) -> tuple[list[Tensor], Tensor]:
         """Match-cache log-probs (T, N, L, 257) for every order at every position of inputs
         ``inp`` (T, N, L), all positions against all support positions at once, and the
-        evidence (T, N, L, orders) (see :func:`_match_log_probs`)."""
+        evidence (T, N, L, orders) (see :func:`~fewgen.models.text_cache.match_log_probs`)."""
         T, N, L = inp.shape
         nxt, codes = self._support_events(context)
         bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS)
@@ -277,12 +226,12 @@ class TextLM(GenerativeModel):
         target = nxt.clamp(max=EOS)[:, None, :].expand(T, N * L, nxt.shape[1])  # (T, N*L, P)
         counts = []
         for n, sup_code in zip(self.match_orders, codes):
-            q = _history_codes(inp, n).reshape(T, N * L, 1)
+            q = history_codes(inp, n).reshape(T, N * L, 1)
             match = ((q == sup_code[:, None, :]) & real).to(context.dtype)  # (T, N*L, P)
             # votes of the matching positions for what followed them: a scatter, O(N*L*P)
             counts.append(torch.zeros(T, N * L, NUM_OUTPUTS, dtype=context.dtype, device=context.device)
                           .scatter_add(2, target, match))  # (T, N*L, 257)
-        per_order, evidence = _match_log_probs(counts, base)
+        per_order, evidence = match_log_probs(counts, base, MATCH_BETA)
         return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in per_order], evidence.reshape(T, N, L, -1)
 
     # ------------------------------------------------------------------ likelihood
@@ -323,7 +272,6 @@ class TextLM(GenerativeModel):
         set of tokens whose probability reaches ``top_p``, cutting the long tail of stray bytes."""
         T, L = context.shape[0], max_len or self.max_len
         dev = context.device
-        allowed_t, next_t, lead_len = UTF8_ALLOWED.to(dev), UTF8_NEXT.to(dev), UTF8_LEAD_LEN.to(dev)
         task = torch.arange(T, device=dev).repeat_interleave(n)  # (B,) the task of each sample
         summary = context[:, : self.summary_dim]
         h = torch.tanh(self.dec_init(summary))[task]
@@ -347,28 +295,14 @@ class TextLM(GenerativeModel):
                 hist = torch.cat([hist[:, 1:], tok[:, None]], 1)  # the last inputs, oldest first
                 counts = []
                 for order, sup_code in zip(self.match_orders, codes):
-                    q = _history_codes(hist, order)[:, -1:]  # (B, 1)
+                    q = history_codes(hist, order)[:, -1:]  # (B, 1)
                     hit = ((q == sup_code) & real).to(h.dtype)  # (B, P)
                     counts.append(torch.zeros(T * n, NUM_OUTPUTS, dtype=h.dtype, device=dev).scatter_add_(1, nxt, hit))
-                match = _match_log_probs(counts, bigram[task, _cache_row(tok)])
+                match = match_log_probs(counts, bigram[task, _cache_row(tok)], MATCH_BETA)
             logits = self._out(h, context, task, tok, match)  # (B, NUM_OUTPUTS)
-            room = L - t  # positions left incl. this one; a character of n bytes needs n + 1 (EOS)
-            ok = allowed_t[state] & ((state != 0)[:, None] | (lead_len <= room - 1))
-            ok[:, EOS] &= (state == 0) & (t > 0 or room == 1)
-            logits = logits.masked_fill(~ok, float("-inf"))
-            if temperature <= 0:
-                tok = logits.argmax(-1)
-            else:
-                probs = F.softmax(logits / temperature, -1)
-                if top_p < 1.0:
-                    sorted_p, order = probs.sort(-1, descending=True)
-                    keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the top token is always kept
-                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            tok = torch.where(done, torch.full_like(tok, PAD), tok)
+            logits = logits.masked_fill(~allowed_tokens(state, t, L), float("-inf"))
+            tok, state, done = advance(draw_token(logits, temperature, top_p, generator), state, done)
             out[:, t] = tok
-            state = torch.where(done, state, next_t[state, tok.clamp(max=EOS)])
-            done = done | (tok == EOS)
         return out.reshape(T, n, L)
 
 
