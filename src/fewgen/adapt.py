@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_leaves, tree_map
 
 from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
 from .models import GenerativeModel, Params, call, model_from_dict, params_of
@@ -37,12 +38,12 @@ class Adapted:
 
     @property
     def num_tasks(self) -> int:
-        return self.context.shape[0]
+        return tree_leaves(self.context)[0].shape[0]  # a tensor, or a dict of them (task axis first)
 
     def task(self, t: int) -> "Adapted":
         """The t-th task alone (T = 1, shared parameters)."""
         params = {k: v[t] for k, v in self.params.items()} if self.per_task else self.params
-        return Adapted(self.model, params, self.context[t : t + 1], per_task=False)
+        return Adapted(self.model, params, tree_map(lambda v: v[t : t + 1], self.context), per_task=False)
 
 
 AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T,K), steps) -> Adapted
@@ -78,7 +79,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> tuple[Params, Tensor]:
         phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
         c = ctx[None] if ctx is not None else task_context(model, phi, sup[None], msk[None], conditional)
-        return phi, c[0]
+        return phi, tree_map(lambda v: v[0], c)  # the context: a tensor or a dict of them
 
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
         phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
@@ -98,7 +99,7 @@ def adapted_nll(adapted: Adapted, x: Tensor, num_samples: int = 100, chunk: int 
             return call(m, adapted.params, "nll", x, adapted.context, num_samples, chunk, generator)
 
         def one(p: Params, xt: Tensor, ct: Tensor) -> Tensor:
-            return call(m, p, "nll", xt[None], ct[None], num_samples, chunk, generator)[0]
+            return call(m, p, "nll", xt[None], tree_map(lambda v: v[None], ct), num_samples, chunk, generator)[0]
 
         return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), randomness="different")
 

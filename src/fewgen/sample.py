@@ -7,6 +7,7 @@ strings (always valid UTF-8) and ``write_lines`` writes one a line. Everything i
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -57,13 +58,7 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     if not files:
         raise DataError(f"{', '.join(map(str, paths))}: no .txt support files")
     if modality == "text":
-        from .tasks.text import encode_batch, read_lines
-
-        lines = [ln for f in files for ln in read_lines(f)]
-        try:
-            return encode_batch(lines, max_len)
-        except ValueError as e:
-            raise DataError(f"support: {e}") from None
+        return read_support_text(files, max_len)
     if modality == "toy":
         import numpy as np
 
@@ -73,6 +68,29 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
             raise DataError(f"support: not a table of numbers ({e})") from None
         return torch.from_numpy(np.concatenate(rows))
     raise DataError(f"reading support files of '{modality}' models is not supported")
+
+
+def read_support_text(files: Sequence[Path], max_len: int) -> Tensor:
+    """Support lines of ``.txt`` files -> (K, max_len) ids. A line longer than the model's
+    ``max_len - 1`` bytes is cut between characters, with one warning naming the first such
+    file and line (and how many more there were)."""
+    from .tasks.text import encode_batch, read_numbered_lines, truncate_utf8
+
+    lines, cut = [], []
+    for f in files:
+        for number, text in read_numbered_lines(f):
+            short = truncate_utf8(text, max_len - 1)
+            if short != text:
+                cut.append(f"{f}:{number}")
+            lines.append(short)
+    if cut:
+        more = f" (and {len(cut) - 1} more line(s))" if len(cut) > 1 else ""
+        warnings.warn(f"support line {cut[0]} is longer than the model's {max_len - 1} bytes; truncated{more}",
+                      stacklevel=2)
+    try:
+        return encode_batch(lines, max_len)
+    except ValueError as e:
+        raise DataError(f"support: {e}") from None
 
 
 def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str = EvalConfig.latent) -> Tensor:

@@ -53,6 +53,14 @@ def data_meta(ts: TaskSet) -> dict[str, Any]:
     return {**ts.meta, "example_shape": list(ts.example_shape), "modality": ts.modality}
 
 
+def episode_bytes(ep: Episode) -> int:
+    """Text: the tokens (bytes and EOS) of an episode's present shots and queries."""
+    from .tasks.text import PAD
+
+    shots = ((ep.support != PAD) & ep.support_mask[..., None]).sum()
+    return int(shots + (ep.query != PAD).sum())
+
+
 def augmenter(ts: TaskSet):
     """The task augmentation for a modality (None where there is none)."""
     if ts.modality == "image":
@@ -250,6 +258,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
                dynamic_ncols=True)
     note = bar.write if main else (lambda _: None)
     t0, last_t, last_step = time.time() - elapsed, time.time(), start
+    text = ts.modality == "text"
+    tokens = 0  # text: bytes (EOS included) of the present shots and queries since the last log
     params = params_of(model)
     try:
         while step < tc.steps:
@@ -265,6 +275,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
                 ep = augment(ep, g)
             if world > 1:
                 ep = distributed.shard_episode(ep, mine)
+            if text:
+                tokens += episode_bytes(ep)
             model.train()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = loss_fn(model, params, extra, ep.to(device), g)
@@ -289,10 +301,12 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet 
             if step % tc.log_every == 0 or step == tc.steps:
                 now = time.time()
                 rate = (step - last_step) / max(now - last_t, 1e-9)
-                last_t, last_step = now, step
-                bar.set_postfix(loss=f"{loss_value:.2f}", best_val=f"{best_val:.2f}" if best_val else "-")
+                speed = {"bytes_per_s": tokens * world / max(now - last_t, 1e-9)} if text else {}
+                last_t, last_step, tokens = now, step, 0
+                bar.set_postfix(loss=f"{loss_value:.2f}", best_val=f"{best_val:.2f}" if best_val else "-",
+                                **({"bytes/s": f"{speed['bytes_per_s']:.0f}"} if text else {}))
                 log({"step": step, "loss": loss_value, "steps_per_s": rate,
-                     "tasks_per_s": rate * tc.meta_batch, "time": now - t0})
+                     "tasks_per_s": rate * tc.meta_batch, **speed, "time": now - t0})
             if len(val_ts) and (step % tc.val_every == 0 or step == tc.steps):
                 if main:  # rank 0 validates; the others wait at the next collective
                     bad_vals = 0 if validate() else bad_vals + 1

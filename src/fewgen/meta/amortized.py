@@ -21,6 +21,6 @@ class Amortized(MetaAlgorithm):
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
-        ctx = call(model, params, "context", ep.support, ep.support_mask)  # (T,C)
         noise = model.draw_noise(ep.query, generator)
-        return call(model, params, "loss", ep.query, ctx, noise).mean()
+        # context + loss of the queries, or a family's packed equivalent (GenerativeModel.episode_loss)
+        return call(model, params, "episode_loss", ep.support, ep.support_mask, ep.query, noise).mean()

@@ -44,7 +44,11 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
         from .text_lm import build_text_lm
 
         return build_text_lm(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, toy_gauss")
+    if cfg.family == "text_transformer":
+        from .text_transformer import build_text_transformer
+
+        return build_text_transformer(cfg, data_meta)
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, text_transformer, toy_gauss")
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
@@ -57,6 +61,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
         from .text_lm import TextLM
 
         return TextLM(**kwargs)
+    if family == "text_transformer":
+        from .text_transformer import TextTransformer
+
+        return TextTransformer(**kwargs)
     if family == "toy_gauss":
         from .toy_gauss import ToyGauss
 

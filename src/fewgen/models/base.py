@@ -16,6 +16,13 @@ Shapes: ``T`` tasks, ``K`` shots, ``N`` examples, ``*X`` one example's shape.
   -log p(x | support) in nats (importance-weighted for latent-variable models), computed in
   chunks whose memory does not grow with the data set.
 - ``sample(n, context, generator) -> (T,n,*X)``.
+- ``episode_loss(support (T,K,*X), mask (T,K), query (T,Q,*X), noise) -> (T,Q)``: the amortized
+  training objective of one episode; by default ``loss(query, context(support, mask), noise)``.
+  A family may override it with a cheaper or richer equivalent (the in-context Transformer
+  scores query j given the shots *and* queries 0..j-1 in one packed pass: every K at once).
+
+``permutation_invariant`` says whether ``context`` ignores the order of the shots (a set
+encoder) or reads them as a sequence (a prefix); the contract tests check what it claims.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class GenerativeModel(nn.Module):
 
     family: str = ""
     modality: str = ""
+    permutation_invariant: bool = True  # False where the shots are read in order (a prefix)
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
         return getattr(self, method)(*args, **kwargs)
@@ -44,6 +52,11 @@ class GenerativeModel(nn.Module):
 
     def loss(self, x: Tensor, context: Tensor, noise: Tensor | None) -> Tensor:
         raise NotImplementedError
+
+    def episode_loss(self, support: Tensor, mask: Tensor, query: Tensor, noise: Tensor | None) -> Tensor:
+        """The amortized objective of an episode, nats per query (T, Q): the queries' loss given
+        the context of the support."""
+        return self.loss(query, self.context(support, mask), noise)
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
         """Noise for :meth:`loss` (``None`` for models without latent variables), drawn with

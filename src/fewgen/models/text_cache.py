@@ -39,15 +39,23 @@ def history_codes(inp: Tensor, order: int, offset: Tensor | None = None) -> Tens
     return code
 
 
-def match_log_probs(counts: list[Tensor], base: Tensor, beta: float = MATCH_BETA) -> tuple[list[Tensor], Tensor]:
+def match_probs(counts: list[Tensor], base: Tensor, beta: float | None = None) -> tuple[list[Tensor], Tensor]:
     """Back-off chain of the match cache: order n's distribution is its counts (..., 257) plus
-    ``beta`` times order n-1's (the first backs off to ``base``, probabilities), normalised.
-    Returns the log-probs of every order and the evidence ``log(1 + matches)`` (..., orders)."""
+    ``beta`` (default ``MATCH_BETA``) times order n-1's (the first backs off to ``base``,
+    probabilities), normalised. Returns the probabilities of every order and the evidence
+    ``log(1 + matches)`` (..., orders)."""
+    beta = MATCH_BETA if beta is None else beta
     out, lower = [], base
     for c in counts:
         lower = (c + beta * lower) / (c.sum(-1, keepdim=True) + beta)
-        out.append(lower.log())
+        out.append(lower)
     return out, torch.stack([torch.log1p(c.sum(-1)) for c in counts], -1)
+
+
+def match_log_probs(counts: list[Tensor], base: Tensor, beta: float | None = None) -> tuple[list[Tensor], Tensor]:
+    """:func:`match_probs` with log-probabilities."""
+    probs, evidence = match_probs(counts, base, beta)
+    return [p.log() for p in probs], evidence
 
 
 @torch.no_grad()
