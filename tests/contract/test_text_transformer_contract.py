@@ -26,8 +26,9 @@ def tiny(seed=0, match_order=3):
     m = TextTransformer(d_model=16, layers=2, heads=2, max_len=12, window=128, train_window=96,
                         match_order=match_order)
     if match_order >= 0:
-        with torch.no_grad():  # a gate that depends on the state and the evidence (it starts at zero)
+        with torch.no_grad():  # cache weights that depend on the state and the evidence (they start at zero)
             m.gate.weight.normal_(0.0, 0.3)
+            m.cache_logits.weight.normal_(0.0, 0.3)
     return m
 
 
@@ -200,6 +201,7 @@ def test_a_match_cache_alone_copies_the_support_ngrams():
     m, (s, mask, _) = tiny(match_order=3), episode()
     with torch.no_grad():
         m.gate.weight.zero_()
+        m.cache_logits.weight.zero_()
         m.gate.bias.copy_(torch.tensor([-50.0, -50.0, -50.0, -50.0, 50.0]))
     import fewgen.models.text_cache as cache
 

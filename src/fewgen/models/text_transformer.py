@@ -23,8 +23,12 @@ mixture of the Transformer's softmax and the match cache of :mod:`fewgen.models.
 at orders 0 ... ``match_order`` (votes of every earlier position of the sequence, support and
 the string so far, whose last n bytes of the same string equal the current ones), with
 weights from a learned gate on the Transformer's state and the cache's evidence (counts and
-confidence per order), as a cache language model (Grave et al. 2017). With ``match_order``
--1 there is no cache.
+confidence per order), as a cache language model (Grave et al. 2017); the Transformer's own
+softmax also reads the cache (its log-probs added to the logits with state-dependent
+weights, as ``text_lm`` adds its support caches), so bytes of a script never seen in
+training get mass inside the network's distribution too. With ``match_order`` -1 there is
+no cache. Every cache weight starts at zero: the model starts as an untrained Transformer
+mixed with the cache at fixed weights, and learns when to trust which order.
 
 The context (a dict, every leaf with the task axis first) is ``{"prefix": (T, P) ids}``: BOS
 then the present shots' bytes and EOS, in the order given, PAD after the end. The prefix order
@@ -91,14 +95,21 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None = None,
-                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """x (B, S, D); ``past`` keys and values (B, H, P, hd) read before x's own; ``mask``
-        (B, 1, S, P + S) bool, or None for causal attention without a past. Returns the new x
-        and x's own (rotated) keys and values, for a cache."""
+                past: tuple[Tensor, Tensor] | None = None,
+                cache: tuple[Tensor, Tensor, int] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x (B, S, D); ``past`` keys and values (B, H, P, hd) read before x's own; or ``cache``
+        (key buffer, value buffer (B, H, >= at + S, hd), at): x's keys and values are written at
+        ``at`` and the first ``at + S`` read; ``mask`` (B, 1, S, keys) bool, or None for causal
+        attention without a past. Returns the new x and x's own (rotated) keys and values."""
         B, S, D = x.shape
         q, k, v = self.qkv(self.ln1(x)).reshape(B, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         q, k = _rotate(q, *rope), _rotate(k, *rope)  # (B, H, S, hd)
-        keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+        if cache is not None:  # decoding: no copy of the keys so far
+            kbuf, vbuf, at = cache
+            kbuf[:, :, at : at + S], vbuf[:, :, at : at + S] = k, v
+            keys, values = kbuf[:, :, : at + S], vbuf[:, :, : at + S]
+        else:
+            keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
         y = _attend(q, keys, values, mask).transpose(1, 2).reshape(B, S, D)
         x = x + self.proj(y)
         return x + self.mlp(self.ln2(x)), (k, v)
@@ -163,12 +174,14 @@ class TextTransformer(GenerativeModel):
         self.embed = nn.Embedding(VOCAB_SIZE, d_model)  # tied: the output head is embed[:NUM_OUTPUTS]
         self.blocks = nn.ModuleList(Block(d_model, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d_model)
-        if match_order >= 0:  # mixture weights of [Transformer, cache order 0, ..., match_order]
+        if match_order >= 0:
             n = match_order + 1
-            self.gate = nn.Linear(d_model + 2 * n, n + 1)
+            self.cache_logits = nn.Linear(d_model, n)  # weights of the cache's log-probs in the logits
+            self.gate = nn.Linear(d_model + 2 * n, n + 1)  # mixture weights of [Transformer, cache orders]
             with torch.no_grad():
-                self.gate.weight.zero_()
-                self.gate.bias.zero_()
+                for lin in (self.cache_logits, self.gate):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
                 self.gate.bias[0] = 1.0
         self._init_weights()
 
@@ -178,7 +191,7 @@ class TextTransformer(GenerativeModel):
         Transformer at e / (e + n) and every cache order equally)."""
         with torch.no_grad():
             for name, p in self.named_parameters():
-                if name.startswith("gate."):
+                if name.startswith(("gate.", "cache_logits.")):
                     continue
                 if p.dim() >= 2:
                     std = 0.02 / (2 * self.layers) ** 0.5 if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
@@ -205,12 +218,18 @@ class TextTransformer(GenerativeModel):
 
     def _mix(self, h: Tensor, counts: list[Tensor] | None) -> Tensor:
         """Next-token log-probs (..., NUM_OUTPUTS) from states h (..., D) and the match cache's
-        votes (orders 0..n, each (..., NUM_OUTPUTS)): ``log sum_c w_c(h, evidence) p_c``."""
+        votes (orders 0..n, each (..., NUM_OUTPUTS)): ``log sum_c w_c(h, evidence) p_c`` where
+        the Transformer's own p_0 also reads the cache, ``softmax(logits + sum_n b_n(h) log p_n)``
+        (a product of experts, as text_lm adds its support caches: bytes of a script never seen
+        in training get mass inside the network's distribution too)."""
         logits = h @ self.embed.weight[:NUM_OUTPUTS].T
         if counts is None:
             return F.log_softmax(logits, -1)
         uniform = torch.full((NUM_OUTPUTS,), 1.0 / NUM_OUTPUTS, dtype=h.dtype, device=h.device)
         per_order, evidence = match_probs(counts, uniform)
+        b = self.cache_logits(h)  # (..., n)
+        for i, p in enumerate(per_order):
+            logits = logits + b[..., i : i + 1] * p.clamp_min(1e-30).log()
         confidence = torch.stack([p.max(-1).values for p in per_order], -1).log()  # (..., n)
         w = F.softmax(self.gate(torch.cat([h, evidence, confidence], -1)), -1)  # (..., n + 1)
         mix = w[..., :1] * F.softmax(logits, -1)
@@ -326,9 +345,14 @@ class TextTransformer(GenerativeModel):
         def rep(t: Tensor) -> Tensor:  # task rows -> sample rows (the samples of a task are adjacent)
             return t.repeat_interleave(n, 0)
 
-        own = [(kv[0].new_zeros(B, self.heads, max_len, hd), kv[1].new_zeros(B, self.heads, max_len, hd)) for kv in kvs]
-        state: dict[str, Any] = {"t": 0, "past": [(rep(k), rep(v)) for k, v in kvs], "own": own,
-                                 "readable": rep(readable), "pos0": rep(length - 1)}
+        P = prefix.shape[1]
+        buffers = []  # per layer: keys and values of the prefix, then of the string as it is written
+        for k, v in kvs:
+            kb, vb = k.new_zeros(B, self.heads, P + max_len, hd), v.new_zeros(B, self.heads, P + max_len, hd)
+            kb[:, :, :P], vb[:, :, :P] = rep(k), rep(v)
+            buffers.append((kb, vb))
+        visible = torch.cat([rep(readable), torch.ones(B, max_len, dtype=torch.bool, device=prefix.device)], 1)
+        state: dict[str, Any] = {"t": 0, "P": P, "kv": buffers, "visible": visible, "pos0": rep(length - 1)}
         if self.match_order >= 0:
             state["k_codes"] = [rep(c) for c in self._codes(prefix, _string_offsets(prefix))]
             state["k_next"] = rep(torch.where(readable, prefix.roll(-1, 1), torch.full_like(prefix, PAD)))
@@ -338,18 +362,16 @@ class TextTransformer(GenerativeModel):
             state["hist"] = torch.full((B, max(self.match_order, 1)), BOS, dtype=torch.long, device=prefix.device)
         return state, rep(prefix.gather(1, (length - 1)[:, None]).squeeze(1))
 
+    @torch.no_grad()
     def _step(self, state: dict[str, Any], tok: Tensor) -> Tensor:
         """Feed one input token per row (B,); returns the next-token log-probs (B, NUM_OUTPUTS)
         (the same as a full recompute over prefix and string) and advances ``state`` in place."""
-        t, B = state["t"], tok.shape[0]
+        t, at = state["t"], state["P"] + state["t"]
         x = self.embed(tok)[:, None]  # (B, 1, D)
         rope = _rotary((state["pos0"] + t)[:, None], self.d_model // self.heads, x.dtype)
-        ones = torch.ones(B, t + 1, dtype=torch.bool, device=tok.device)
-        mask = torch.cat([state["readable"], ones], 1)[:, None, None, :]  # (B, 1, 1, P + t + 1)
-        for block, (pk, pv), (ok, ov) in zip(self.blocks, state["past"], state["own"]):
-            past = (torch.cat([pk, ok[:, :, :t]], 2), torch.cat([pv, ov[:, :, :t]], 2))
-            x, (k, v) = block(x, rope, mask, past)
-            ok[:, :, t], ov[:, :, t] = k[:, :, 0], v[:, :, 0]
+        mask = state["visible"][:, None, None, : at + 1]  # (B, 1, 1, P + t + 1)
+        for block, (kb, vb) in zip(self.blocks, state["kv"]):
+            x, _ = block(x, rope, mask, cache=(kb, vb, at))
         h = self.ln_f(x[:, 0])
         counts = None
         if self.match_order >= 0:
