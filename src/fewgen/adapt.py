@@ -65,7 +65,11 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
-    fixed = None if context is None else context.reshape(1, -1).expand(support.shape[0], -1)  # (T, C)
+    T = support.shape[0]
+    if isinstance(context, dict):  # a dict of (1, ...) leaves -> (T, ...)
+        fixed = {k: v.expand(T, *v.shape[1:]) for k, v in context.items()}
+    else:
+        fixed = None if context is None else context.reshape(1, -1).expand(T, -1)  # (T, C)
     if steps <= 0:
         with torch.no_grad():
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
@@ -78,7 +82,8 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
 
     def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> tuple[Params, Tensor]:
         phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
-        c = ctx[None] if ctx is not None else task_context(model, phi, sup[None], msk[None], conditional)
+        c = tree_map(lambda v: v[None], ctx) if ctx is not None else task_context(model, phi, sup[None], msk[None],
+                                                                                   conditional)
         return phi, tree_map(lambda v: v[0], c)  # the context: a tensor or a dict of them
 
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
@@ -158,13 +163,22 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     else:  # plain fine-tuning, as a user would do it: Adam at a small step size
         step_size = ck.config.eval.finetune_lr if lr is None else lr
         optimizer = "adam"
-    stored = ck.tensors.get("context") if adapted else None
+    stored = stored_context(ck.tensors) if adapted else None
 
     def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
         return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
                      optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored)
 
     return fn
+
+
+def stored_context(tensors: dict[str, Tensor]) -> Tensor | dict[str, Tensor] | None:
+    """An adapted checkpoint's stored context: the tensor ``context``, or the dict stored as
+    tensors ``context.<key>``; None when there is none."""
+    if "context" in tensors:
+        return tensors["context"]
+    keyed = {k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")}
+    return keyed or None
 
 
 def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out: str | Path, steps: int = 0,
@@ -189,5 +203,7 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
             "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files]}
     history = list(ck.extra.get("adaptation_history", [])) + [info]
     extra = {**ck.extra, "algo": algo, "adapted": True, "adaptation": info, "adaptation_history": history}
-    tensors = {**{k: v for k, v in ck.tensors.items() if k != "context"}, "context": a.context}
+    kept = {k: v for k, v in ck.tensors.items() if k != "context" and not k.startswith("context.")}
+    ctx = {"context." + k: v for k, v in a.context.items()} if isinstance(a.context, dict) else {"context": a.context}
+    tensors = {**kept, **ctx}
     return save(out, model, ck.config, extra, tensors), len(support)

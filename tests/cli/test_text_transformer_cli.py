@@ -50,6 +50,18 @@ def test_a_support_larger_than_the_window_is_refused(run, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("fewgen: error:") and "at most 376" in err[0]
 
 
+def test_adapt_stores_the_prefix_and_the_adapted_checkpoint_samples_without_support(run, tmp_path):
+    sup = tmp_path / "support.txt"
+    sup.write_text("maison\nchemin\nsoleil\n", encoding="utf-8")
+    for steps in ("0", "1"):
+        adapted = tmp_path / f"adapted{steps}"
+        assert main(["adapt", str(run), "--support", str(sup), "--steps", steps, "--out", str(adapted)]) == 0
+        out = tmp_path / f"s{steps}.txt"
+        assert main(["sample", str(adapted), "--n", "4", "--out", str(out)]) == 0
+        lines = out.read_bytes().decode("utf-8").splitlines()
+        assert len(lines) == 4 and all(is_valid(s) for s in lines)
+
+
 def test_eval_with_and_without_fine_tuning(run, tmp_path):
     js = tmp_path / "eval.json"
     assert main(["eval", str(run), "--split", "all", "--shots", "1,5", "--steps", "0,1", "--max-tasks", "2",
@@ -64,13 +76,13 @@ def test_text_lines_of_128_bytes(tmp_path):
     root = tmp_path / "lines"
     root.mkdir()
     for t in range(4):
-        body = "".join(f"task {t} line {i:02d} " + "é" * 52 + "z" * (i % 7) + "\n" for i in range(20))
-        (root / f"t{t}.txt").write_text(body, encoding="utf-8")  # lines of 120 to 126 bytes
+        body = "".join(f"task {t} line {i:02d} " + "é" * 56 + "z" * (i % 7) + "\n" for i in range(20))
+        (root / f"t{t}.txt").write_text(body, encoding="utf-8")  # lines of 127 to 133 bytes
     out = tmp_path / "run"
     long = [a.replace("window=400, train_window=160", "window=1024, train_window=512") for a in TINY]
     assert main(["train", "--data", f"text:{root}", "--out", str(out), "--steps", "2", "--shots", "0",
                  "--set", "train.queries=4", "--set", "data.split_fractions=[0.5,0.25,0.25]", *long]) == 0
-    assert json.loads((out / "config.json").read_text())["model"]["kwargs"]["max_len"] >= 128 - 6
+    assert json.loads((out / "config.json").read_text())["model"]["kwargs"]["max_len"] == 134
     sup = tmp_path / "support.txt"
     sup.write_text("".join((root / "t0.txt").read_text(encoding="utf-8").splitlines(True)[:3]), encoding="utf-8")
     samples = tmp_path / "s.txt"

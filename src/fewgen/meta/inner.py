@@ -106,8 +106,10 @@ def leave_one_out_loss(model: GenerativeModel, params: Params, support: Tensor, 
 def query_loss_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, query: Tensor,
                     noise: Tensor | None, conditional: bool, context: Tensor | None = None) -> Tensor:
     """One task's mean query loss under (adapted) ``params``: support (K, *X), query (Q, *X)."""
-    ctx = context[None] if context is not None else task_context(model, params, support[None], mask[None],
-                                                                 conditional)  # (1, C)
+    if context is not None:
+        ctx = tree_map(lambda v: v[None], context)  # (1, C), or a dict of (1, ...) leaves
+    else:
+        ctx = task_context(model, params, support[None], mask[None], conditional)
     return call(model, params, "loss", query[None], ctx, None if noise is None else noise[None]).mean()
 
 
@@ -138,7 +140,7 @@ def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask
     """
     def loss_fn(p: Params, step: int) -> Tensor:
         n = None if noise is None else noise[step][None]  # (1, K, *E)
-        c = None if context is None else context[None]  # (1, C)
+        c = None if context is None else tree_map(lambda v: v[None], context)  # (1, C) or a dict of (1, ...)
         return support_loss(model, p, support[None], mask[None], n, inner.conditional, c)
 
     grad_fn = grad(loss_fn)
