@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first, pinned, so nothing below can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	# The tensorboard extra too, so its test runs (the package is optional for users).
+	$(BIN)/pip install -q -e '.[test,tensorboard]'
 	touch $(STAMP)
 
 install: $(STAMP)

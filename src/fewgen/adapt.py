@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_leaves, tree_map
 
 from .meta.inner import InnerConfig, draw_support_noise, fine_tune_task, inner_lrs, map_tasks, task_context
-from .models import GenerativeModel, Params, call, model_from_dict, params_of
+from .models import Context, GenerativeModel, Params, call, context_expand, context_tasks, model_from_dict, params_of
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -33,17 +32,17 @@ class Adapted:
 
     model: GenerativeModel
     params: Params  # shared parameters, or per-task ones with a leading T axis (``per_task``)
-    context: Tensor  # (T, C)
+    context: Context  # every leaf (T, ...)
     per_task: bool = False
 
     @property
     def num_tasks(self) -> int:
-        return tree_leaves(self.context)[0].shape[0]  # a tensor, or a dict of them (task axis first)
+        return next(iter(self.context.values())).shape[0]
 
     def task(self, t: int) -> "Adapted":
         """The t-th task alone (T = 1, shared parameters)."""
         params = {k: v[t] for k, v in self.params.items()} if self.per_task else self.params
-        return Adapted(self.model, params, tree_map(lambda v: v[t : t + 1], self.context), per_task=False)
+        return Adapted(self.model, params, context_tasks(self.context, t), per_task=False)
 
 
 AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T,K), steps) -> Adapted
@@ -51,7 +50,7 @@ AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T
 
 def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
           conditional: bool = True, steps: int = 0, lr: float = 0.05, lrs: Params | None = None,
-          optimizer: str = "sgd", generator: torch.Generator | None = None, context: Tensor | None = None,
+          optimizer: str = "sgd", generator: torch.Generator | None = None, context: Context | None = None,
           vectorize: bool = True) -> Adapted:
     """Adapt to T tasks from their supports ``(T, K, *X)`` (``mask`` (T, K) marks present shots).
 
@@ -59,17 +58,14 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     model: the context of the empty set). ``steps > 0`` fine-tunes on each support with the
     shared inner loop (SGD at ``lr``, or per-parameter Meta-SGD rates ``lrs``; ``optimizer``
     ``"adam"`` for Reptile's inner Adam) and returns per-task parameters with a leading T axis.
-    ``context`` (C,) or (1, C) fixes the context (an adapted checkpoint's stored one).
+    ``context`` (one task's, leaves (1, ...)) fixes the context of every task (an adapted
+    checkpoint's stored one).
     ``generator`` draws the noise of latent-variable models' support losses (default: seed 0).
     """
     params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
     if mask is None:
         mask = torch.ones(support.shape[:2], dtype=torch.bool, device=support.device)
-    T = support.shape[0]
-    if isinstance(context, dict):  # a dict of (1, ...) leaves -> (T, ...)
-        fixed = {k: v.expand(T, *v.shape[1:]) for k, v in context.items()}
-    else:
-        fixed = None if context is None else context.reshape(1, -1).expand(T, -1)  # (T, C)
+    fixed = None if context is None else context_expand(context, support.shape[0])  # leaves (T, ...)
     if steps <= 0:
         with torch.no_grad():
             ctx = fixed if fixed is not None else task_context(model, params, support, mask, conditional)
@@ -80,11 +76,11 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     noise = draw_support_noise(model, support, steps, g)  # (T, S, K, *E)
     lrs = None if lrs is None else {k: v.detach() for k, v in lrs.items()}
 
-    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> tuple[Params, Tensor]:
+    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> tuple[Params, Context]:
         phi = fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
-        c = tree_map(lambda v: v[None], ctx) if ctx is not None else task_context(model, phi, sup[None], msk[None],
-                                                                                   conditional)
-        return phi, tree_map(lambda v: v[0], c)  # the context: a tensor or a dict of them
+        if ctx is not None:
+            return phi, ctx
+        return phi, {k: v[0] for k, v in task_context(model, phi, sup[None], msk[None], conditional).items()}
 
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
         phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
@@ -103,8 +99,8 @@ def adapted_nll(adapted: Adapted, x: Tensor, num_samples: int = 100, chunk: int 
         if not adapted.per_task:
             return call(m, adapted.params, "nll", x, adapted.context, num_samples, chunk, generator)
 
-        def one(p: Params, xt: Tensor, ct: Tensor) -> Tensor:
-            return call(m, p, "nll", xt[None], tree_map(lambda v: v[None], ct), num_samples, chunk, generator)[0]
+        def one(p: Params, xt: Tensor, ct: Context) -> Tensor:
+            return call(m, p, "nll", xt[None], {k: v[None] for k, v in ct.items()}, num_samples, chunk, generator)[0]
 
         return map_tasks(one, (adapted.params, x, adapted.context), (True, True, True), randomness="different")
 
@@ -172,38 +168,49 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     return fn
 
 
-def stored_context(tensors: dict[str, Tensor]) -> Tensor | dict[str, Tensor] | None:
-    """An adapted checkpoint's stored context: the tensor ``context``, or the dict stored as
-    tensors ``context.<key>``; None when there is none."""
-    if "context" in tensors:
-        return tensors["context"]
-    keyed = {k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")}
-    return keyed or None
-
-
 def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out: str | Path, steps: int = 0,
                      lr: float | None = None, algo: str | None = None, seed: int = 0) -> tuple[Path, int]:
     """Adapt a checkpoint to one distribution given by the user's support files and save the
     result as a self-contained checkpoint at ``out`` (what ``fewgen adapt`` does).
 
     The adapted weights become the model's weights; the context goes into the checkpoint's
-    tensors (``"context"``, (1, C)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
+    tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
     ``extra["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
-    from .checkpoint import save
-    from .sample import read_support
+    from .support import read_support
 
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
     mask = torch.ones(1, len(support), dtype=torch.bool)
     algo = algo or ck.extra.get("algo", ck.config.train.algo)
     a = adapter_for_checkpoint(ck, algo, lr, seed)(support[None], mask, steps).task(0)  # T = 1
-    model = model_from_dict(ck.model.family, ck.model.config_dict())
-    model.load_state_dict({**model.state_dict(), **a.params})
     info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else ck.config.train.inner_lr,
             "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files]}
+    return save_adapted(ck, a, out, info), len(support)
+
+
+def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict[str, Any]) -> Path:
+    """Save one adapted task (``adapted``, T = 1) of checkpoint ``ck`` as a self-contained checkpoint
+    at ``out``: its weights, its context (tensors ``context.<key>``), and ``info`` on how it was made."""
+    from .checkpoint import save
+
+    model = model_from_dict(ck.model.family, ck.model.config_dict())
+    model.load_state_dict({**model.state_dict(), **adapted.params})
     history = list(ck.extra.get("adaptation_history", [])) + [info]
-    extra = {**ck.extra, "algo": algo, "adapted": True, "adaptation": info, "adaptation_history": history}
-    kept = {k: v for k, v in ck.tensors.items() if k != "context" and not k.startswith("context.")}
-    ctx = {"context." + k: v for k, v in a.context.items()} if isinstance(a.context, dict) else {"context": a.context}
-    tensors = {**kept, **ctx}
-    return save(out, model, ck.config, extra, tensors), len(support)
+    extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
+    kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}
+    tensors = {**kept, **{CONTEXT_PREFIX + k: v.contiguous() for k, v in adapted.context.items()}}
+    return save(out, model, ck.config, extra, tensors)
+
+
+CONTEXT_PREFIX = "context."  # checkpoint tensors holding an adapted checkpoint's stored context
+
+
+def stored_context(tensors: dict[str, Tensor]) -> Context:
+    """The context stored in an adapted checkpoint's tensors (see :func:`adapt_checkpoint`)."""
+    from .errors import CheckpointError
+
+    ctx = {k[len(CONTEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)}
+    if not ctx:
+        raise CheckpointError("adapted checkpoint without a stored context (made by a fewgen before contract v2, "
+                              "whose context was one flat tensor): re-run `fewgen adapt` on the original checkpoint")
+    return ctx

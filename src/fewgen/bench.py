@@ -166,7 +166,7 @@ def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path
     """Fixed support / real sets of a few held-out tasks and the domain feature network."""
     if held_out.modality != "image":
         return None
-    from .metrics.features import feature_net_for
+    from .feature_net import feature_net_for
 
     k, n_real = cfg.quality_shots, 10
     pool = held_out.with_min_examples(k + 2)

@@ -71,9 +71,10 @@ class TrainConfig:
     ckpt_every: int = 200
     patience: int = 0  # early stopping: validations without improvement (0 = off)
     max_seconds: float = 0.0  # stop (and save) after this much training time (0 = no limit)
-    device: str = "cpu"  # auto | cpu | cuda | cuda:N (under torchrun, cuda = this process's GPU)
+    device: str = "auto"  # auto (CUDA if visible, else CPU) | cpu | cuda | cuda:N (torchrun: cuda = this process's GPU)
     compile: bool = False  # torch.compile the meta-loss (falls back to eager with a warning)
     precision: str = "fp32"  # fp32 | bf16 (bf16 autocast of the meta-loss; meant for GPUs)
+    tensorboard: bool = False  # also write the metrics as TensorBoard events in RUN/tensorboard (extra: fewgen[tensorboard])
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ the same :func:`fewgen.training.train` loop, and this module is what makes them 
   are SUM-all-reduced in one flat bucket (:func:`all_reduce_grads`), so every rank holds the
   gradient of the global meta-batch mean exactly as one process would compute it, whatever
   the world size and however unequal the shards;
-- the noise of the loss comes from a :class:`~fewgen.tasks.base.ShardGenerator`: the global
+- the noise of the loss comes from a :class:`~fewgen.noise.ShardGenerator`: the global
   meta-batch's draw, sliced to the shard, so it does not depend on the world size either;
 - rank 0 alone validates, logs and writes checkpoints; the saved state (weights, optimiser,
   step) does not depend on the world size, so a run resumes on any number of processes.

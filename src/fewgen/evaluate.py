@@ -23,7 +23,6 @@ from .adapt import AdaptFn, adapted_nll
 from .config import EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
-from .models import GenerativeModel
 from .tasks.base import TaskSet, episode_generator
 
 

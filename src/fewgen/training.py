@@ -3,7 +3,8 @@
 One run folder is one checkpoint (see :mod:`fewgen.checkpoint`): ``model.safetensors`` holds
 the weights with the best meta-validation loss (early stopping on held-out *tasks*), and
 ``train_state.pt`` the latest weights and optimiser state for exact resume. ``metrics.jsonl``
-gets one JSON line per log or validation event. Episode ``i`` is a pure function of
+gets one JSON line per log or validation event (``fewgen plot`` draws them; with
+``train.tensorboard`` they are TensorBoard events in ``tensorboard/`` too). Episode ``i`` is a pure function of
 ``(seed, i)`` and its noise of ``(seed + 1, i)``, so a resumed run is bitwise identical to an
 uninterrupted one on CPU.
 
@@ -20,12 +21,14 @@ import json
 import math
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import torch
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -33,6 +36,7 @@ from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import GenerativeModel, build_model, params_of
+from .progress import Progress
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
@@ -51,14 +55,6 @@ class TrainResult:
 def data_meta(ts: TaskSet) -> dict[str, Any]:
     """The facts about the data a model needs to be rebuilt (stored in checkpoints)."""
     return {**ts.meta, "example_shape": list(ts.example_shape), "modality": ts.modality}
-
-
-def episode_bytes(ep: Episode) -> int:
-    """Text: the tokens (bytes and EOS) of an episode's present shots and queries."""
-    from .tasks.text import PAD
-
-    shots = ((ep.support != PAD) & ep.support_mask[..., None]).sum()
-    return int(shots + (ep.query != PAD).sum())
 
 
 def augmenter(ts: TaskSet):
@@ -93,13 +89,34 @@ def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Conf
     return total / n
 
 
+def text_bytes(ep: Episode) -> int:
+    """The UTF-8 bytes in a text episode's present shots and its queries (ids below 256 are bytes)."""
+    return int(((ep.support < 256) & ep.support_mask[..., None]).sum() + (ep.query < 256).sum())
+
+
 def _log(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
-def compiled(fn):
-    """``torch.compile(fn)``; if compiling fails (on first use), warn and run ``fn`` eagerly.
+TENSORBOARD_DIR = "tensorboard"
+# metrics.jsonl field -> TensorBoard tag: train and validation loss share one chart.
+TENSORBOARD_TAGS = {"loss": "loss/train", "val_loss": "loss/val", "best_val": "loss/best_val",
+                    "steps_per_s": "speed/steps_per_s", "tasks_per_s": "speed/tasks_per_s"}
+
+
+def summary_writer() -> type:
+    """TensorBoard's ``SummaryWriter`` class (through torch), or a one-line error saying what to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise FewgenError("train.tensorboard needs the tensorboard package: pip install 'fewgen[tensorboard]'") from None
+    return SummaryWriter
+
+
+def compiled(fn: Callable, build: Callable[[], Callable] | None = None) -> Callable:
+    """``build()`` (by default ``torch.compile(fn)``), a compiled function that computes what
+    ``fn`` does; if building it or its first call fails, warn once and run ``fn`` eagerly.
 
     The failed attempt may have drawn from a generator argument; its state is restored, so
     the fallback computes exactly what eager mode would have."""
@@ -108,7 +125,7 @@ def compiled(fn):
                               "running the meta-loss eagerly")
 
     try:
-        state = {"fn": torch.compile(fn), "tried": False}
+        state = {"fn": build() if build is not None else torch.compile(fn), "tried": False}
     except Exception as e:  # noqa: BLE001 - e.g. a Python version torch.compile does not support
         fallback(e)
         return fn
@@ -142,203 +159,283 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         raise ConfigError(f"unknown train.precision '{cfg.train.precision}'; valid: fp32, bf16")
     created = distributed.setup(device)
     try:
-        return _train(cfg, Path(out), resume, progress, tasks, device)
+        run = Run(cfg, Path(out), tasks, device)
+        run.restore(resume)
+        return run.train(progress)
     finally:
         distributed.teardown(created)
 
 
-def _train(cfg: Config, out: Path, resume: bool, progress: bool, tasks: TaskSet | None,
-           device: torch.device) -> TrainResult:
-    tc = cfg.train
-    main, world = distributed.is_main(), distributed.world_size()
-    torch.manual_seed(tc.seed)
-    ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
-    splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
-    train_ts = splits["train"].with_min_examples(tc.shots + tc.queries)
-    val_ts = splits["val"].with_min_examples(tc.shots + tc.queries)
-    if len(train_ts) == 0:
-        raise FewgenError(f"{cfg.data.spec}: no meta-train task has {tc.shots + tc.queries} examples "
-                          f"(shots {tc.shots} + queries {tc.queries}); lower train.shots or train.queries")
-    meta = data_meta(ts)
-    model = build_model(cfg.model, meta).to(device)
-    algo = get_algorithm(tc)
-    extra = {k: torch.nn.Parameter(v.to(device)) for k, v in algo.extra_params(model).items()}
-    meta_params = list(model.parameters()) + list(extra.values())
-    opt = torch.optim.Adam(meta_params, lr=tc.lr, weight_decay=tc.weight_decay)
-    # An algorithm that compiles its own hot part (``compiles_itself``) is not compiled again.
-    loss_fn = compiled(algo.meta_loss) if tc.compile and not getattr(algo, "compiles_itself", False) \
-        else algo.meta_loss
-    bf16 = tc.precision == "bf16"
-    if bf16 and device.type == "cpu":
-        distributed.warn_main("train.precision bf16 on CPU: autocast works but is usually slower than fp32")
-    if world > 1:
-        distributed.shard(tc.meta_batch)  # fail early (every rank) when meta_batch < world size
-    augment = augmenter(ts) if cfg.data.augment else None
-    info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
+@dataclass
+class RunState:
+    """Where a run stands, besides its weights and optimiser (all of it goes into ``train_state.pt``)."""
 
-    start, best_val, bad_vals, elapsed = 0, None, 0, 0.0
-    state = ckpt.load_train_state(out) if resume and main else None
-    if resume and world > 1:  # rank 0 reads it and sends it: machines need not share a file system
-        state = distributed.broadcast_object(state)
-    if resume and state is None:
-        raise FewgenError(f"{out}: nothing to resume (no {ckpt.STATE_FILE})")
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            for k, v in state.get("extra", {}).items():
-                extra[k].data.copy_(v)
-            opt.load_state_dict(state["optim"])
-            start, best_val, bad_vals, elapsed = state["step"], state["best_val"], state["bad_vals"], state["elapsed"]
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise CheckpointError(f"{out / ckpt.STATE_FILE}: does not match this run's model "
-                                  f"({str(e).splitlines()[0][:120]})") from None
-        best_val = None if best_val is None or math.isnan(best_val) else best_val
-    elif main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        (out / "resolved_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+    step: int = 0  # meta-gradient steps taken
+    best_val: float | None = None  # the best meta-validation loss so far
+    bad_vals: int = 0  # validations in a row without improvement (early stopping)
+    elapsed: float = 0.0  # training seconds up to the last save (a resumed run's clock goes on)
 
-    distributed.broadcast_(meta_params)  # every rank starts from rank 0's weights (a no-op alone)
 
-    def log(record: dict[str, Any]) -> None:
-        if main:
-            _log(out / "metrics.jsonl", record)
+class Run:
+    """One meta-training run, in one process: data, model, algorithm, optimiser and :class:`RunState`.
 
-    def save_model() -> None:  # rank 0 writes checkpoints
-        if not main:
-            return
-        ckpt.save(out, model, cfg, {**info, "step": step, "best_val": best_val},
-                  {k: v.detach() for k, v in extra.items()})
+    :meth:`restore` continues a saved state (or starts the run folder), :meth:`train` loops
+    :meth:`step` and :meth:`after_step` (logging, validation, checkpoints, stops) to the end."""
 
-    def save_state() -> None:
-        if not main:
-            return
-        ckpt.save_train_state(out, {
-            "step": step, "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "extra": {k: v.detach().clone() for k, v in extra.items()}, "optim": opt.state_dict(),
-            "best_val": float("nan") if best_val is None else best_val, "bad_vals": bad_vals, "elapsed": elapsed,
-        })
+    def __init__(self, cfg: Config, out: Path, tasks: TaskSet | None, device: torch.device) -> None:
+        tc = self.tc = cfg.train
+        self.cfg, self.out, self.device = cfg, out, device
+        self.main, self.world = distributed.is_main(), distributed.world_size()
+        if tc.tensorboard and self.main:
+            summary_writer()  # a missing package fails before any work
+        torch.manual_seed(tc.seed)
+        ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
+        splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
+        self.train_ts = splits["train"].with_min_examples(tc.shots + tc.queries)
+        self.val_ts = splits["val"].with_min_examples(tc.shots + tc.queries)
+        if len(self.train_ts) == 0:
+            raise FewgenError(f"{cfg.data.spec}: no meta-train task has {tc.shots + tc.queries} examples "
+                              f"(shots {tc.shots} + queries {tc.queries}); lower train.shots or train.queries")
+        meta = data_meta(ts)
+        self.model = build_model(cfg.model, meta).to(device)
+        self.params = params_of(self.model)  # the live parameters: restoring copies into them
+        self.algo = get_algorithm(tc)
+        self.extra = {k: torch.nn.Parameter(v.to(device)) for k, v in self.algo.extra_params(self.model).items()}
+        self.meta_params = list(self.model.parameters()) + list(self.extra.values())
+        self.opt = torch.optim.Adam(self.meta_params, lr=tc.lr, weight_decay=tc.weight_decay)
+        # The one place that compiles: the algorithm says what (its hot part), compiled() falls
+        # back to eager for good if that fails, forward or backward, on the first step.
+        eager = partial(self.gradients, self.algo.meta_loss)
+        self.loss_and_grads = eager if not tc.compile else \
+            compiled(eager, lambda: partial(self.gradients, self.algo.compiled_meta_loss()))
+        self.bf16 = tc.precision == "bf16"
+        if self.bf16 and device.type == "cpu":
+            distributed.warn_main("train.precision bf16 on CPU: autocast works but is usually slower than fp32")
+        if self.world > 1:
+            distributed.shard(tc.meta_batch)  # fail early (every rank) when meta_batch < world size
+        self.augment = augmenter(ts) if cfg.data.augment else None
+        self.modality = ts.modality
+        self.info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
+        self.state = RunState()
+        self.tensorboard = None  # rank 0's SummaryWriter with train.tensorboard (restore opens it)
+        self.t0 = time.time()  # the run's clock: it started elapsed seconds ago (train sets it)
+        self.last_log = (self.t0, 0)  # (time, step) of the last training record
+        self.note = lambda _: None  # messages for the user (train sets it)
 
-    # SIGTERM (and Ctrl-C with several processes, which must all stop at the same step) ends
-    # the run like Ctrl-C at the end of the current step: a resumable state is saved.
-    def validate() -> bool:
+    def restore(self, resume: bool) -> None:
+        """Continue from the saved ``train_state.pt`` (``resume``), or start a fresh run folder."""
+        out = self.out
+        saved = ckpt.load_train_state(out) if resume and self.main else None
+        if resume and self.world > 1:  # rank 0 reads it and sends it: machines need not share a file system
+            saved = distributed.broadcast_object(saved)
+        if resume and saved is None:
+            raise FewgenError(f"{out}: nothing to resume (no {ckpt.STATE_FILE})")
+        if saved is not None:
+            try:
+                self.model.load_state_dict(saved["model"])
+                for k, v in saved.get("extra", {}).items():
+                    self.extra[k].data.copy_(v)
+                self.opt.load_state_dict(saved["optim"])
+                best = saved["best_val"]
+                self.state = RunState(saved["step"], None if best is None or math.isnan(best) else best,
+                                      saved["bad_vals"], saved["elapsed"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as e:
+                raise CheckpointError(f"{out / ckpt.STATE_FILE}: does not match this run's model "
+                                      f"({str(e).splitlines()[0][:120]})") from None
+        elif self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+            for old in (out / TENSORBOARD_DIR).glob("events.out.tfevents.*"):  # a new run's curves only
+                old.unlink()
+            (out / "resolved_config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")
+        distributed.broadcast_(self.meta_params)  # every rank starts from rank 0's weights (a no-op alone)
+        if self.tc.tensorboard and self.main:  # a resumed run drops the events logged after its saved state
+            self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),
+                                                purge_step=None if saved is None else self.state.step + 1)
+
+    def train(self, progress: bool) -> TrainResult:
+        """Step until ``train.steps``, the time budget, early stopping or a signal; save; report."""
+        tc, s = self.tc, self.state
+        interrupted = False
+        bar = Progress(tc.steps, s.step, f"train {tc.algo}", enabled=progress and self.main)
+        self.note = bar.write if self.main else (lambda _: None)
+        if progress:
+            self.note(f"device: {device_name(self.device, self.tc.device)}")
+        self.t0, self.last_log = time.time() - s.elapsed, (time.time(), s.step)
+        with stop_signals() as signalled:
+            try:
+                while s.step < tc.steps:
+                    loss, out_of_time, stop, num_bytes = self.step(signalled)
+                    bar.update(num_bytes)
+                    if s.step % tc.log_every == 0 or s.step == tc.steps:
+                        bar.show(loss=f"{loss:.2f}", best_val=f"{s.best_val:.2f}" if s.best_val else "-")
+                        self.log_step(loss)
+                    if self.after_step(out_of_time):
+                        break
+                    if stop:
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                interrupted = True
+                self.save_state()
+                if self.main and not (self.out / ckpt.MODEL_FILE).exists():
+                    self.save_model()
+                self.note(f"interrupted at step {s.step}; resumable state saved in {self.out} (resume with --resume)")
+            finally:
+                bar.close()
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
+        if self.main and not (self.out / ckpt.MODEL_FILE).exists():
+            self.save_model()
+        distributed.barrier()  # when train returns on any rank, the checkpoint is complete
+        return TrainResult(self.out, s.step, s.best_val, time.time() - self.t0, interrupted)
+
+    def step(self, signalled: list[int]) -> tuple[float, bool, bool, int]:
+        """One meta-gradient step. Returns the loss and whether to stop for time or for a signal
+        (``signalled`` not empty), as every rank agrees (one all-reduce carries the gradients,
+        the loss and both flags), and the bytes of text the meta-batch held (0 for other data)."""
+        tc, step = self.tc, self.state.step
+        # The global meta-batch, identical on every rank; with several processes each keeps
+        # its tasks r::world and the noise generator knows them (noise is sliced, not redrawn).
+        ep = self.train_ts.sample_episode(tc.seed, step, tc.meta_batch, tc.shots, tc.queries, tc.min_shots)
+        if self.world > 1:
+            mine = distributed.shard(ep.num_tasks)
+            g = shard_generator(tc.seed + 1, step, mine, ep.num_tasks)
+        else:
+            g = episode_generator(tc.seed + 1, step)
+        if self.augment is not None:
+            ep = self.augment(ep, g)
+        num_bytes = text_bytes(ep) if self.modality == "text" else 0
+        if self.world > 1:
+            ep = distributed.shard_episode(ep, mine)
+        self.model.train()
+        # this shard's share of the global mean; the SUM-all-reduce adds the shares
+        loss = self.loss_and_grads(ep.to(self.device), g, len(mine) / tc.meta_batch if self.world > 1 else None)
+        out_of_time = tc.max_seconds > 0 and time.time() - self.t0 >= tc.max_seconds
+        loss_value, out_of_time, stop = distributed.all_reduce_grads(
+            self.meta_params, [loss.detach(), out_of_time, len(signalled) > 0])
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"loss became {loss_value} at step {step}; stopped. The last good "
+                                   f"checkpoint in {self.out} is kept (try a lower train.lr)")
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.meta_params, tc.grad_clip)
+        self.opt.step()
+        self.state.step += 1
+        return loss_value, out_of_time > 0, stop > 0, num_bytes
+
+    def gradients(self, meta_loss: Callable[..., Tensor], ep: Episode, g: torch.Generator,
+                  share: float | None) -> Tensor:
+        """The meta-loss of ``ep`` (times ``share``, a shard's share of the meta-batch), with its
+        gradients in the meta-parameters' ``.grad``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = meta_loss(self.model, self.params, self.extra, ep, g)
+        if share is not None:
+            loss = loss * share
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    def after_step(self, out_of_time: bool) -> bool:
+        """Validate, stop early, save, as configured after a step. True when the run ends here."""
+        tc, s, has_val = self.tc, self.state, len(self.val_ts) > 0
+        if has_val and (s.step % tc.val_every == 0 or s.step == tc.steps):
+            if self.main:  # rank 0 validates; the others wait at the next collective
+                s.bad_vals = 0 if self.validate() else s.bad_vals + 1
+            if tc.patience and distributed.broadcast_flag(bool(self.main and s.bad_vals >= tc.patience)):
+                self.note(f"early stopping at step {s.step}: no meta-val improvement in {s.bad_vals} validations")
+                self.save_state()
+                return True
+        if self.main and out_of_time and has_val and s.step % tc.val_every:
+            self.validate()  # a last validation, so the saved model is judged like the others
+        if s.step % tc.ckpt_every == 0 or s.step == tc.steps or out_of_time:
+            if not has_val:
+                self.save_model()
+            self.save_state()
+        if out_of_time:
+            self.note(f"time budget of {tc.max_seconds:.0f}s reached at step {s.step}")
+        return out_of_time
+
+    def validate(self) -> bool:
         """Meta-validate; keep the weights if they are the best so far. True if improved."""
-        nonlocal best_val
-        model.eval()
-        v = validation_loss(model, algo, extra, val_ts, cfg, device)
+        s = self.state
+        self.model.eval()
+        v = validation_loss(self.model, self.algo, self.extra, self.val_ts, self.cfg, self.device)
         if not math.isfinite(v):
-            raise TrainingDiverged(f"meta-validation loss became {v} at step {step}; stopped. "
-                                   f"The last good checkpoint in {out} is kept")
-        improved = best_val is None or v < best_val
+            raise TrainingDiverged(f"meta-validation loss became {v} at step {s.step}; stopped. "
+                                   f"The last good checkpoint in {self.out} is kept")
+        improved = s.best_val is None or v < s.best_val
         if improved:
-            best_val = v
-            save_model()
-        log({"step": step, "val_loss": v, "best_val": best_val})
+            s.best_val = v
+            self.save_model()
+        self.log({"step": s.step, "val_loss": v, "best_val": s.best_val})
         return improved
 
-    # A signal never lands mid-update: the step finishes, then the state is saved. A second
-    # Ctrl-C stops a stuck run at once.
-    stop_signal: list[int] = []
-    caught = (signal.SIGTERM, signal.SIGINT)
-    old_handlers = {}
+    def log_step(self, loss: float) -> None:
+        """A training record: the loss and the speed since the last one."""
+        now, (last_t, last_step) = time.time(), self.last_log
+        rate = (self.state.step - last_step) / max(now - last_t, 1e-9)
+        self.last_log = (now, self.state.step)
+        self.log({"step": self.state.step, "loss": loss, "steps_per_s": rate,
+                  "tasks_per_s": rate * self.tc.meta_batch, "time": now - self.t0})
+
+    def log(self, record: dict[str, Any]) -> None:
+        """One line of ``metrics.jsonl`` (rank 0), and its scalars in TensorBoard (``train.tensorboard``)."""
+        if self.main:
+            _log(self.out / "metrics.jsonl", record)
+        if self.tensorboard is not None:
+            for key, tag in TENSORBOARD_TAGS.items():
+                if record.get(key) is not None:
+                    self.tensorboard.add_scalar(tag, record[key], record["step"])
+
+    def save_model(self) -> None:
+        """The checkpoint (rank 0): the current weights, judged best when validation says so."""
+        if self.main:
+            ckpt.save(self.out, self.model, self.cfg, {**self.info, "step": self.state.step,
+                                                       "best_val": self.state.best_val},
+                      {k: v.detach() for k, v in self.extra.items()})
+
+    def save_state(self) -> None:
+        """The resume state (rank 0): latest weights, optimiser and :class:`RunState`."""
+        s = self.state
+        s.elapsed = time.time() - self.t0
+        if not self.main:
+            return
+        ckpt.save_train_state(self.out, {
+            "step": s.step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "extra": {k: v.detach().clone() for k, v in self.extra.items()}, "optim": self.opt.state_dict(),
+            "best_val": float("nan") if s.best_val is None else s.best_val, "bad_vals": s.bad_vals,
+            "elapsed": s.elapsed,
+        })
+
+
+def device_name(device: torch.device, asked: str) -> str:
+    """The device a run trains on, in words: ``cuda:0 (NVIDIA H200)``, ``cpu (no CUDA GPU visible)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} (no CUDA GPU visible)" if asked.strip().lower() == "auto" else str(device)
+
+
+@contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """Catch SIGTERM and SIGINT for the block: the signals received, in a list the loop reads.
+
+    A signal never lands mid-update: the step finishes, then the state is saved (SIGTERM, and
+    Ctrl-C with several processes, which must all stop at the same step). A second signal
+    stops a stuck run at once."""
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        stop_signal.append(signum)
-        if len(stop_signal) > 1:
+        received.append(signum)
+        if len(received) > 1:
             raise KeyboardInterrupt
 
+    old = {}
     try:
-        for sig in caught:
-            old_handlers[sig] = signal.signal(sig, on_signal)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, on_signal)
     except ValueError:  # not the main thread
         pass
-    step = start
-    interrupted = False
-    bar = tqdm(total=tc.steps, initial=start, disable=not progress or not main, desc=f"train {tc.algo}",
-               dynamic_ncols=True)
-    note = bar.write if main else (lambda _: None)
-    t0, last_t, last_step = time.time() - elapsed, time.time(), start
-    text = ts.modality == "text"
-    tokens = 0  # text: bytes (EOS included) of the present shots and queries since the last log
-    params = params_of(model)
     try:
-        while step < tc.steps:
-            # The global meta-batch, identical on every rank; with several processes each keeps
-            # its tasks r::world and the noise generator knows them (noise is sliced, not redrawn).
-            ep = train_ts.sample_episode(tc.seed, step, tc.meta_batch, tc.shots, tc.queries, tc.min_shots)
-            if world > 1:
-                mine = distributed.shard(ep.num_tasks)
-                g = shard_generator(tc.seed + 1, step, mine, ep.num_tasks)
-            else:
-                g = episode_generator(tc.seed + 1, step)
-            if augment is not None:
-                ep = augment(ep, g)
-            if world > 1:
-                ep = distributed.shard_episode(ep, mine)
-            if text:
-                tokens += episode_bytes(ep)
-            model.train()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss_fn(model, params, extra, ep.to(device), g)
-            if world > 1:  # this shard's share of the global mean; the SUM-all-reduce adds the shares
-                loss = loss * (len(mine) / tc.meta_batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            out_of_time = tc.max_seconds > 0 and time.time() - t0 >= tc.max_seconds
-            # One all-reduce carries the gradients, the loss and the stop flags, so every rank
-            # takes the same decisions (diverged, out of time, signalled) at the same step.
-            loss_value, out_of_time, stop = distributed.all_reduce_grads(
-                meta_params, [loss.detach(), out_of_time, len(stop_signal) > 0])
-            out_of_time, stop = out_of_time > 0, stop > 0
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"loss became {loss_value} at step {step}; stopped. The last good "
-                                       f"checkpoint in {out} is kept (try a lower train.lr)")
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(meta_params, tc.grad_clip)
-            opt.step()
-            step += 1
-            bar.update(1)
-            if step % tc.log_every == 0 or step == tc.steps:
-                now = time.time()
-                rate = (step - last_step) / max(now - last_t, 1e-9)
-                speed = {"bytes_per_s": tokens * world / max(now - last_t, 1e-9)} if text else {}
-                last_t, last_step, tokens = now, step, 0
-                bar.set_postfix(loss=f"{loss_value:.2f}", best_val=f"{best_val:.2f}" if best_val else "-",
-                                **({"bytes/s": f"{speed['bytes_per_s']:.0f}"} if text else {}))
-                log({"step": step, "loss": loss_value, "steps_per_s": rate,
-                     "tasks_per_s": rate * tc.meta_batch, **speed, "time": now - t0})
-            if len(val_ts) and (step % tc.val_every == 0 or step == tc.steps):
-                if main:  # rank 0 validates; the others wait at the next collective
-                    bad_vals = 0 if validate() else bad_vals + 1
-                if tc.patience and distributed.broadcast_flag(bool(main and bad_vals >= tc.patience)):
-                    note(f"early stopping at step {step}: no meta-val improvement in {bad_vals} validations")
-                    elapsed = time.time() - t0
-                    save_state()
-                    break
-            if main and out_of_time and len(val_ts) and step % tc.val_every:
-                validate()  # a last validation, so the saved model is judged like the others
-            if step % tc.ckpt_every == 0 or step == tc.steps or out_of_time:
-                elapsed = time.time() - t0
-                if not len(val_ts):
-                    save_model()
-                save_state()
-            if out_of_time:
-                note(f"time budget of {tc.max_seconds:.0f}s reached at step {step}")
-                break
-            if stop:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        interrupted = True
-        elapsed = time.time() - t0
-        save_state()
-        if main and not (out / ckpt.MODEL_FILE).exists():
-            save_model()
-        note(f"interrupted at step {step}; resumable state saved in {out} (resume with --resume)")
+        yield received
     finally:
-        bar.close()
-        for sig, handler in old_handlers.items():
+        for sig, handler in old.items():
             signal.signal(sig, handler)
-    if main and not (out / ckpt.MODEL_FILE).exists():
-        save_model()
-    distributed.barrier()  # when train returns on any rank, the checkpoint is complete
-    return TrainResult(out, step, best_val, time.time() - t0, interrupted)

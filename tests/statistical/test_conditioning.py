@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from fewgen.adapt import adapt
 from fewgen.config import Config, replace
 from fewgen.adapt import adapter_for_checkpoint
 from fewgen.evaluate import evaluate

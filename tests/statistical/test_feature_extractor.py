@@ -5,7 +5,7 @@ judged against a sound yardstick)."""
 import pytest
 import torch
 
-from fewgen.metrics.features import embed, train_feature_net
+from fewgen.feature_net import embed, train_feature_net
 from fewgen.metrics.quality import fidelity, quality_report
 
 

@@ -34,18 +34,18 @@ def test_steps_zero_is_amortized():
     model, (sup, mask) = toy_model(), toy_support()
     a = adapt(model, sup, mask)
     assert not a.per_task
-    assert torch.equal(a.context, call(model, params_of(model), "context", sup, mask))
+    assert torch.equal(a.context["vec"], call(model, params_of(model), "context", sup, mask)["vec"])
     x = torch.randn(3, 5, 2)
     assert torch.equal(adapted_nll(a, x), model.nll(x, a.context))
     unconditional = adapt(model, sup, mask, conditional=False)
-    assert torch.equal(unconditional.context, model.context(sup[:, :0], mask[:, :0]))
+    assert torch.equal(unconditional.context["vec"], model.context(sup[:, :0], mask[:, :0])["vec"])
 
 
 @pytest.mark.parametrize("conditional", [True, False])
 def test_fine_tuning_gives_per_task_params_equal_to_a_manual_sgd_loop(conditional):
     model, (sup, mask) = toy_model(), toy_support()
     a = adapt(model, sup, mask, conditional=conditional, steps=3, lr=0.02)
-    assert a.per_task and a.context.shape == (3, 8)
+    assert a.per_task and a.context["vec"].shape == (3, 8)
     for k, p in model.named_parameters():
         assert a.params[k].shape == (3, *p.shape)
     for t in range(3):  # the same steps with plain autograd, one task at a time
@@ -89,7 +89,7 @@ def test_adapter_for_checkpoint_knows_each_algorithm(tmp_path):
                               ("reptile", False), ("transfer", False)]:
         ck = checkpoint(tmp_path, algo)
         a = adapter_for_checkpoint(ck)(sup, mask, 0)
-        assert torch.equal(a.context, adapt(ck.model, sup, mask, conditional=conditional).context), algo
+        assert torch.equal(a.context["vec"], adapt(ck.model, sup, mask, conditional=conditional).context["vec"]), algo
         b = adapter_for_checkpoint(ck)(sup, mask, 2)
         if algo in ("amortized", "transfer"):  # not meta-learned for an inner loop: plain Adam fine-tuning
             ref = adapt(ck.model, sup, mask, conditional=conditional, steps=2, lr=ck.config.eval.finetune_lr,
@@ -125,7 +125,7 @@ def test_adapt_checkpoint_round_trip_toy(tmp_path):
     ref = adapt(ck.model, sup, conditional=False, steps=3, lr=0.02)
     for name, p in ad.model.named_parameters():
         assert torch.allclose(p, ref.params[name][0], atol=1e-6)
-    assert torch.allclose(ad.tensors["context"], ref.context, atol=1e-6)
+    assert torch.allclose(ad.tensors["context.vec"], ref.context["vec"], atol=1e-6)
     # The adapted checkpoint is the distribution: any support is ignored at steps 0.
     a = adapter_for_checkpoint(ad)(torch.randn(2, 3, 2), torch.ones(2, 3, dtype=torch.bool), 0)
     x = torch.randn(2, 4, 2)
@@ -149,7 +149,8 @@ def test_cli_adapt_sample_eval_round_trip(tmp_path, capsys):
     meta = json.loads((ad / "config.json").read_text())
     assert meta["extra"]["adapted"] is True and meta["extra"]["adaptation"]["shots"] == 4
     loaded = load(ad)
-    assert loaded.tensors["context"].shape == adapt(model, torch.zeros(1, 1, 1, 8, 8)).context.shape
+    want = adapt(model, torch.zeros(1, 1, 1, 8, 8)).context
+    assert {k: loaded.tensors["context." + k].shape for k in want} == {k: v.shape for k, v in want.items()}
     fine_tuned = dict(loaded.model.named_parameters())
     assert any(not torch.equal(fine_tuned[k], p) for k, p in model.named_parameters())  # stored adapted weights
 

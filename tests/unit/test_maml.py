@@ -1,4 +1,4 @@
-"""MAML's meta-gradient against hand-derived values; first order; vectorised equals looped.
+"""MAML's meta-gradient against hand-derived values; first order.
 
 The linear-Gaussian model: a 1-D linear flow ``w x - b ~ N(0, 1)``, i.e. ``x ~ N(b/w, 1/w^2)``, with
 the exact per-example loss ``l(x) = 0.5 (w x - b)^2 - log|w| + 0.5 log(2 pi)``. Its support loss
@@ -32,8 +32,8 @@ class LinearGaussian(GenerativeModel):
         self.w = nn.Parameter(torch.tensor([w], dtype=torch.float64))
         self.b = nn.Parameter(torch.tensor([b], dtype=torch.float64))
 
-    def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        return support.new_zeros(mask.shape[0], 0)
+    def context(self, support: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        return {"none": support.new_zeros(mask.shape[0], 0)}  # unconditional: an empty context
 
     def loss(self, x: Tensor, context: Tensor, noise: Tensor | None = None) -> Tensor:
         return (0.5 * (self.w * x - self.b) ** 2 - torch.log(self.w.abs()) + 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -42,7 +42,7 @@ class LinearGaussian(GenerativeModel):
         return self.loss(x, context)
 
     def sample(self, n, context, generator=None):
-        return (self.b + torch.randn(context.shape[0], n, 1, generator=generator, dtype=torch.float64)) / self.w
+        return (self.b + torch.randn(context["none"].shape[0], n, 1, generator=generator, dtype=torch.float64)) / self.w
 
     def config_dict(self):
         return {"w": float(self.w), "b": float(self.b)}
@@ -145,83 +145,4 @@ def test_meta_sgd_learned_rates_get_their_hand_derived_gradient():
     assert float(grads["w"]) == pytest.approx(sum(h[1] for h in by_hand) / 3, rel=1e-10)
 
 
-# ----------------------------------------------------------------------------- vmap == loop
-def tiny_models():
-    from fewgen.models.image_vae import ImageVAE
-    from fewgen.models.toy_gauss import ToyGauss
-
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(3)
-    toy = ToyGauss(dim=2, hidden=16, context=8, scale=3.0)
-    toy_ep = Episode(3 * torch.randn(4, 5, 2, generator=g), torch.rand(4, 5, generator=g) < 0.7,
-                     3 * torch.randn(4, 6, 2, generator=g), ("a", "b", "c", "d"))
-    vae = ImageVAE(image_size=8, channels=1, hidden=8, latent=4, context=8, features=16)
-    vae_ep = Episode((torch.rand(3, 4, 1, 8, 8, generator=g) > 0.5).float(), torch.rand(3, 4, generator=g) < 0.7,
-                     (torch.rand(3, 5, 1, 8, 8, generator=g) > 0.5).float(), ("a", "b", "c"))
-    return {"toy_gauss": (toy, toy_ep), "image_vae": (vae, vae_ep)}
-
-
-MODELS = tiny_models()
-
-
-@pytest.mark.parametrize("family", list(MODELS))
-@pytest.mark.parametrize("algo,cfg", [("maml", {}), ("fomaml", {}), ("reptile", {}),
-                                      ("reptile", {"reptile_inner": "adam"}), ("hybrid", {}),
-                                      ("hybrid", {"learn_inner_lr": True}), ("transfer", {})])
-def test_vectorised_equals_looped(family, algo, cfg):
-    if family == "image_vae" and (cfg.get("reptile_inner") == "adam" or cfg.get("learn_inner_lr")):
-        # Adam's first step with beta1 = 0 is ~sign(g): float noise flips it where g ~ 0; Meta-SGD
-        # changes nothing vmap-specific. Both are compared on the toy model (keeps the suite fast).
-        pytest.skip("compared on the toy model only")
-    model, ep = MODELS[family]
-    out = []
-    for vectorize in (True, False):
-        steps = 2 if family == "toy_gauss" else 1  # the conv VAE's second-order graph is slow on CPU
-        a = get_algorithm(TrainConfig(algo=algo, inner_steps=steps, inner_lr=0.01, **cfg))
-        a.vectorize = vectorize
-        params = params_of(model)
-        extra = {k: v.requires_grad_() for k, v in a.extra_params(model).items()}
-        loss = a.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(5))
-        # Unconditional models never read the set encoder: its gradient is None (zero).
-        out.append((loss.detach(), torch.autograd.grad(loss, [*params.values(), *extra.values()], allow_unused=True)))
-    (l1, g1), (l2, g2) = out
-    assert torch.allclose(l1, l2, rtol=1e-5, atol=1e-5)
-    assert [x is None for x in g1] == [y is None for y in g2]
-    for x, y in ((x, y) for x, y in zip(g1, g2) if x is not None):
-        assert torch.allclose(x, y, rtol=1e-4, atol=1e-5 * max(1.0, float(y.abs().max())))
-
-
-# ----------------------------------------------------------------------------- chunks == one vmap
-@pytest.mark.parametrize("family", list(MODELS))
-@pytest.mark.parametrize("algo,cfg", [("maml", {}), ("fomaml", {}), ("reptile", {}), ("hybrid", {"learn_inner_lr": True})])
-def test_task_chunks_give_the_same_loss_and_gradient(family, algo, cfg):
-    """train.task_chunk only bounds memory: 1 or 2 tasks per chunk = the whole meta-batch at once."""
-    if family == "image_vae" and algo not in ("maml", "reptile"):
-        pytest.skip("the other algorithms are compared on the toy model (keeps the suite fast)")
-    model, ep = MODELS[family]
-    out = []
-    for chunk in (0, 1, 2):
-        a = get_algorithm(TrainConfig(algo=algo, inner_steps=1, inner_lr=0.01, task_chunk=chunk, **cfg))
-        params = params_of(model)
-        extra = {k: v.requires_grad_() for k, v in a.extra_params(model).items()}
-        loss = a.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(5))
-        out.append((loss.detach(), torch.autograd.grad(loss, [*params.values(), *extra.values()], allow_unused=True)))
-    (l0, g0) = out[0]
-    for l1, g1 in out[1:]:
-        assert torch.allclose(l0, l1, rtol=1e-6, atol=1e-6)
-        assert [x is None for x in g0] == [y is None for y in g1]
-        flat0 = torch.cat([x.flatten() for x in g0 if x is not None])
-        flat1 = torch.cat([y.flatten() for y in g1 if y is not None])
-        # float32 sums in another order: equal up to rounding relative to the gradient's scale
-        assert float((flat0 - flat1).norm()) <= 1e-4 * float(flat0.norm())
-        assert float((flat0 - flat1).abs().max()) <= 1e-4 * float(flat0.abs().max())
-
-
-def test_chunked_meta_loss_without_autograd_is_just_the_value():
-    model, ep = MODELS["toy_gauss"]
-    a = get_algorithm(TrainConfig(algo="maml", inner_steps=1, inner_lr=0.01, task_chunk=1))
-    ref = get_algorithm(TrainConfig(algo="maml", inner_steps=1, inner_lr=0.01, task_chunk=0))
-    with torch.no_grad():
-        v = a.meta_loss(model, params_of(model), {}, ep, torch.Generator().manual_seed(5))
-    r = ref.meta_loss(model, params_of(model), {}, ep, torch.Generator().manual_seed(5))
-    assert not v.requires_grad and torch.allclose(v, r.detach(), rtol=1e-6)
+# vmapped == looped and task chunks == one vmap, for every family and algorithm: tests/contract/test_contract.py

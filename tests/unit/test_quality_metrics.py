@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from fewgen.errors import CheckpointError
-from fewgen.metrics import features
-from fewgen.metrics.features import FeatureNet, embed, feature_net_for, load_feature_net, save_feature_net, train_feature_net
+from fewgen import feature_net as features
+from fewgen.feature_net import FeatureNet, embed, feature_net_for, load_feature_net, save_feature_net, train_feature_net
 from fewgen.metrics.fid import fid, fid_from_features, frechet_distance, kid, kid_from_features
 from fewgen.metrics.quality import diversity, fidelity, mean_pairwise_distance, memorization, quality_report
 

@@ -12,7 +12,7 @@ import warnings
 
 from ..errors import FewgenError
 
-COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "demo")
+COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..adapt import adapter_for_checkpoint
     from ..checkpoint import load
-    from ..sample import read_support
+    from ..support import read_support
 
     if args.n < 1:
         raise FewgenError("--n must be at least 1")

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, help="maximum support size K")
     p.add_argument("--seed", type=int, help="seed (fixes everything)")
     p.add_argument("--max-seconds", type=float, help="stop and save after this much time")
-    p.add_argument("--device", help="auto (CUDA if visible), cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", help="auto (CUDA if visible, else CPU; the default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast of the meta-loss (GPUs)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the meta-loss (falls back to eager with a warning)")

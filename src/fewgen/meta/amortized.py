@@ -15,12 +15,12 @@ from .base import MetaAlgorithm
 
 
 class Amortized(MetaAlgorithm):
-    """Context from the support, negative ELBO (or exact NLL) on the queries."""
+    """Context from the support, negative ELBO (or exact NLL) on the queries (the model's
+    :meth:`~fewgen.models.base.GenerativeModel.episode_loss`)."""
 
     name = "amortized"
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         noise = model.draw_noise(ep.query, generator)
-        # context + loss of the queries, or a family's packed equivalent (GenerativeModel.episode_loss)
         return call(model, params, "episode_loss", ep.support, ep.support_mask, ep.query, noise).mean()

@@ -7,6 +7,8 @@ optimiser, logging, checkpoints, distribution) lives in :mod:`fewgen.training`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -32,3 +34,9 @@ class MetaAlgorithm:
                   generator: torch.Generator) -> Tensor:
         """The scalar meta-objective (nats per query example) of one meta-batch."""
         raise NotImplementedError
+
+    def compiled_meta_loss(self) -> Callable[..., Tensor]:
+        """:meth:`meta_loss` with its hot part under ``torch.compile`` (``train.compile``): by
+        default all of it. Only :func:`fewgen.training.compiled` calls this, and it runs the
+        eager :meth:`meta_loss` instead where compiling fails."""
+        return torch.compile(self.meta_loss)

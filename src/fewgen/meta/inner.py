@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
-from ..models import GenerativeModel, Params, call
+from ..models import Context, GenerativeModel, Params, call
 
 LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per model parameter
 
@@ -58,8 +58,13 @@ class InnerConfig:
 
 
 # ----------------------------------------------------------------------------- losses
-def task_context(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, conditional: bool) -> Tensor:
-    """The context (T, C) of supports (T, K, *X): their encoding, or the empty set's."""
+def _one_task(context: Context | None) -> Context | None:
+    """A single task's context (leaves without the task axis) as a batch of one task."""
+    return None if context is None else {k: v[None] for k, v in context.items()}
+
+
+def task_context(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, conditional: bool) -> Context:
+    """The context of supports (T, K, *X): their encoding, or the empty set's."""
     if conditional:
         return call(model, params, "context", support, mask)
     # One slot, masked out: the contract's empty set, at the cost of encoding one shot (a K = 0
@@ -68,10 +73,10 @@ def task_context(model: GenerativeModel, params: Params, support: Tensor, mask: 
 
 
 def support_loss(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
-                 conditional: bool, context: Tensor | None = None) -> Tensor:
+                 conditional: bool, context: Context | None = None) -> Tensor:
     """Mean loss (nats per example) over the present shots of supports (T, K, *X); 0 if none.
 
-    ``context`` (T, C), when given, is used as is (a fixed, stored context). A conditional model
+    ``context`` (leaves (T, ...)), when given, is used as is (a fixed, stored context). A conditional model
     (``conditional`` and no fixed context) scores each shot given the *other* shots
     (:func:`leave_one_out_loss`): scored given a set that contains it, a shot could be copied
     from the context, and fine-tuning would teach copying instead of the task.
@@ -95,7 +100,7 @@ def leave_one_out_loss(model: GenerativeModel, params: Params, support: Tensor, 
     T, K = mask.shape
     others = mask[:, None, :] & ~torch.eye(K, dtype=torch.bool, device=mask.device)  # (T, K, K)
     sets = support[:, None].expand(T, K, *support.shape[1:]).reshape(T * K, *support.shape[1:])
-    ctx = call(model, params, "context", sets, others.reshape(T * K, K))  # (T*K, C)
+    ctx = call(model, params, "context", sets, others.reshape(T * K, K))  # leaves (T*K, ...)
     x = support.reshape(T * K, 1, *support.shape[2:])
     n = None if noise is None else noise.reshape(T * K, 1, *noise.shape[2:])
     per_example = call(model, params, "loss", x, ctx, n).reshape(T, K)
@@ -104,12 +109,10 @@ def leave_one_out_loss(model: GenerativeModel, params: Params, support: Tensor, 
 
 
 def query_loss_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, query: Tensor,
-                    noise: Tensor | None, conditional: bool, context: Tensor | None = None) -> Tensor:
+                    noise: Tensor | None, conditional: bool, context: Context | None = None) -> Tensor:
     """One task's mean query loss under (adapted) ``params``: support (K, *X), query (Q, *X)."""
-    if context is not None:
-        ctx = tree_map(lambda v: v[None], context)  # (1, C), or a dict of (1, ...) leaves
-    else:
-        ctx = task_context(model, params, support[None], mask[None], conditional)
+    ctx = _one_task(context) if context is not None else task_context(model, params, support[None], mask[None],
+                                                                      conditional)  # leaves (1, ...)
     return call(model, params, "loss", query[None], ctx, None if noise is None else noise[None]).mean()
 
 
@@ -130,18 +133,18 @@ def _adam_state(params: Params) -> tuple[Params, Params]:
 
 
 def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
-                   inner: InnerConfig, lrs: Params | None = None, context: Tensor | None = None) -> Params:
+                   inner: InnerConfig, lrs: Params | None = None, context: Context | None = None) -> Params:
     """Fine-tune on one task: ``inner.steps`` steps on its support loss; returns the adapted params.
 
-    support (K, *X), mask (K,), noise (S, K, *E) or None, context (C,) or None (then it is
+    support (K, *X), mask (K,), noise (S, K, *E) or None, context (one task's, leaves without
+    the task axis) or None (then it is
     computed from the current parameters, see :func:`support_loss`), ``lrs`` Meta-SGD rates
     shaped like the parameters. Differentiable w.r.t. ``params`` and ``lrs`` (to second order
     unless ``inner.first_order``).
     """
     def loss_fn(p: Params, step: int) -> Tensor:
         n = None if noise is None else noise[step][None]  # (1, K, *E)
-        c = None if context is None else tree_map(lambda v: v[None], context)  # (1, C) or a dict of (1, ...)
-        return support_loss(model, p, support[None], mask[None], n, inner.conditional, c)
+        return support_loss(model, p, support[None], mask[None], n, inner.conditional, _one_task(context))
 
     grad_fn = grad(loss_fn)
     phi = dict(params)
@@ -181,13 +184,14 @@ def map_tasks(fn: Callable[..., Any], args: Sequence[Any], batched: Sequence[boo
 
 
 def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Tensor | None,
-              inner: InnerConfig, lrs: Params | None = None, context: Tensor | None = None,
+              inner: InnerConfig, lrs: Params | None = None, context: Context | None = None,
               vectorize: bool = True) -> Params:
     """Fine-tune shared ``params`` on each of T supports (T, K, *X) -> per-task params (T, ...).
 
-    mask (T, K), noise (T, S, K, *E) or None, context (T, C) or None (see :func:`fine_tune_task`).
+    mask (T, K), noise (T, S, K, *E) or None, context (leaves (T, ...)) or None (see
+    :func:`fine_tune_task`).
     """
-    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Tensor | None) -> Params:
+    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> Params:
         return fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
 
     return map_tasks(one, (support, mask, noise, context), (True, True, True, True), vectorize)

@@ -11,12 +11,13 @@ objective of a meta-batch is the query loss after fine-tuning on the support::
 ``train.learn_inner_lr`` the per-parameter inner step sizes are meta-learned too (Meta-SGD,
 Li et al. 2017). Tasks run in ``torch.func.vmap`` in chunks of ``train.task_chunk`` tasks, each
 chunk differentiated and freed before the next (:func:`~fewgen.meta.inner.chunked_task_mean`),
-so memory follows the chunk, not the meta-batch; ``train.compile`` wraps the vmapped chunk in
-``torch.compile``.
+so memory follows the chunk, not the meta-batch; with ``train.compile`` the training loop
+compiles the vmapped chunk (:meth:`MAML.compiled_meta_loss`), not the chunking around it.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -42,7 +43,6 @@ class MAML(MetaAlgorithm):
         self.inner = InnerConfig(steps=cfg.inner_steps, lr=cfg.inner_lr,
                                  first_order=cfg.first_order or self.first_order, conditional=self.conditional)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
-        self._compiled: Callable | None = None
 
     def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         return init_inner_lrs(model, self.cfg.inner_lr) if self.cfg.learn_inner_lr else {}
@@ -58,18 +58,22 @@ class MAML(MetaAlgorithm):
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
+        return self._meta_loss(self.task_losses, model, params, extra, ep, generator)
+
+    def compiled_meta_loss(self) -> Callable[..., Tensor]:
+        """The meta-loss with the vmapped chunk (:meth:`task_losses`) compiled: the chunking around
+        it calls ``autograd.grad`` per chunk, which a compiled graph would break at anyway."""
+        return partial(self._meta_loss, torch.compile(self.task_losses) if self.vectorize else self.task_losses)
+
+    def _meta_loss(self, task_losses: Callable[..., Tensor], model: GenerativeModel, params: Params,
+                   extra: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
         noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator)  # (T,S,K,*E)
         noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
-        fn = self.task_losses
-        if self.cfg.compile and self.vectorize:
-            if self._compiled is None:
-                self._compiled = torch.compile(self.task_losses)
-            fn = self._compiled
         lrs = inner_lrs(extra)
 
         def chunk_losses(sl: slice) -> Tensor:
-            return fn(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
-                      None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl])
+            return task_losses(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
+                               None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl])
 
         return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,
                                  [*params.values(), *extra.values()])

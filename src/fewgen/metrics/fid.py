@@ -1,4 +1,4 @@
-"""FID and KID on the domain features of :mod:`fewgen.metrics.features`, via torchmetrics.
+"""FID and KID on the domain features of :mod:`fewgen.feature_net`, via torchmetrics.
 
 - **FID** (Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local
   Nash Equilibrium", NeurIPS 2017): the Fréchet distance between Gaussians fitted to the real
@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from .features import FeatureNet
 
 
 class GivenFeatures(nn.Module):
@@ -42,14 +41,14 @@ class GivenFeatures(nn.Module):
         return f
 
 
-def fid_metric(net: FeatureNet) -> FrechetInceptionDistance:
+def fid_metric(net: nn.Module) -> FrechetInceptionDistance:
     """torchmetrics' FID with ``net`` as the feature module; update it (under ``torch.no_grad``)
     with float images ``(B, C, S, S)`` in ``[0, 1]``: ``m.update(x, real=True)``.
     Note that the metric holds ``net`` as a sub-module, so ``m.to(device)`` moves ``net`` too."""
     return FrechetInceptionDistance(feature=net, normalize=True)
 
 
-def kid_metric(net: FeatureNet, subset_size: int = 100, subsets: int = 50) -> KernelInceptionDistance:
+def kid_metric(net: nn.Module, subset_size: int = 100, subsets: int = 50) -> KernelInceptionDistance:
     """torchmetrics' KID with ``net`` as the feature module (see :func:`fid_metric`)."""
     with warnings.catch_warnings():  # "will save all extracted features in buffer": intended, they are small
         warnings.simplefilter("ignore", UserWarning)
@@ -73,7 +72,7 @@ def _kid_compute(metric: KernelInceptionDistance, seed: int) -> tuple[float, flo
     return float(mean), float(std)
 
 
-def fid(real: Tensor, fake: Tensor, net: FeatureNet, chunk: int = 256) -> float:
+def fid(real: Tensor, fake: Tensor, net: nn.Module, chunk: int = 256) -> float:
     """FID between real and generated images ``(N, C, S, S)`` / ``(M, C, S, S)`` (floats in
     ``[0, 1]``), streamed through torchmetrics with ``net`` as the feature module."""
     m = fid_metric(net)
@@ -81,7 +80,7 @@ def fid(real: Tensor, fake: Tensor, net: FeatureNet, chunk: int = 256) -> float:
     return float(m.compute())
 
 
-def kid(real: Tensor, fake: Tensor, net: FeatureNet, subset_size: int = 100, subsets: int = 50,
+def kid(real: Tensor, fake: Tensor, net: nn.Module, subset_size: int = 100, subsets: int = 50,
         seed: int = 0, chunk: int = 256) -> tuple[float, float]:
     """KID (mean and standard deviation over ``subsets`` random subsets) between real and
     generated images, with ``net`` as torchmetrics' feature module. ``subset_size`` is

@@ -3,7 +3,7 @@
 Every figure is per task (a held-out task: its K support examples, its real held-out examples
 and n samples generated from the support) and is summarised as a mean with a 95% CI over
 tasks (:func:`fewgen.metrics.nll.mean_ci95`). All of them live in the feature space of the
-domain feature extractor (:mod:`fewgen.metrics.features`, a prototypical network, Snell et al.
+domain feature extractor (:mod:`fewgen.feature_net`, a prototypical network, Snell et al.
 2017) with Euclidean distances. The per-task functions take features and are pure; only
 :func:`quality_report` runs the network (in chunks, so memory is bounded by the chunk size).
 
@@ -32,11 +32,25 @@ import torch
 from torch import Tensor, nn
 
 from ..models.nn import masked_mean
-from .features import embed
 from .fid import fid_from_features, kid_from_features
 from .nll import mean_ci95
 
 MAX_DIST_ELEMENTS = 1 << 22  # distance entries held at once (16 MiB of float32)
+
+
+def embed(net: nn.Module, x: Tensor, chunk: int = 512) -> Tensor:
+    """Features of images ``(..., C, S, S) -> (..., D)``, in chunks of ``chunk`` images.
+
+    Runs without gradients on the net's device; memory beyond the output is one chunk's
+    activations. Returns float32 on the CPU.
+    """
+    lead, img = x.shape[:-3], x.shape[-3:]
+    flat = x.reshape(-1, *img)
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        out = [net(flat[i : i + chunk].to(device)).float().cpu() for i in range(0, len(flat), chunk)]
+    d = int(getattr(net, "num_features", 0)) or (out[0].shape[-1] if out else 0)
+    return torch.cat(out).reshape(*lead, -1) if out else torch.zeros(*lead, d)
 
 
 def _dist(a: Tensor, b: Tensor) -> Tensor:
@@ -142,7 +156,7 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
         support: the shots they were generated from ``(T, K, C, S, S)`` (``support_mask``
             ``(T, K)`` marks the present ones; all by default).
         real: each task's real held-out examples ``(T, Q, C, S, S)``.
-        net: the feature extractor (:class:`fewgen.metrics.features.FeatureNet`).
+        net: the feature extractor (:class:`fewgen.feature_net.FeatureNet`).
         names: task names for ``per_task`` (default ``"0"``, ``"1"``, ...).
         chunk: images per forward pass of ``net``.
         kid_subset_size, kid_subsets, seed: KID's subsets (size capped at min(n, Q)) and their seed.

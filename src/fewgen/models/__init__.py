@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import GenerativeModel, Params, call, params_of
+from .base import Context, GenerativeModel, Params, call, context_expand, context_tasks, params_of
 
 
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
@@ -72,4 +72,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     raise ConfigError(f"unknown model family '{family}' in checkpoint")
 
 
-__all__ = ["GenerativeModel", "Params", "build_model", "call", "model_from_dict", "params_of"]
+__all__ = ["Context", "GenerativeModel", "Params", "build_model", "call", "context_expand", "context_tasks",
+           "model_from_dict", "params_of"]

@@ -7,22 +7,25 @@ and ``torch.func.vmap`` can run over the task axis.
 
 Shapes: ``T`` tasks, ``K`` shots, ``N`` examples, ``*X`` one example's shape.
 
-- ``context(support (T,K,*X), mask (T,K) bool) -> (T,C)``: a permutation-invariant encoding
-  of the present shots; an empty support (all False) gives the unconditional context.
-- ``loss(x (T,N,*X), context (T,C), noise) -> (T,N)``: the training objective in nats per
+- ``context(support (T,K,*X), mask (T,K) bool) -> Context``: an encoding of the present shots;
+  an empty support (all False, or K = 0) gives the unconditional context. A :data:`Context` is
+  a pytree, ``dict[str, Tensor]``, every leaf with a leading task axis T; the family documents
+  its keys and nothing outside the family looks inside. ``vmap``, ``functional_call``, task
+  chunks, sharding and adapted checkpoints (tensors ``context.<key>``) pass it through as is.
+  Families whose context is invariant to the order of the shots say so with
+  ``permutation_invariant = True`` (the contract tests check it); those that read the support
+  as an ordered prefix set it False and say why.
+- ``loss(x (T,N,*X), context, noise) -> (T,N)``: the training objective in nats per
   example (an upper bound on -log p(x | support), e.g. the negative ELBO). ``noise`` comes
   from :meth:`draw_noise` so the loss is a pure function (vmap- and grad-friendly).
 - ``nll(x, context, num_samples, chunk, generator) -> (T,N)``: the evaluation estimate of
   -log p(x | support) in nats (importance-weighted for latent-variable models), computed in
   chunks whose memory does not grow with the data set.
-- ``sample(n, context, generator) -> (T,n,*X)``.
-- ``episode_loss(support (T,K,*X), mask (T,K), query (T,Q,*X), noise) -> (T,Q)``: the amortized
-  training objective of one episode; by default ``loss(query, context(support, mask), noise)``.
-  A family may override it with a cheaper or richer equivalent (the in-context Transformer
-  scores query j given the shots *and* queries 0..j-1 in one packed pass: every K at once).
-
-``permutation_invariant`` says whether ``context`` ignores the order of the shots (a set
-encoder) or reads them as a sequence (a prefix); the contract tests check what it claims.
+- ``sample(n, context, generator, **options) -> (T,n,*X)``.
+- ``episode_loss(support, mask, query, noise) -> (T,N)``: the amortized training objective of
+  one episode, per scored example. The default is ``loss(query, context(support, mask), noise)``;
+  a family may override it with an equivalent that is cheaper to train (an in-context model
+  scores every string of a packed sequence given the strings before it).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 Params = dict[str, Tensor]
+Context = dict[str, Tensor]  # a family's encoding of a support set; every leaf (T, ...)
 
 
 class GenerativeModel(nn.Module):
@@ -41,38 +45,49 @@ class GenerativeModel(nn.Module):
 
     family: str = ""
     modality: str = ""
-    permutation_invariant: bool = True  # False where the shots are read in order (a prefix)
+    permutation_invariant: bool = True  # the context does not depend on the order of the shots
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
         return getattr(self, method)(*args, **kwargs)
 
     # The contract ------------------------------------------------------------------------
-    def context(self, support: Tensor, mask: Tensor) -> Tensor:
+    def context(self, support: Tensor, mask: Tensor) -> Context:
         raise NotImplementedError
 
-    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None) -> Tensor:
+    def loss(self, x: Tensor, context: Context, noise: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def episode_loss(self, support: Tensor, mask: Tensor, query: Tensor, noise: Tensor | None) -> Tensor:
-        """The amortized objective of an episode, nats per query (T, Q): the queries' loss given
-        the context of the support."""
+        """Per-example training loss (T, N) of the queries given the support (see the module docstring)."""
         return self.loss(query, self.context(support, mask), noise)
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
         """Noise for :meth:`loss` (``None`` for models without latent variables), drawn with
-        :func:`fewgen.tasks.base.task_randn` so that multi-process training shards it by task."""
+        :func:`fewgen.noise.task_randn` so that multi-process training shards it by task."""
         return None
 
-    def nll(self, x: Tensor, context: Tensor, num_samples: int, chunk: int,
+    def nll(self, x: Tensor, context: Context, num_samples: int, chunk: int,
             generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, n: int, context: Tensor, generator: torch.Generator | None) -> Tensor:
+    def sample(self, n: int, context: Context, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments (stored in checkpoints so ``load`` rebuilds the model)."""
         raise NotImplementedError
+
+
+def context_tasks(context: Context, index: slice | int | Tensor) -> Context:
+    """The tasks ``index`` of a context (every leaf indexed on its task axis); an int keeps the axis."""
+    if isinstance(index, int):
+        index = slice(index, index + 1)
+    return {k: v[index] for k, v in context.items()}
+
+
+def context_expand(context: Context, num_tasks: int) -> Context:
+    """A one-task context (every leaf (1, ...)) repeated for ``num_tasks`` tasks (a view)."""
+    return {k: v.expand(num_tasks, *v.shape[1:]) for k, v in context.items()}
 
 
 def params_of(model: nn.Module) -> Params:

@@ -6,8 +6,8 @@ encoder of the support set gives a context ``c``; the VAE's prior ``p(z | c)``, 
 deterministic set encoding (mean-pooled, so any number of shots works, zero included: the
 empty set gives the unconditional model). Bernoulli likelihood over pixels.
 
-The context has two parts: a learned vector (``ctx`` values) and the pixel-wise mean of the
-support images (``C*S*S`` values). The decoder reads the mean image at every resolution it
+The context (a dict, contract v2) holds a learned vector (``vec``), the pixel-wise mean of the
+support images (``mean_image``) and each shot's posterior. The decoder reads the mean image at every resolution it
 draws at: a spatial template that tells it *where* the strokes of this character go, which a
 vector alone conveys poorly in short training (a skip connection from the support, in the
 spirit of the support attention of Reed et al. 2017, "Few-shot autoregressive density
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..tasks.base import task_randn
-from .base import GenerativeModel
+from ..noise import task_randn
+from .base import Context, GenerativeModel
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
 
@@ -94,13 +94,13 @@ class ImageVAE(GenerativeModel):
         lead = x.shape[:-3]
         return self.trunk(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1)
 
-    def decode_logits(self, z: Tensor, c: Tensor) -> Tensor:
-        """z (..., Z), c broadcastable to (..., C + channels*S*S) -> logits (..., channels, S, S)."""
+    def decode_logits(self, z: Tensor, c: Context) -> Tensor:
+        """z (..., Z) and a context whose leaves broadcast to z's leading axes (``vec`` (..., ctx),
+        ``mean_image`` (..., C, S, S)) -> logits (..., channels, S, S)."""
         lead = z.shape[:-1]
-        c = c.expand(*lead, c.shape[-1])
         S = self.image_size
-        vec, mean_img = c[..., : self.ctx], c[..., self.ctx : self.ctx + self.channels * S * S]
-        m1 = mean_img.reshape(-1, self.channels, S, S)  # (B, C, S, S)
+        vec = c["vec"].expand(*lead, self.ctx)
+        m1 = c["mean_image"].expand(*lead, self.channels, S, S).reshape(-1, self.channels, S, S)  # (B, C, S, S)
         m2 = F.avg_pool2d(m1, 2)
         m4 = F.avg_pool2d(m2, 2)
         h = self.dec_in(torch.cat([z, vec], -1)).reshape(-1, self.h2, self.s4, self.s4)
@@ -108,12 +108,12 @@ class ImageVAE(GenerativeModel):
         h = self.up2(torch.cat([h, m2], 1))
         return (self.out(torch.cat([h, m1], 1)) + self.template(m1)).reshape(*lead, self.channels, S, S)
 
-    def _prior(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.prior(c[..., : self.ctx]).chunk(2, -1)
+    def _prior(self, c: Context) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.prior(c["vec"]).chunk(2, -1)
         return mu, logvar.clamp(-8, 6)
 
     def _posterior(self, f: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        c = c[..., : self.ctx]
+        """q(z | x, c) from features f (..., F) and the context vector c broadcastable to (..., ctx)."""
         mu, logvar = self.posterior(torch.cat([f, c.expand(*f.shape[:-1], c.shape[-1])], -1)).chunk(2, -1)
         return mu, logvar.clamp(-8, 6)
 
@@ -123,59 +123,59 @@ class ImageVAE(GenerativeModel):
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
 
     # ------------------------------------------------------------------ the contract
-    def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        """support (T,K,C,S,S), mask (T,K) -> context (T, ctx + C*S*S + K*(2Z+1)): the learned set
-        encoding, the support's mean image, and each shot's posterior q(z | x_k, c) (mean, log-
-        variance) with its presence flag, which the ``fusion`` sampler and the ``mixture`` prior read. An empty
+    def context(self, support: Tensor, mask: Tensor) -> Context:
+        """support (T,K,C,S,S), mask (T,K) -> the context, a dict of:
+
+        - ``vec`` (T, ctx): the learned set encoding;
+        - ``mean_image`` (T, C, S, S): the present shots' mean image (zeros for an empty set);
+        - ``shot_mu``, ``shot_logvar`` (T, K, Z): each shot's posterior q(z | x_k, c), zeros
+          where absent, which the ``fusion`` sampler and the ``mixture`` prior read;
+        - ``shot_present`` (T, K) bool.
+
+        Shots are stored in a canonical order (present ones first, by their first latent
+        coordinate), so the context itself is invariant to the order of the support. An empty
         support gives the unconditional context."""
         T, K = mask.shape
         if K == 0:
             pooled = support.new_zeros(T, self.set_rho[0].in_features - 1)
             count = support.new_zeros(T, 1)
-            mean_img = support.new_zeros(T, self.channels * self.image_size**2)
+            mean_img = support.new_zeros(T, self.channels, self.image_size, self.image_size)
         else:
             feats = self.features(support)  # (T, K, F)
             pooled, count = masked_mean(self.set_phi(feats), mask)
-            mean_img, _ = masked_mean(support.flatten(2), mask)
+            mean_img = masked_mean(support.flatten(2), mask)[0].reshape(T, *support.shape[2:])
         vec = self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
         if K == 0:
-            return torch.cat([vec, mean_img], -1)
-        present = mask.to(vec.dtype)
+            empty = vec.new_zeros(T, 0, self.latent)
+            return {"vec": vec, "mean_image": mean_img, "shot_mu": empty, "shot_logvar": empty,
+                    "shot_present": mask}
+        present = mask.to(vec.dtype)[..., None]  # (T, K, 1)
         mu_k, lv_k = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
-        shots = torch.cat([mu_k * present[..., None], lv_k * present[..., None]], -1)  # absent: zeros
-        # Shots in a canonical order (present ones first, by their first latent coordinate), so
-        # the context itself is invariant to the order of the support.
         key = torch.where(mask, mu_k[..., 0], torch.full_like(mu_k[..., 0], float("inf")))
         order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
-        shots = shots.gather(1, order[..., None].expand_as(shots))
-        present = present.gather(1, order)
-        return torch.cat([vec, mean_img, shots.reshape(T, -1), present], -1)
+        idx = order[..., None].expand_as(mu_k)
+        return {"vec": vec, "mean_image": mean_img, "shot_mu": (mu_k * present).gather(1, idx),
+                "shot_logvar": (lv_k * present).gather(1, idx), "shot_present": mask.gather(1, order)}
 
-    def _support_latents(self, c: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-        """From a context (..., D): the shots' posterior means and log-variances (..., K, Z) and
-        their presence (..., K); None for a context without shots."""
-        tail = c[..., self.ctx + self.channels * self.image_size**2 :]
-        k = tail.shape[-1] // (2 * self.latent + 1)
-        if k == 0:
-            return None
-        shots = tail[..., : k * 2 * self.latent].reshape(*c.shape[:-1], k, 2 * self.latent)
-        return shots[..., : self.latent], shots[..., self.latent :], tail[..., k * 2 * self.latent :] > 0.5
+    @staticmethod
+    def _per_example(c: Context) -> Context:
+        """The context with an example axis after the task axis, to broadcast against (T, N, ...)."""
+        return {k: v[:, None] for k, v in c.items()}
 
-    def _components(self, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The prior's Gaussian components for contexts c (..., D): means and log-variances
-        (..., M, Z) and which are present (..., M). ``mlp``: one, the prior MLP's; ``mixture``:
-        that one and one per present shot."""
+    def _components(self, c: Context) -> tuple[Tensor, Tensor, Tensor]:
+        """The prior's Gaussian components for a context with leading axes (...): means and
+        log-variances (..., M, Z) and which are present (..., M). ``mlp``: one, the prior MLP's;
+        ``mixture``: that one and one per present shot."""
         mu_p, lv_p = self._prior(c)
         mu, lv, present = mu_p[..., None, :], lv_p[..., None, :], torch.ones_like(mu_p[..., :1], dtype=torch.bool)
-        shots = self._support_latents(c) if self.prior_kind == "mixture" else None
-        if shots is not None:
-            mu_k, lv_k, here = shots
-            lv_k = torch.logaddexp(lv_k, self.log_spread.clamp(-8, 6))  # sigma_k^2 + s^2
-            mu, lv, present = torch.cat([mu, mu_k], -2), torch.cat([lv, lv_k], -2), torch.cat([present, here], -1)
+        if self.prior_kind == "mixture" and c["shot_mu"].shape[-2] > 0:
+            lv_k = torch.logaddexp(c["shot_logvar"], self.log_spread.clamp(-8, 6))  # sigma_k^2 + s^2
+            mu, lv = torch.cat([mu, c["shot_mu"]], -2), torch.cat([lv, lv_k], -2)
+            present = torch.cat([present, c["shot_present"]], -1)
         return mu, lv, present
 
-    def _prior_log_prob(self, z: Tensor, c: Tensor) -> Tensor:
-        """log p(z | c) for z (..., Z) and contexts c broadcastable to (..., D)."""
+    def _prior_log_prob(self, z: Tensor, c: Context) -> Tensor:
+        """log p(z | c) for z (..., Z) and a context whose leaves broadcast to z's leading axes."""
         mu, lv, present = self._components(c)
         if mu.shape[-2] == 1:
             return gaussian_log_prob(z, mu[..., 0, :], lv[..., 0, :])
@@ -186,10 +186,10 @@ class ImageVAE(GenerativeModel):
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return task_randn((*x.shape[:-3], self.latent), generator, x.device)  # (T,N,Z)
 
-    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None) -> Tensor:
+    def loss(self, x: Tensor, context: Context, noise: Tensor | None) -> Tensor:
         """Negative ELBO in nats, x (T,N,C,S,S) -> (T,N). ``noise`` (T,N,Z) reparameterises z."""
-        c = context[:, None, :]  # (T,1,ctx)
-        mu_q, lv_q = self._posterior(self.features(x), c)
+        c = self._per_example(context)  # leaves (T,1,...)
+        mu_q, lv_q = self._posterior(self.features(x), c["vec"])
         eps = noise if noise is not None else torch.zeros_like(mu_q)
         z = mu_q + (0.5 * lv_q).exp() * eps
         rec = self._bernoulli_log_prob(self.decode_logits(z, c), x)
@@ -200,20 +200,22 @@ class ImageVAE(GenerativeModel):
             kl = gaussian_kl(mu_q, lv_q, mu_p, lv_p)
         return -rec + self.kl_weight * kl
 
-    def nll(self, x: Tensor, context: Tensor, num_samples: int = 100, chunk: int = 25,
+    def nll(self, x: Tensor, context: Context, num_samples: int = 100, chunk: int = 25,
             generator: torch.Generator | None = None) -> Tensor:
         """Importance-weighted estimate of -log p(x | c) (Burda et al. 2016, IWAE) in nats, (T,N).
 
         The ``num_samples`` importance samples are drawn ``chunk`` at a time and combined with a
-        running log-sum-exp, so memory is bounded by ``T*N*chunk`` decodes whatever ``num_samples``.
+        running log-sum-exp, so memory is bounded by ``T*N*chunk`` decodes whatever ``num_samples``;
+        given the generator, the estimate is the same for every ``chunk``.
         """
-        c = context[:, None, :]  # (T,1,ctx)
-        mu_q, lv_q = self._posterior(self.features(x), c)  # (T,N,Z)
+        c = self._per_example(context)  # leaves (T,1,...)
+        mu_q, lv_q = self._posterior(self.features(x), c["vec"])  # (T,N,Z)
         acc = None
         done = 0
         while done < num_samples:
             s = min(chunk, num_samples - done)
-            eps = torch.randn(s, *mu_q.shape, generator=generator, device=x.device)  # (s,T,N,Z)
+            # One draw per importance sample, so the estimate does not depend on ``chunk``.
+            eps = torch.stack([torch.randn(mu_q.shape, generator=generator, device=x.device) for _ in range(s)])
             z = mu_q + (0.5 * lv_q).exp() * eps
             log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x)
                      + self._prior_log_prob(z, c) - gaussian_log_prob(z, mu_q, lv_q))  # (s,T,N)
@@ -222,7 +224,7 @@ class ImageVAE(GenerativeModel):
             done += s
         return -(acc - math.log(num_samples))
 
-    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+    def sample(self, n: int, context: Context, generator: torch.Generator | None = None,
                latent: str = "prior") -> Tensor:
         """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities), as is
         customary for Bernoulli VAEs, at latents drawn by one of two samplers:
@@ -236,27 +238,28 @@ class ImageVAE(GenerativeModel):
           price of being near it (``fewgen bench`` reports memorisation). Tasks without shots
           fall back to ``prior``.
         """
-        return torch.sigmoid(self.decode_logits(self.draw_latents(n, context, generator, latent), context[:, None, :]))
+        z = self.draw_latents(n, context, generator, latent)
+        return torch.sigmoid(self.decode_logits(z, self._per_example(context)))
 
-    def draw_latents(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+    def draw_latents(self, n: int, context: Context, generator: torch.Generator | None = None,
                      latent: str = "prior") -> Tensor:
         """The latents (T, n, Z) that :meth:`sample` decodes (see there for the two samplers)."""
         if latent not in ("prior", "fusion"):
             raise ValueError(f"latent sampler must be prior or fusion, got {latent!r}")
         mu, lv, present_m = self._components(context)  # (T, M, Z), (T, M)
-        eps = torch.randn(context.shape[0], n, self.latent, generator=generator, device=context.device)
+        T, dev = mu.shape[0], mu.device
+        eps = torch.randn(T, n, self.latent, generator=generator, device=dev)
         if mu.shape[1] == 1:
             z = mu + (0.5 * lv).exp() * eps
         else:  # a component per sample, uniformly among the present ones, then z from it
-            u = torch.rand(context.shape[0], n, generator=generator, device=context.device)
+            u = torch.rand(T, n, generator=generator, device=dev)
             cum = present_m.to(u.dtype).cumsum(-1)  # (T, M)
             pick = (u[..., None] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1)  # (T, n) in [0, M)
             idx = pick[..., None].expand(-1, -1, self.latent)
             z = mu.gather(1, idx) + (0.5 * lv.gather(1, idx)).exp() * eps
-        shots = self._support_latents(context) if latent == "fusion" else None
-        if shots is not None:
-            mu_k, lv_k, present = shots  # (T, K, Z), (T, K, Z), (T, K)
-            u = torch.rand(context.shape[0], n, mu_k.shape[1], generator=generator, device=context.device)
+        mu_k, lv_k, present = context["shot_mu"], context["shot_logvar"], context["shot_present"]  # (T, K, Z), (T, K)
+        if latent == "fusion" and mu_k.shape[1] > 0:
+            u = torch.rand(T, n, mu_k.shape[1], generator=generator, device=dev)
             w = -torch.log(u.clamp_min(1e-12)) * present[:, None, :]  # Exp(1) draws: Dirichlet(1) once normalised
             w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)  # (T, n, K)
             fused = w @ mu_k + (w @ (0.5 * lv_k).exp()) * eps  # (T, n, Z)

@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
-from .base import GenerativeModel
+from .base import Context, GenerativeModel
+from .nn import masked_mean, norm_mlp
 from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
 from .text_decoding import advance, allowed_tokens, draw_token
 
@@ -83,10 +84,6 @@ class GRU(nn.Module):
         return (1 - z) * n + z * h
 
 
-def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inp, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
-
-
 # The support's byte cache: p(next | previous) from the support's byte bigrams, backed off to
 # its unigram. Rows are the previous token (a byte, or row 256 = start of string), columns the
 # next token (a byte or EOS).
@@ -110,8 +107,10 @@ def _shift_in(x: Tensor) -> Tensor:
 class TextLM(GenerativeModel):
     """Byte-level GRU language model conditioned on a set of support strings.
 
-    Context layout (T, context_dim + K * max_len): ``[learned (C) | log unigram (257) | log bigram
-    (257 x 257) | support ids (K x max_len, PAD where absent; only with match_orders)]``.
+    Context (a dict, contract v2): ``learned`` (T, C), the set encoding; ``log_unigram``
+    (T, 257) and ``log_bigram`` (T, 257, 257), the support's byte cache; with match orders also
+    ``support_ids`` (T, K, max_len) int64, the support's bytes (PAD where absent) in a
+    canonical order.
     """
 
     family = "text_lm"
@@ -127,12 +126,11 @@ class TextLM(GenerativeModel):
         self.match_orders = tuple(match_orders)
         self.learned_dim = context
         self.summary_dim = context + NUM_OUTPUTS  # what the recurrent decoder reads: learned + unigram
-        self.context_dim = self.summary_dim + CACHE_ROWS * NUM_OUTPUTS
         self.embed = nn.Embedding(VOCAB_SIZE, embed)
         # Set encoder: string -> GRU state -> per-shot features -> masked mean -> context.
         self.enc_rnn = GRU(embed, hidden)
-        self.enc_shot = _mlp(hidden, hidden, hidden)
-        self.enc_set = _mlp(hidden + 1, hidden, context)  # +1: log(1 + k)
+        self.enc_shot = norm_mlp(hidden, hidden, hidden)
+        self.enc_set = norm_mlp(hidden + 1, hidden, context)  # +1: log(1 + k)
         # Decoder: the context summary sets the initial state and enters every step.
         self.dec_init = nn.Linear(self.summary_dim, hidden)
         self.dec_rnn = GRU(embed, hidden)
@@ -151,17 +149,16 @@ class TextLM(GenerativeModel):
         return out
 
     # ------------------------------------------------------------------ set encoder
-    def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        """support (T, K, L) ids, mask (T, K) bool -> (T, context_dim), invariant to the order of shots."""
+    def context(self, support: Tensor, mask: Tensor) -> Context:
+        """support (T, K, L) ids, mask (T, K) bool -> the context (see the class docstring),
+        invariant to the order of shots."""
         T, K, L = support.shape
         flat = support.reshape(T * K, L)
         keep = flat != PAD  # (T*K, L): the state stops at the end of the string
         h0 = torch.zeros(T * K, self.hidden, dtype=self.head.weight.dtype, device=support.device)
         _, h = self.enc_rnn(self.embed(flat), h0, keep)  # (T*K, H)
         feats = self.enc_shot(h).reshape(T, K, self.hidden)
-        w = mask.to(feats.dtype)  # (T, K)
-        k = w.sum(1, keepdim=True)  # (T, 1)
-        pooled = (feats * w[..., None]).sum(1) / k.clamp(min=1.0)  # (T, H); zeros when empty
+        pooled, k = masked_mean(feats, mask)  # (T, H), zeros when empty; (T, 1) shot count
         learned = self.enc_set(torch.cat([pooled, torch.log1p(k)], -1))  # (T, C)
         # Byte cache of the present shots (comparisons, not one_hot: vmap-safe). Empty support:
         # uniform unigram and bigram, i.e. constant logits that change nothing.
@@ -174,7 +171,7 @@ class TextLM(GenerativeModel):
         bi_counts = torch.einsum("tkli,tklj->tij", prv, nxt)  # (T, rows, 257)
         unigram = (uni_counts + CACHE_ALPHA) / (uni_counts.sum(-1, keepdim=True) + CACHE_ALPHA * NUM_OUTPUTS)
         bigram = (bi_counts + CACHE_BETA * unigram[:, None, :]) / (bi_counts.sum(-1, keepdim=True) + CACHE_BETA)
-        parts = [learned, unigram.log(), bigram.log().reshape(T, -1)]
+        ctx = {"learned": learned, "log_unigram": unigram.log(), "log_bigram": bigram.log()}
         if self.match_orders:  # the support's ids for the match cache, max_len per shot
             ids = torch.where(present > 0, support, torch.full_like(support, PAD))
             ids = F.pad(ids, (0, self.max_len - L), value=PAD) if L < self.max_len else ids[..., : self.max_len]
@@ -184,28 +181,30 @@ class TextLM(GenerativeModel):
             for i in range(ids.shape[-1]):
                 key = (key * CODE_BASE + ids[..., i]) % 2147483647
             order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
-            ids = ids.gather(1, order[..., None].expand_as(ids))
-            parts.append(ids.reshape(T, K * self.max_len).to(feats.dtype))
-        return torch.cat(parts, -1)
+            ctx["support_ids"] = ids.gather(1, order[..., None].expand_as(ids))
+        return ctx
 
-    def _support_events(self, context: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def _summary(self, context: Context) -> Tensor:
+        """What the recurrent decoder reads: the learned encoding and the log unigram, (T, C + 257)."""
+        return torch.cat([context["learned"], context["log_unigram"]], -1)
+
+    def _support_events(self, context: Context) -> tuple[Tensor, list[Tensor]]:
         """From the context: the support's next tokens (T, P) (PAD where none: no vote) and its
         history codes for every match order [(T, P)], P = K * max_len positions."""
-        T = context.shape[0]
-        ids = context[:, self.context_dim :].round().long().reshape(T, -1, self.max_len)  # (T, K, max_len)
+        ids = context["support_ids"]  # (T, K, max_len)
+        T = ids.shape[0]
         codes = [history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
         return ids.reshape(T, -1), codes
 
-    def _out(self, h: Tensor, context: Tensor, task: Tensor, prev: Tensor,
+    def _out(self, h: Tensor, context: Context, task: Tensor, prev: Tensor,
              match: tuple[list[Tensor], Tensor] | None = None) -> Tensor:
         """Next-token log-scores (..., NUM_OUTPUTS) from decoder states h (..., H), the task index
-        and previous token of each state (...), the context (T, context_dim) and the match
+        and previous token of each state (...), the context and the match
         cache (:meth:`_teacher_match`). With a match cache they are normalised log-probs of the
         mixture ``(1 - lam) p_model + lam p_match`` (a cache language model, Grave et al. 2017),
         ``lam`` depending on the state and on how much the support matched."""
-        log_uni = context[:, self.learned_dim : self.summary_dim][task]  # (..., 257)
-        log_bi = context[:, self.summary_dim : self.context_dim].reshape(-1, CACHE_ROWS, NUM_OUTPUTS)[
-            task, _cache_row(prev)]
+        log_uni = context["log_unigram"][task]  # (..., 257)
+        log_bi = context["log_bigram"][task, _cache_row(prev)]
         gate = self.cache_gate(h)
         out = self.head(h) + gate[..., :1] * log_uni + gate[..., 1:] * log_bi
         if self.match_orders and match is not None:
@@ -214,32 +213,31 @@ class TextLM(GenerativeModel):
             out = torch.logaddexp(F.logsigmoid(-lam) + F.log_softmax(out, -1), F.logsigmoid(lam) + per_order[-1])
         return out
 
-    def _teacher_match(self, inp: Tensor, context: Tensor) -> tuple[list[Tensor], Tensor]:
+    def _teacher_match(self, inp: Tensor, context: Context) -> tuple[list[Tensor], Tensor]:
         """Match-cache log-probs (T, N, L, 257) for every order at every position of inputs
         ``inp`` (T, N, L), all positions against all support positions at once, and the
         evidence (T, N, L, orders) (see :func:`~fewgen.models.text_cache.match_log_probs`)."""
         T, N, L = inp.shape
         nxt, codes = self._support_events(context)
-        bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS)
-        base = bigram.exp().gather(1, _cache_row(inp).reshape(T, N * L, 1).expand(T, N * L, NUM_OUTPUTS))
+        base = context["log_bigram"].exp().gather(1, _cache_row(inp).reshape(T, N * L, 1).expand(T, N * L, NUM_OUTPUTS))
         real = (nxt != PAD)[:, None, :]  # (T, 1, P): positions with a next token
         target = nxt.clamp(max=EOS)[:, None, :].expand(T, N * L, nxt.shape[1])  # (T, N*L, P)
         counts = []
         for n, sup_code in zip(self.match_orders, codes):
             q = history_codes(inp, n).reshape(T, N * L, 1)
-            match = ((q == sup_code[:, None, :]) & real).to(context.dtype)  # (T, N*L, P)
+            match = ((q == sup_code[:, None, :]) & real).to(base.dtype)  # (T, N*L, P)
             # votes of the matching positions for what followed them: a scatter, O(N*L*P)
-            counts.append(torch.zeros(T, N * L, NUM_OUTPUTS, dtype=context.dtype, device=context.device)
+            counts.append(torch.zeros(T, N * L, NUM_OUTPUTS, dtype=base.dtype, device=base.device)
                           .scatter_add(2, target, match))  # (T, N*L, 257)
         per_order, evidence = match_log_probs(counts, base, MATCH_BETA)
         return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in per_order], evidence.reshape(T, N, L, -1)
 
     # ------------------------------------------------------------------ likelihood
-    def _logits(self, x: Tensor, context: Tensor) -> Tensor:
+    def _logits(self, x: Tensor, context: Context) -> Tensor:
         """Next-token logits for teacher forcing: x (T, N, L) -> (T, N, L, NUM_OUTPUTS)."""
         T, N, L = x.shape
         inp = _shift_in(x)  # after the end: anything, masked below
-        summary = context[:, : self.summary_dim]
+        summary = self._summary(context)
 
         def per_string(v: Tensor) -> Tensor:  # (T, D) -> (T*N, D)
             return v[:, None, :].expand(T, N, v.shape[-1]).reshape(T * N, v.shape[-1])
@@ -250,14 +248,14 @@ class TextLM(GenerativeModel):
         match = self._teacher_match(inp, context) if self.match_orders else None
         return self._out(states.reshape(T, N, L, self.hidden), context, task, inp, match)
 
-    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None = None) -> Tensor:
+    def loss(self, x: Tensor, context: Context, noise: Tensor | None = None) -> Tensor:
         """Exact -log p(x | context) in nats per string, EOS included: x (T, N, L) -> (T, N)."""
         logp = F.log_softmax(self._logits(x, context), -1)
         target = torch.where(x == PAD, torch.zeros_like(x), x)
         tok = logp.gather(-1, target[..., None]).squeeze(-1)  # (T, N, L)
         return -(tok * (x != PAD).to(tok.dtype)).sum(-1)
 
-    def nll(self, x: Tensor, context: Tensor, num_samples: int = 1, chunk: int = 256,
+    def nll(self, x: Tensor, context: Context, num_samples: int = 1, chunk: int = 256,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` examples per pass."""
         step = max(int(chunk), 1)
@@ -265,15 +263,15 @@ class TextLM(GenerativeModel):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None,
+    def sample(self, n: int, context: Context, generator: torch.Generator | None = None,
                temperature: float = 1.0, max_len: int | None = None, top_p: float = 1.0) -> Tensor:
         """(T, n, L) ids of strings decoded under the UTF-8 grammar; ``temperature <= 0`` is greedy.
         ``top_p < 1`` is nucleus sampling (Holtzman et al. 2020): each step draws from the smallest
         set of tokens whose probability reaches ``top_p``, cutting the long tail of stray bytes."""
-        T, L = context.shape[0], max_len or self.max_len
-        dev = context.device
+        summary = self._summary(context)
+        T, L = summary.shape[0], max_len or self.max_len
+        dev = summary.device
         task = torch.arange(T, device=dev).repeat_interleave(n)  # (B,) the task of each sample
-        summary = context[:, : self.summary_dim]
         h = torch.tanh(self.dec_init(summary))[task]
         gctx = self.dec_ctx(summary)[task]  # (B, 3H)
         tok = torch.full((T * n,), BOS, dtype=torch.long, device=dev)
@@ -285,7 +283,7 @@ class TextLM(GenerativeModel):
             real = (nxt != PAD)[task]  # (B, P): support positions with a next token
             nxt = nxt.clamp(max=EOS)[task]
             codes = [c[task] for c in codes]
-            bigram = context[:, self.summary_dim : self.context_dim].reshape(T, CACHE_ROWS, NUM_OUTPUTS).exp()
+            bigram = context["log_bigram"].exp()
         hist = torch.full((T * n, max(self.match_orders or (1,))), BOS, dtype=torch.long, device=dev)
         for t in range(L):
             gx = self.dec_rnn.w_in(self.embed(tok)) + gctx

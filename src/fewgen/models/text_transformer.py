@@ -52,6 +52,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError, DataError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import GenerativeModel
+from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
 from .text_decoding import advance, allowed_tokens, draw_token
 
@@ -89,7 +90,7 @@ class Block(nn.Module):
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.ln1, self.ln2 = LayerNorm(d), LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
@@ -173,7 +174,7 @@ class TextTransformer(GenerativeModel):
         self.max_len, self.window, self.train_window, self.match_order = max_len, window, train_window, match_order
         self.embed = nn.Embedding(VOCAB_SIZE, d_model)  # tied: the output head is embed[:NUM_OUTPUTS]
         self.blocks = nn.ModuleList(Block(d_model, heads) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(d_model)
+        self.ln_f = LayerNorm(d_model)
         if match_order >= 0:
             n = match_order + 1
             self.cache_logits = nn.Linear(d_model, n)  # weights of the cache's log-probs in the logits
@@ -187,8 +188,8 @@ class TextTransformer(GenerativeModel):
 
     def _init_weights(self) -> None:
         """GPT-2's init: N(0, 0.02) weights, zero biases, residual projections scaled by
-        1 / sqrt(2 layers); the mixture gate starts at zero weights (it first trusts the
-        Transformer at e / (e + n) and every cache order equally)."""
+        1 / sqrt(2 layers). The cache's weights start at zero: none in the logits, and the
+        mixture first gives the Transformer e / (e + n) and each of the n cache orders 1 / (e + n)."""
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if name.startswith(("gate.", "cache_logits.")):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import GenerativeModel
+from .base import Context, GenerativeModel
 from .nn import masked_mean, mlp
 
 
@@ -43,30 +43,30 @@ class ToyGauss(GenerativeModel):
     def config_dict(self) -> dict[str, Any]:
         return dict(self.kwargs)
 
-    def _gaussian(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        """context (T,C) -> mean (T,1,D), log-scale (T,1,D), in data units."""
-        mu, log_scale = self.head(context)[:, None, :].chunk(2, -1)  # standardised units
+    def _gaussian(self, context: Context) -> tuple[Tensor, Tensor]:
+        """context -> mean (T,1,D), log-scale (T,1,D), in data units."""
+        mu, log_scale = self.head(context["vec"])[:, None, :].chunk(2, -1)  # standardised units
         return self.scale * mu, log_scale.clamp(-7.0, 5.0) + math.log(self.scale)
 
     # ------------------------------------------------------------------ the contract
-    def context(self, support: Tensor, mask: Tensor) -> Tensor:
-        """support (T,K,D), mask (T,K) -> (T,C); K = 0 or no present shot -> unconditional."""
+    def context(self, support: Tensor, mask: Tensor) -> Context:
+        """support (T,K,D), mask (T,K) -> ``{"vec": (T,C)}``; K = 0 or no present shot -> unconditional."""
         pooled, count = masked_mean(self.set_phi(support / self.scale), mask)  # (T,H), (T,1)
-        return self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+        return {"vec": self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))}
 
-    def loss(self, x: Tensor, context: Tensor, noise: Tensor | None = None) -> Tensor:
+    def loss(self, x: Tensor, context: Context, noise: Tensor | None = None) -> Tensor:
         """Exact -log N(x; mu(c), diag sigma(c)^2) in nats, x (T,N,D) -> (T,N)."""
         mu, log_scale = self._gaussian(context)
         z = (x - mu) * torch.exp(-log_scale)
         return (0.5 * z**2 + log_scale + 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def nll(self, x: Tensor, context: Tensor, num_samples: int = 1, chunk: int = 25,
+    def nll(self, x: Tensor, context: Context, num_samples: int = 1, chunk: int = 25,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` and ``chunk`` are unused), (T,N)."""
         return self.loss(x, context)
 
-    def sample(self, n: int, context: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, context: Context, generator: torch.Generator | None = None) -> Tensor:
         """n samples per task, (T,n,D)."""
         mu, log_scale = self._gaussian(context)
-        eps = torch.randn(context.shape[0], n, self.dim, generator=generator, device=context.device)
+        eps = torch.randn(mu.shape[0], n, self.dim, generator=generator, device=mu.device)
         return mu + torch.exp(log_scale) * eps

@@ -1,4 +1,4 @@
-"""The domain feature extractor behind FID, KID, fidelity, diversity and memorisation.
+"""The domain feature network behind FID, KID, fidelity, diversity and memorisation.
 
 Inception-v3 features know nothing of handwritten characters or font glyphs, so fewgen trains
 its own: a small convolutional *prototypical network* (Snell, Swersky & Zemel, "Prototypical
@@ -33,11 +33,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import CONFIG_FILE, MODEL_FILE, atomic_write, sha256_of
-from ..errors import CheckpointError, DataError
-from ..models.nn import conv_block
-from ..tasks.base import TaskSet, episode_generator
-from ..tasks.images import augment_images
+from .checkpoint import CONFIG_FILE, MODEL_FILE, atomic_write, sha256_of
+from .errors import CheckpointError, DataError
+from .models.nn import conv_block
+from .tasks.base import TaskSet, episode_generator
+from .tasks.images import augment_images
+from .metrics.quality import embed  # noqa: F401 (re-exported: the features of this network)
 
 FORMAT = "fewgen-feature-net"
 FORMAT_VERSION = 1
@@ -70,21 +71,6 @@ class FeatureNet(nn.Module):
             raise ValueError(f"FeatureNet: expected images (B, {self.kwargs['channels']}, S, S), got {tuple(x.shape)}")
         h = self.body(x.to(self.body[0][0].weight.dtype))  # (B, width, s, s)
         return h.mean((-2, -1))  # (B, width)
-
-
-def embed(net: nn.Module, x: Tensor, chunk: int = 512) -> Tensor:
-    """Features of images ``(..., C, S, S) -> (..., D)``, in chunks of ``chunk`` images.
-
-    Runs without gradients on the net's device; memory beyond the output is one chunk's
-    activations. Returns float32 on the CPU.
-    """
-    lead, img = x.shape[:-3], x.shape[-3:]
-    flat = x.reshape(-1, *img)
-    device = next(net.parameters()).device
-    with torch.no_grad():
-        out = [net(flat[i : i + chunk].to(device)).float().cpu() for i in range(0, len(flat), chunk)]
-    d = int(getattr(net, "num_features", 0)) or (out[0].shape[-1] if out else 0)
-    return torch.cat(out).reshape(*lead, -1) if out else torch.zeros(*lead, d)
 
 
 # ----------------------------------------------------------------------------- training

@@ -1,0 +1,94 @@
+"""A user's support files -> the support tensor (K, *X), prepared like the model's data.
+
+What ``fewgen adapt`` and ``fewgen sample --support`` read: image files and/or folders of them
+(resized and binarised as the training data were), ``.txt`` files (or folders of them) with one
+example per line for text models, or tables of numbers (one example a row) for toy models.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Collection, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import DataConfig
+from .errors import DataError
+
+
+def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: str) -> list[Path]:
+    """Files given directly, plus the files with one of ``suffixes`` (case-insensitive) inside
+    given folders (sorted); a path that does not exist, or no file at all, is a :class:`DataError`
+    (``what`` names the kind of file in the message)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise DataError(f"{p}: folder has no {what} files")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    if not files:
+        raise DataError(f"{', '.join(map(str, paths))}: no {what} support files")
+    return files
+
+
+def read_support_images(paths: Sequence[str | Path], cfg: DataConfig) -> Tensor:
+    """Image files and/or folders of images -> (K, C, S, S), prepared like the training data."""
+    import numpy as np
+
+    from .tasks.images import IMAGE_SUFFIXES, read_image
+
+    files = support_files(paths, IMAGE_SUFFIXES, "image")
+    return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f)) for f in files]))
+
+
+def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, max_len: int = 0) -> Tensor:
+    """A user's support files for a model of ``modality`` -> (K, *X), prepared like its data.
+
+    Images: image files and/or folders of them. Text: ``.txt`` files (or folders of them), one
+    example per line, byte-encoded to ``max_len``. Toy: text files of numbers, one example per row.
+    """
+    if modality == "image":
+        return read_support_images(paths, cfg)
+    if modality not in ("text", "toy"):
+        raise DataError(f"reading support files of '{modality}' models is not supported")
+    files = support_files(paths, (".txt",), ".txt")
+    if modality == "text":
+        return read_support_text(files, max_len)
+    import numpy as np
+
+    try:
+        rows = [np.atleast_2d(np.loadtxt(f, dtype=np.float32, delimiter=None, ndmin=2)) for f in files]
+    except ValueError as e:
+        raise DataError(f"support: not a table of numbers ({e})") from None
+    return torch.from_numpy(np.concatenate(rows))
+
+
+
+def read_support_text(files: Sequence[Path], max_len: int) -> Tensor:
+    """Support lines of ``.txt`` files -> (K, max_len) ids. A line longer than the model's
+    ``max_len - 1`` bytes is cut between characters, with one warning naming the first such
+    file and line (and how many more there were)."""
+    from .tasks.text import encode_batch, read_numbered_lines, truncate_utf8
+
+    lines, cut = [], []
+    for f in files:
+        for number, text in read_numbered_lines(f):
+            short = truncate_utf8(text, max_len - 1)
+            if short != text:
+                cut.append(f"{f}:{number}")
+            lines.append(short)
+    if cut:
+        more = f" (and {len(cut) - 1} more line(s))" if len(cut) > 1 else ""
+        warnings.warn(f"support line {cut[0]} is longer than the model's {max_len - 1} bytes; truncated{more}",
+                      stacklevel=2)
+    try:
+        return encode_batch(lines, max_len)
+    except ValueError as e:
+        raise DataError(f"support: {e}") from None

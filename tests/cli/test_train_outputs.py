@@ -1,0 +1,132 @@
+"""What ``fewgen train`` tells its user (issue 17): the device it chose, progress in a log file,
+training curves (``fewgen plot``) and TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fewgen.cli import main
+from fewgen.config import Config
+
+TINY = ["--data", "toy", "--set", "model.family=toy_gauss", "--set", "train.meta_batch=4", "--set", "train.shots=2",
+        "--set", "train.queries=3", "--set", "train.val_every=4", "--set", "train.val_tasks=2",
+        "--set", "train.log_every=2"]
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    fmt = warnings.formatwarning
+    capsys.readouterr()
+    try:
+        code = main(args)
+    finally:
+        warnings.formatwarning = fmt  # main() replaces it
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_device_defaults_to_auto_and_the_choice_is_logged(tmp_path, capsys):
+    assert Config().train.device == "auto"
+    code, out, _ = cli(["train", "--out", str(tmp_path / "run"), "--steps", "2", *TINY], capsys)
+    assert code == 0
+    stored = json.loads((tmp_path / "run" / "resolved_config.json").read_text())
+    assert stored["train"]["device"] == "auto"
+    lines = [x for x in out.splitlines() if x.startswith("device: ")]
+    expected = f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu (no CUDA GPU visible)"
+    assert lines == [f"device: {expected}"], out
+    code, out, _ = cli(["train", "--out", str(tmp_path / "cpu"), "--steps", "2", "--device", "cpu", *TINY], capsys)
+    assert code == 0 and [x for x in out.splitlines() if x.startswith("device: ")] == ["device: cpu"]
+    code, out, _ = cli(["train", "--out", str(tmp_path / "q"), "--steps", "2", "--quiet", *TINY], capsys)
+    assert code == 0 and "device: " not in out  # --quiet: only the result line
+
+
+@pytest.fixture(scope="module")
+def text_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("texts")
+    for t, stem in enumerate(["ka", "lo", "mi", "nu", "po", "ri"]):
+        (root / f"{stem}.txt").write_text("\n".join(f"{stem}{'abc'[i % 3]}{i}" for i in range(8)) + "\n", encoding="utf-8")
+    return root
+
+
+def test_progress_in_a_log_file_is_plain_lines_with_bytes_per_second(text_folder, tmp_path, capsys):
+    # capsys's stderr is no terminal, like a log file or a pipe
+    code, _, err = cli(["train", "--data", f"text:{text_folder}", "--out", str(tmp_path / "run"), "--steps", "6",
+                        "--set", "model.hidden=8", "--set", "train.meta_batch=2", "--set", "train.shots=2",
+                        "--set", "train.queries=3", "--set", "train.val_every=3", "--set", "train.val_tasks=2",
+                        "--set", "train.log_every=2"], capsys)
+    assert code == 0, err
+    assert "\r" not in err  # no tqdm redraws
+    lines = err.splitlines()
+    assert len(lines) == 1, err  # a 6-step run takes under PLAIN_EVERY seconds: the final line only
+    assert re.fullmatch(r"train amortized: step 6/6 \(100%\), loss [\d.]+, best_val [\d.]+, [\d.]+ steps/s, "
+                        r"[\d.]+[kM]?B/s, ETA 00:00", lines[0]), lines[0]
+
+
+def toy_run(out: Path, *extra: str) -> Path:
+    """A finished 12-step run."""
+    fmt = warnings.formatwarning
+    try:
+        assert main(["train", "--out", str(out), "--steps", "12", "--quiet", *TINY, *extra]) == 0
+    finally:
+        warnings.formatwarning = fmt
+    return out
+
+
+def test_plot_writes_a_png_of_the_curves(tmp_path, capsys):
+    from PIL import Image
+
+    run = toy_run(tmp_path / "run")
+    code, out, err = cli(["plot", str(run)], capsys)
+    assert code == 0 and err == "" and out.strip() == f"training curves: {run / 'curves.png'}"
+    picture = tmp_path / "sub" / "c.png"
+    assert cli(["plot", str(run), "--out", str(picture)], capsys)[0] == 0
+    for path in (run / "curves.png", picture):
+        img = Image.open(path)
+        assert img.format == "PNG" and img.width > 500 and len(np.unique(np.asarray(img.convert("L")))) > 8  # drawn
+    with pytest.raises(SystemExit) as e:
+        main(["plot", "--help"])
+    assert e.value.code == 0 and "fewgen plot runs/omni" in capsys.readouterr().out
+    code, _, err = cli(["plot", str(tmp_path / "none")], capsys)
+    assert code == 2 and err.strip() == f"fewgen: error: {tmp_path / 'none'}: no metrics.jsonl (not a fewgen training run folder?)"
+
+
+def test_tensorboard_events_hold_the_logged_metrics(tmp_path):
+    # The package is the extra fewgen[tensorboard]; `make test` installs it.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = toy_run(tmp_path / "run", "--set", "train.tensorboard=true")
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [(r["step"], r["loss"]) for r in logged if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in logged if "val_loss" in r]
+    assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("loss/train")] == train
+    assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("loss/val")] == val
+    assert {"loss/best_val", "speed/steps_per_s", "speed/tasks_per_s"} <= set(acc.Tags()["scalars"])
+
+    fmt = warnings.formatwarning
+    try:  # resumed for 4 more steps: the curves go on, no step twice
+        assert main(["train", "--out", str(run), "--resume", "--steps", "16", "--quiet"]) == 0
+    finally:
+        warnings.formatwarning = fmt
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/train")] == [2, 4, 6, 8, 10, 12, 14, 16]
+
+
+def test_tensorboard_without_the_package_is_one_line_saying_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    code, _, err = cli(["train", "--out", str(tmp_path / "run"), "--steps", "2", "--set", "train.tensorboard=true",
+                        "--quiet", *TINY], capsys)
+    assert code == 2 and err.splitlines() == [
+        "fewgen: error: train.tensorboard needs the tensorboard package: pip install 'fewgen[tensorboard]'"]
+    assert not (tmp_path / "run").exists()  # it failed before any work
