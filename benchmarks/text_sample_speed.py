@@ -19,7 +19,7 @@ import torch
 
 from fewgen.models.text_lm import TextLM
 from fewgen.models.text_transformer import TextTransformer
-from fewgen.models.text_decoding import advance, allowed_tokens, draw_token
+from fewgen.models.utf8 import advance, draw_token, legal_tokens
 from fewgen.tasks.text import PAD, encode_batch
 
 SUPPORT = ["maison", "pendant", "toujours", "quelque", "enfant", "heureux", "lumière", "chemin", "oiseau", "soleil"]
@@ -47,8 +47,9 @@ def sample_without_cache(m: TextTransformer, n: int, context: dict, generator: t
     done = torch.zeros(T * n, dtype=torch.bool)
     for t in range(L):
         logits = m._query_log_probs(x[..., : t + 1], context)[:, :, t].reshape(T * n, -1)
-        logits = logits.masked_fill(~allowed_tokens(fsm, t, L), float("-inf"))
-        tok, fsm, done = advance(draw_token(logits, 1.0, 1.0, generator), fsm, done)
+        logits = logits.masked_fill(~legal_tokens(fsm, t, L), float("-inf"))
+        tok = torch.where(done, torch.full_like(done, PAD, dtype=torch.long), draw_token(logits, 1.0, 1.0, generator))
+        fsm, done = advance(fsm, tok, done)
         x[..., t] = tok.reshape(T, n)
         if bool(done.all()):
             break

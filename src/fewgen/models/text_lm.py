@@ -21,8 +21,10 @@ did not lower held-out bits/char, see docs/design-notes.md); the raw support ids
 the context for it. Because there is no latent, ``loss`` and
 ``nll`` are both the exact ``-log p(x | support)`` in nats per string (EOS included).
 
-Sampling is *constrained* to the UTF-8 grammar (:mod:`fewgen.models.text_decoding`, shared
-with the other text family), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
+Sampling is *constrained* to the UTF-8 grammar (:mod:`fewgen.models.utf8`: lead byte, then the right number of
+continuation bytes in the right ranges, no overlong forms or surrogates, no control
+characters, EOS only between characters, at least one character, and always room to finish
+within ``max_len``), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
 unconstrained model, an upper bound on the NLL under the renormalised sampling distribution.
 
 The GRUs are written out (one matmul per step) rather than ``nn.GRU``, so the model is
@@ -44,7 +46,7 @@ from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import Context, GenerativeModel
 from .nn import masked_mean, norm_mlp
 from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
-from .text_decoding import advance, allowed_tokens, draw_token
+from .utf8 import advance, draw_token, legal_tokens
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -298,9 +300,11 @@ class TextLM(GenerativeModel):
                     counts.append(torch.zeros(T * n, NUM_OUTPUTS, dtype=h.dtype, device=dev).scatter_add_(1, nxt, hit))
                 match = match_log_probs(counts, bigram[task, _cache_row(tok)], MATCH_BETA)
             logits = self._out(h, context, task, tok, match)  # (B, NUM_OUTPUTS)
-            logits = logits.masked_fill(~allowed_tokens(state, t, L), float("-inf"))
-            tok, state, done = advance(draw_token(logits, temperature, top_p, generator), state, done)
+            logits = logits.masked_fill(~legal_tokens(state, t, L), float("-inf"))
+            tok = draw_token(logits, temperature, top_p, generator)
+            tok = torch.where(done, torch.full_like(tok, PAD), tok)
             out[:, t] = tok
+            state, done = advance(state, tok, done)
         return out.reshape(T, n, L)
 
 

@@ -36,7 +36,7 @@ matters to a Transformer, so the model is not permutation invariant
 (:attr:`TextTransformer.permutation_invariant`); evaluation episodes give the shots in a
 seeded random order. ``loss`` and ``nll`` are the exact ``-log p(x | support)`` in nats per
 string (EOS included). ``sample`` caches the prefix's keys and values once and decodes one
-byte per step under the UTF-8 grammar of :mod:`fewgen.models.text_decoding`.
+byte per step under the UTF-8 grammar of :mod:`fewgen.models.utf8`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import GenerativeModel
 from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
-from .text_decoding import advance, allowed_tokens, draw_token
+from .utf8 import advance, draw_token, legal_tokens
 
 ROPE_BASE = 10_000.0
 
@@ -400,9 +400,11 @@ class TextTransformer(GenerativeModel):
         done = torch.zeros_like(tok, dtype=torch.bool)
         out = torch.full((T * n, L), PAD, dtype=torch.long, device=tok.device)
         for t in range(L):
-            logits = self._step(state, tok).masked_fill(~allowed_tokens(fsm, t, L), float("-inf"))
-            tok, fsm, done = advance(draw_token(logits, temperature, top_p, generator), fsm, done)
+            logits = self._step(state, tok).masked_fill(~legal_tokens(fsm, t, L), float("-inf"))
+            tok = draw_token(logits, temperature, top_p, generator)
+            tok = torch.where(done, torch.full_like(tok, PAD), tok)
             out[:, t] = tok
+            fsm, done = advance(fsm, tok, done)
             if bool(done.all()):
                 break
         return out.reshape(T, n, L)

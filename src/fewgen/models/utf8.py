@@ -1,18 +1,15 @@
-"""Constrained UTF-8 decoding, shared by the text families (``text_lm``, ``text_transformer``).
+"""Constrained UTF-8 decoding, shared by the byte-level text families.
 
-A sampler that draws bytes one at a time can write invalid UTF-8 (a lone continuation byte,
-an overlong form, a surrogate) or stop in the middle of a character. Here every step masks
-the tokens the UTF-8 grammar forbids in the decoder's state (lead byte, then the right
-number of continuation bytes in the right ranges; no overlong forms or surrogates; no
-control characters; EOS only between characters, never first; always room to finish the
-character and its EOS within ``max_len``), so every sample decodes to valid, non-empty
-UTF-8. Temperature and nucleus (top-p, Holtzman et al. 2020) sampling act on what is left.
+Samplers that write one byte (or the end of the string, ``EOS``) at a time follow the UTF-8
+grammar: a lead byte, then the right number of continuation bytes in the right ranges, no
+overlong forms or surrogates, no control characters, ``EOS`` only between characters, at least
+one character, and always room to finish within ``max_len``. Every sample then decodes to
+valid, non-empty UTF-8. A sampler's loop is::
 
-A family's sampling loop is::
-
-    ok = allowed_tokens(state, t, max_len)            # (B, NUM_OUTPUTS) bool
-    tok = draw_token(logits.masked_fill(~ok, -inf), temperature, top_p, generator)
-    tok, state, done = advance(tok, state, done)
+    logits = logits.masked_fill(~legal_tokens(state, t, max_len), float("-inf"))
+    tok = draw_token(logits, temperature, top_p, generator)
+    tok = torch.where(done, PAD, tok)          # finished strings are padded
+    state, done = advance(state, tok, done)
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..tasks.text import EOS, NUM_OUTPUTS, PAD
+from ..tasks.text import EOS, NUM_OUTPUTS
 
 
 # States of the decoder's UTF-8 automaton: 0 = between characters; the others expect
@@ -52,21 +49,20 @@ def _utf8_tables() -> tuple[Tensor, Tensor, Tensor]:
 UTF8_ALLOWED, UTF8_NEXT, UTF8_LEAD_LEN = _utf8_tables()
 
 
-def allowed_tokens(state: Tensor, t: int, max_len: int) -> Tensor:
-    """The tokens (B, NUM_OUTPUTS) bool the grammar allows at step ``t`` (0-based) of a string of
-    at most ``max_len`` tokens, EOS included, in automaton states ``state`` (B,)."""
-    dev = state.device
+def legal_tokens(state: Tensor, t: int, max_len: int) -> Tensor:
+    """Tokens legal at step ``t`` (0-based) of a string of at most ``max_len`` tokens, EOS
+    included, for automaton states ``state`` (B,) -> (B, NUM_OUTPUTS) bool."""
+    allowed, lead_len = UTF8_ALLOWED.to(state.device), UTF8_LEAD_LEN.to(state.device)
     room = max_len - t  # positions left incl. this one; a character of n bytes needs n + 1 (EOS)
-    ok = UTF8_ALLOWED.to(dev)[state] & ((state != 0)[:, None] | (UTF8_LEAD_LEN.to(dev) <= room - 1))
+    ok = allowed[state] & ((state != 0)[:, None] | (lead_len <= room - 1))
     ok[:, EOS] &= (state == 0) & (t > 0 or room == 1)
     return ok
 
 
-def draw_token(logits: Tensor, temperature: float = 1.0, top_p: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-    """One token per row of ``logits`` (B, V) (forbidden tokens at ``-inf``): greedy when
-    ``temperature <= 0``, else a draw from ``softmax(logits / temperature)``, restricted to the
-    smallest set of tokens whose probability reaches ``top_p`` (nucleus sampling)."""
+def draw_token(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> Tensor:
+    """One token per row of ``logits`` (B, V) (illegal tokens at -inf): greedy when
+    ``temperature <= 0``; ``top_p < 1`` is nucleus sampling (Holtzman et al. 2020): the draw is
+    from the smallest set of tokens whose probability reaches ``top_p`` (the top one always kept)."""
     if temperature <= 0:
         return logits.argmax(-1)
     probs = F.softmax(logits / temperature, -1)
@@ -77,9 +73,7 @@ def draw_token(logits: Tensor, temperature: float = 1.0, top_p: float = 1.0,
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def advance(tok: Tensor, state: Tensor, done: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """After drawing ``tok`` (B,): PAD where the string had already ended, the automaton's next
-    state, and which strings are done (they wrote EOS)."""
-    tok = torch.where(done, torch.full_like(tok, PAD), tok)
+def advance(state: Tensor, tok: Tensor, done: Tensor) -> tuple[Tensor, Tensor]:
+    """The automaton after ``tok`` (B,) (PAD once ``done``): the new states and done flags."""
     state = torch.where(done, state, UTF8_NEXT.to(state.device)[state, tok.clamp(max=EOS)])
-    return tok, state, done | (tok == EOS)
+    return state, done | (tok == EOS)
