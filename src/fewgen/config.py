@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """The generator family and its sizes."""
 
-    family: str = "image_vae"  # image_vae | image_diffusion | text_lm | text_ngram
+    family: str = "image_vae"  # see fewgen.models.FAMILIES: image_vae | image_diffusion | text_lm | text_ngram | text_transformer | hf_causal_lm
     hidden: int = 32  # base channel count (images) / hidden size (text)
     latent: int = 32  # VAE latent size
     context: int = 128  # size of the set (support) encoding

@@ -7,6 +7,7 @@ example per line for text models, or tables of numbers (one example a row) for t
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Collection, Sequence
 
@@ -59,13 +60,7 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
         raise DataError(f"reading support files of '{modality}' models is not supported")
     files = support_files(paths, (".txt",), ".txt")
     if modality == "text":
-        from .tasks.text import encode_batch, read_lines
-
-        lines = [ln for f in files for ln in read_lines(f)]
-        try:
-            return encode_batch(lines, max_len)
-        except ValueError as e:
-            raise DataError(f"support: {e}") from None
+        return read_support_text(files, max_len)
     import numpy as np
 
     try:
@@ -73,3 +68,27 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     except ValueError as e:
         raise DataError(f"support: not a table of numbers ({e})") from None
     return torch.from_numpy(np.concatenate(rows))
+
+
+
+def read_support_text(files: Sequence[Path], max_len: int) -> Tensor:
+    """Support lines of ``.txt`` files -> (K, max_len) ids. A line longer than the model's
+    ``max_len - 1`` bytes is cut between characters, with one warning naming the first such
+    file and line (and how many more there were)."""
+    from .tasks.text import encode_batch, read_numbered_lines, truncate_utf8
+
+    lines, cut = [], []
+    for f in files:
+        for number, text in read_numbered_lines(f):
+            short = truncate_utf8(text, max_len - 1)
+            if short != text:
+                cut.append(f"{f}:{number}")
+            lines.append(short)
+    if cut:
+        more = f" (and {len(cut) - 1} more line(s))" if len(cut) > 1 else ""
+        warnings.warn(f"support line {cut[0]} is longer than the model's {max_len - 1} bytes; truncated{more}",
+                      stacklevel=2)
+    try:
+        return encode_batch(lines, max_len)
+    except ValueError as e:
+        raise DataError(f"support: {e}") from None

@@ -114,6 +114,25 @@ def hf_causal_lm(kind: str, condition: str) -> Callable[[], Family]:
     return make
 
 
+def text_transformer(match_order: int) -> Callable[[], Family]:
+    def make() -> Family:
+        from fewgen.tasks.text import encode_batch, tokenizer_meta
+
+        g = torch.Generator().manual_seed(3)
+        mc = ModelConfig(family="text_transformer", hidden=16,
+                         extra={"layers": 1, "heads": 2, "window": 128, "train_window": 96, "match_order": match_order})
+        model, cfg = _build(mc, DataConfig(spec="words"), {**tokenizer_meta(12), "modality": "text",
+                                                            "example_shape": [12]})
+        if match_order >= 0:
+            with torch.no_grad():  # cache weights that depend on the state (they start at zero)
+                model.gate.weight.normal_(0.0, 0.3, generator=g)
+                model.cache_logits.weight.normal_(0.0, 0.3, generator=g)
+        ids = encode_batch(WORDS, 12)  # (24, 12)
+        ep = _episode(ids[:12].reshape(3, 4, 12), ids[12:].reshape(3, 4, 12), g)
+        return Family(model, cfg, ep, exact_nll=True, heavy=True)
+    return make
+
+
 def _has_hf() -> bool:
     import importlib.util
 
@@ -128,6 +147,8 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "text_lm": text_lm(1),
     "text_lm_match": text_lm(3),
     "text_ngram": text_ngram,
+    "text_transformer": text_transformer(3),
+    "text_transformer_plain": text_transformer(-1),
 }
 if _has_hf():  # the optional extra fewgen[hf] (make test installs it)
     FAMILIES["hf_gpt2_both"] = hf_causal_lm("gpt2", "both")

@@ -21,6 +21,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "image_vae": ("image_vae", "ImageVAE", "build_image_vae"),
     "text_lm": ("text_lm", "TextLM", "build_text_lm"),
     "text_ngram": ("text_ngram", "TextNgram", "build_text_ngram"),
+    "text_transformer": ("text_transformer", "TextTransformer", "build_text_transformer"),
     "toy_gauss": ("toy_gauss", "ToyGauss", "build_toy_gauss"),
 }
 COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps

@@ -45,6 +45,7 @@ from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import Context, GenerativeModel, exact_nll
 from .nn import masked_mean, norm_mlp
+from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
 from .utf8 import advance, draw_token, legal_tokens
 
 
@@ -91,8 +92,6 @@ class GRU(nn.Module):
 CACHE_ROWS = 257
 CACHE_ALPHA = 0.5  # add-alpha smoothing of the unigram
 CACHE_BETA = 1.0  # weight of the unigram in the bigram's back-off
-MATCH_BETA = 1.0  # weight of the order n-1 distribution in the order-n match cache's back-off
-CODE_BASE = 259  # history codes: sum_i token_i * CODE_BASE**i (exact in int64 up to order 7)
 
 
 def _cache_row(prev: Tensor) -> Tensor:
@@ -104,27 +103,6 @@ def _shift_in(x: Tensor) -> Tensor:
     """Decoder inputs of target strings (..., L): BOS then the string, PAD read as EOS."""
     inp = torch.cat([torch.full_like(x[..., :1], BOS), x[..., :-1]], -1)
     return torch.where(inp == PAD, torch.full_like(inp, EOS), inp)
-
-
-def _history_codes(inp: Tensor, order: int) -> Tensor:
-    """Integer code of the last ``order`` inputs at every position of ``inp`` (..., L), BOS before
-    the start: equal codes <=> equal histories."""
-    code = torch.zeros_like(inp)
-    for i in range(order):  # token i positions back
-        tok = inp if i == 0 else torch.cat([torch.full_like(inp[..., :i], BOS), inp[..., :-i]], -1)
-        code = code * CODE_BASE + tok
-    return code
-
-
-def _match_log_probs(counts: list[Tensor], base: Tensor) -> tuple[list[Tensor], Tensor]:
-    """Back-off chain of the match cache: order n's distribution is its counts (..., 257) plus
-    ``MATCH_BETA`` times order n-1's (the first backs off to ``base``), normalised. Returns the
-    log-probs of every order and the evidence ``log(1 + matches)`` of every order (..., orders)."""
-    out, lower = [], base
-    for c in counts:
-        lower = (c + MATCH_BETA * lower) / (c.sum(-1, keepdim=True) + MATCH_BETA)
-        out.append(lower.log())
-    return out, torch.stack([torch.log1p(c.sum(-1)) for c in counts], -1)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -217,7 +195,7 @@ class TextLM(GenerativeModel):
         history codes for every match order [(T, P)], P = K * max_len positions."""
         ids = context["support_ids"]  # (T, K, max_len)
         T = ids.shape[0]
-        codes = [_history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
+        codes = [history_codes(_shift_in(ids), n).reshape(T, -1) for n in self.match_orders]
         return ids.reshape(T, -1), codes
 
     def _out(self, h: Tensor, context: Context, task: Tensor, prev: Tensor,
@@ -240,7 +218,7 @@ class TextLM(GenerativeModel):
     def _teacher_match(self, inp: Tensor, context: Context) -> tuple[list[Tensor], Tensor]:
         """Match-cache log-probs (T, N, L, 257) for every order at every position of inputs
         ``inp`` (T, N, L), all positions against all support positions at once, and the
-        evidence (T, N, L, orders) (see :func:`_match_log_probs`)."""
+        evidence (T, N, L, orders) (see :func:`~fewgen.models.text_cache.match_log_probs`)."""
         T, N, L = inp.shape
         nxt, codes = self._support_events(context)
         base = context["log_bigram"].exp().gather(1, _cache_row(inp).reshape(T, N * L, 1).expand(T, N * L, NUM_OUTPUTS))
@@ -248,12 +226,12 @@ class TextLM(GenerativeModel):
         target = nxt.clamp(max=EOS)[:, None, :].expand(T, N * L, nxt.shape[1])  # (T, N*L, P)
         counts = []
         for n, sup_code in zip(self.match_orders, codes):
-            q = _history_codes(inp, n).reshape(T, N * L, 1)
+            q = history_codes(inp, n).reshape(T, N * L, 1)
             match = ((q == sup_code[:, None, :]) & real).to(base.dtype)  # (T, N*L, P)
             # votes of the matching positions for what followed them: a scatter, O(N*L*P)
             counts.append(torch.zeros(T, N * L, NUM_OUTPUTS, dtype=base.dtype, device=base.device)
                           .scatter_add(2, target, match))  # (T, N*L, 257)
-        per_order, evidence = _match_log_probs(counts, base)
+        per_order, evidence = match_log_probs(counts, base, MATCH_BETA)
         return [lp.reshape(T, N, L, NUM_OUTPUTS) for lp in per_order], evidence.reshape(T, N, L, -1)
 
     # ------------------------------------------------------------------ likelihood
@@ -316,10 +294,10 @@ class TextLM(GenerativeModel):
                 hist = torch.cat([hist[:, 1:], tok[:, None]], 1)  # the last inputs, oldest first
                 counts = []
                 for order, sup_code in zip(self.match_orders, codes):
-                    q = _history_codes(hist, order)[:, -1:]  # (B, 1)
+                    q = history_codes(hist, order)[:, -1:]  # (B, 1)
                     hit = ((q == sup_code) & real).to(h.dtype)  # (B, P)
                     counts.append(torch.zeros(T * n, NUM_OUTPUTS, dtype=h.dtype, device=dev).scatter_add_(1, nxt, hit))
-                match = _match_log_probs(counts, bigram[task, _cache_row(tok)])
+                match = match_log_probs(counts, bigram[task, _cache_row(tok)], MATCH_BETA)
             logits = self._out(h, context, task, tok, match)  # (B, NUM_OUTPUTS)
             logits = logits.masked_fill(~legal_tokens(state, t, L), float("-inf"))
             tok = draw_token(logits, temperature, top_p, generator)

@@ -152,6 +152,11 @@ def load_words(arg: str, cfg: DataConfig) -> TaskSet:
 
 def read_lines(path: Path) -> list[str]:
     """The non-empty, stripped lines of a UTF-8 file; a clear ``DataError`` for bad bytes."""
+    return [text for _, text in read_numbered_lines(path)]
+
+
+def read_numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the non-empty, stripped lines of a UTF-8 file (numbers from 1)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -164,8 +169,14 @@ def read_lines(path: Path) -> list[str]:
             raise DataError(f"{path}: line {number} is not valid UTF-8 (byte {e.start})") from None
         text = text.strip().lstrip("\ufeff")  # a BOM on the first line is not part of the example
         if text:
-            lines.append(text)
+            lines.append((number, text))
     return lines
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` whose UTF-8 encoding has at most ``max_bytes`` bytes (cut
+    between characters)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
 
 
 @register("text", "text:PATH", "your texts: PATH/<task>.txt, one example a line (UTF-8)", "text:./my_texts")
