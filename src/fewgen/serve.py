@@ -23,6 +23,7 @@ import io
 import queue
 import tempfile
 import time
+import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -138,7 +139,7 @@ def expand_uploads(uploads: Sequence[Upload], limits: Limits) -> list[Upload]:
         nonlocal total
         total += len(data)
         if total > limits.max_bytes:
-            raise DataError(f"uploads are over the limit of {limits.max_bytes // 2**20} MiB in all")
+            raise DataError(f"uploads are over the limit of {limits.max_bytes / 2**20:.3g} MiB in all")
         out.append((name, data))
         if len(out) > limits.max_files:
             raise DataError(f"too many images: at most {limits.max_files} per request")
@@ -173,8 +174,10 @@ def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits) -> Tensor
     arrays = []
     for name, data in expand_uploads(uploads, limits):
         try:
-            with Image.open(io.BytesIO(data)) as img:  # reads the header only
-                w, h = img.size
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow's bomb warning: the limit below decides
+                with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                    w, h = img.size
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             raise DataError(f"{name}: not a readable image") from None
         if w * h > limits.max_pixels:
@@ -347,7 +350,7 @@ def read_uploaded(paths: Sequence[str] | None, upload_root: str | Path, limits: 
     if any(not f.is_relative_to(root) or not f.is_file() for f in files):
         raise DataError("an upload is missing; upload the files again")
     if sum(f.stat().st_size for f in files) > limits.max_bytes:
-        raise DataError(f"uploads are over the limit of {limits.max_bytes // 2**20} MiB in all")
+        raise DataError(f"uploads are over the limit of {limits.max_bytes / 2**20:.3g} MiB in all")
     return [(f.name, f.read_bytes()) for f in files]
 
 
@@ -415,7 +418,7 @@ def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
             files = gr.File(file_count="multiple", type="filepath", elem_id="upload",
                             label=f"support: a few images, or one zip of them (at most {limits.max_files})")
             with gr.Row():
-                n_img = gr.Slider(1, limits.max_samples, 32, step=1, label="samples")
+                n_img = gr.Slider(1, limits.max_samples, 32, step=1, label="samples", elem_id="n-images")
                 seed_img = gr.Number(0, precision=0, label="seed")
                 steps_img = gr.Slider(0, limits.max_steps, 0, step=1, label="fine-tuning steps")
                 samplers = [gr.Dropdown(list(c), value=getattr(first.checkpoint.config.eval, k), label=f"sampler ({k})")
@@ -426,7 +429,7 @@ def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
         with gr.Column(visible=first.modality == "text") as text_box:
             lines_in = gr.Textbox(lines=8, label="support: one example a line", elem_id="support-text")
             with gr.Row():
-                n_txt = gr.Slider(1, limits.max_samples, 20, step=1, label="samples")
+                n_txt = gr.Slider(1, limits.max_samples, 20, step=1, label="samples", elem_id="n-text")
                 seed_txt = gr.Number(0, precision=0, label="seed")
                 steps_txt = gr.Slider(0, limits.max_steps, 0, step=1, label="fine-tuning steps")
                 temperature = gr.Slider(0, 2, 1.0, step=0.05, label="temperature")
@@ -452,11 +455,12 @@ def serve(paths: Sequence[str | Path], host: str = "127.0.0.1", port: int = 7860
     ``concurrency`` requests run at once (Gradio's ``default_concurrency_limit``); each checkpoint
     gets that many model replicas, so they never share a module. Others wait in the queue.
     """
-    try:
-        import gradio  # noqa: F401
-    except ModuleNotFoundError:
-        raise FewgenError(INSTALL_HINT) from None
-    app = build_app(Registry(paths, replicas=concurrency), limits)
+    from importlib.util import find_spec
+
+    if find_spec("gradio") is None:
+        raise FewgenError(INSTALL_HINT)
+    registry = Registry(paths, replicas=concurrency)  # bad checkpoints fail before Gradio is imported (seconds)
+    app = build_app(registry, limits)
     app.queue(default_concurrency_limit=concurrency)
     app.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=not block,
                show_error=False, quiet=not block)
