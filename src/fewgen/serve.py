@@ -275,7 +275,8 @@ def _personalise(served: Served, support: Tensor, n: int, seed: int, steps: int,
     with served.borrow() as ck:
         say(0.05, f"adapting to {len(support)} examples" + (f" ({steps} fine-tuning steps)" if steps else ""))
         t0 = time.perf_counter()
-        a = adapter_for_checkpoint(ck, seed=seed)(support[None], mask, steps).task(0)  # T = 1
+        step = (lambda s: say(0.05 + 0.5 * s / steps, f"fine-tuning: step {s} of {steps}")) if steps else None
+        a = adapter_for_checkpoint(ck, seed=seed)(support[None], mask, steps, step).task(0)  # T = 1
         t1 = time.perf_counter()
         say(0.6, "sampling")
         samples = draw(a)

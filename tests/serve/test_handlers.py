@@ -186,3 +186,11 @@ def test_serve_refuses_bad_flags_and_checkpoints(tmp_path, capsys):
     assert "no such checkpoint folder" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--concurrency", "0"]) == 2
     assert "--concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_fine_tuning_reports_each_step_to_the_progress_bar(registry, image_ckpt):
+    seen = []
+    personalise_images(registry.get(image_ckpt.name), images(0), n=4, steps=4, progress=lambda f, what: seen.append((f, what)))
+    assert [w for _, w in seen if w.startswith("fine-tuning")] == [f"fine-tuning: step {s} of 4" for s in (1, 2, 3, 4)]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] < 1

@@ -31,7 +31,7 @@ Functions named ``*_task`` see one task (no T axis); :func:`map_tasks` runs them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -55,6 +55,7 @@ class InnerConfig:
     conditional: bool = False  # context = the support's encoding (else the empty set's)
     betas: tuple[float, float] = (0.0, 0.999)  # Adam (beta1 = 0 as in Reptile's inner Adam)
     eps: float = 1e-8
+    on_step: Callable[[int], None] | None = field(default=None, compare=False)  # called with each finished step
 
 
 # ----------------------------------------------------------------------------- losses
@@ -162,6 +163,8 @@ def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask
             c1, c2 = 1 - b1 ** (s + 1), 1 - b2 ** (s + 1)
             g = {k: (m[k] / c1) / ((v[k] / c2).sqrt() + inner.eps) for k in g}
         phi = {k: phi[k] - (lrs[k] if lrs is not None else inner.lr) * g[k] for k in phi}
+        if inner.on_step is not None:  # a progress bar (once per step under vmap; per task in a loop)
+            inner.on_step(s + 1)
     return phi
 
 
