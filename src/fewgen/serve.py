@@ -425,7 +425,8 @@ def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
                 samplers = [gr.Dropdown(list(c), value=getattr(first.checkpoint.config.eval, k), label=f"sampler ({k})")
                             for k, c in IMAGE_SAMPLERS.items()]
             go_img = gr.Button("Generate", variant="primary", elem_id="generate-images")
-            grid = gr.Image(type="pil", label="support (first row) and samples", elem_id="grid", interactive=False)
+            gr.Markdown("support (first row) and samples")  # a label over the image would hide the support row
+            grid = gr.Image(type="pil", show_label=False, elem_id="grid", interactive=False)
             gallery = gr.Gallery(label="samples", columns=8, elem_id="samples", interactive=False)
         with gr.Column(visible=first.modality == "text") as text_box:
             lines_in = gr.Textbox(lines=8, label="support: one example a line", elem_id="support-text")
