@@ -190,6 +190,8 @@ def decode_lines(text: str, max_len: int, limits: Limits) -> Tensor:
     """Pasted text, one example a line (blank lines skipped) -> byte ids (K, max_len)."""
     from .tasks.text import encode_batch
 
+    if len(text) > limits.max_bytes:
+        raise DataError(f"the text is over the limit of {limits.max_bytes / 2**20:.3g} MiB")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise DataError("no examples: paste a few lines of text, one example a line")
@@ -381,21 +383,19 @@ def guarded(fn: Callable[..., tuple], blank: tuple) -> Callable[..., tuple]:
     return run
 
 
-def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
-    """The Gradio Blocks page over ``registry``: pick a checkpoint, give its support, generate."""
+def page_handlers(registry: Registry, limits: Limits, downloads: Downloads) -> tuple[Callable, ...]:
+    """The page's three event handlers: image request, text request, checkpoint chosen."""
     import gradio as gr
     from gradio.utils import get_upload_folder
 
     from .pictures import image_grid, support_and_samples
 
-    downloads, names = Downloads(), registry.names()
-    first = registry.get(names[0])
-
     def images(name, paths, n, seed, steps, *sampler_values, progress=gr.Progress()):
         served = registry.get(name)
         uploads = read_uploaded(paths, get_upload_folder(), limits)
-        r = personalise_images(served, uploads, int(n), int(seed), int(steps), dict(zip(IMAGE_SAMPLERS, sampler_values)),
-                               limits, lambda f, what: progress(f, desc=what))
+        sampling = dict(zip(IMAGE_SAMPLERS, sampler_values))
+        r = personalise_images(served, uploads, int(n), int(seed), int(steps), sampling, limits,
+                               lambda f, what: progress(f, desc=what))
         grid = image_grid(support_and_samples(r.support, r.samples), gap_after=[0])
         gallery = [image_grid([x[None]], scale=3, pad=0) for x in r.samples]
         return grid, gallery, stats_line(r, "image"), str(downloads.put(r.checkpoint_zip)), ""
@@ -411,6 +411,16 @@ def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
         return (registry.describe(name), gr.Column(visible=served.modality == "image"),
                 gr.Column(visible=served.modality == "text"), *(getattr(ev, k) for k in IMAGE_SAMPLERS))
 
+    return images, text, chosen
+
+
+def build_app(registry: Registry, limits: Limits = Limits()) -> Any:
+    """The Gradio Blocks page over ``registry``: pick a checkpoint, give its support, generate."""
+    import gradio as gr
+
+    images, text, chosen = page_handlers(registry, limits, Downloads())
+    names = registry.names()
+    first = registry.get(names[0])
     with gr.Blocks(title="fewgen serve", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown("## fewgen — personalise a generator from a few examples")
         choice = gr.Dropdown(names, value=names[0], label="checkpoint", elem_id="checkpoint")

@@ -101,6 +101,7 @@ def test_text_generates_lines_and_bits_per_char(registry, text_ckpt):
 
 @pytest.mark.parametrize("text, kwargs, message", [
     ("\n \n", {}, "no examples"), ("x" * 500, {}, "support: 'xxx"), ("a\n" * 100, {}, "too many lines"),
+    ("a\n" * 600, {"limits": Limits(max_bytes=1000)}, "the text is over the limit"),
     ("a\nb", {"top_p": 0}, "top-p"), ("a\nb", {"temperature": -1}, "temperature"),
 ])
 def test_bad_text_is_one_readable_message(registry, text_ckpt, text, kwargs, message):
@@ -190,7 +191,8 @@ def test_serve_refuses_bad_flags_and_checkpoints(tmp_path, capsys):
 
 def test_fine_tuning_reports_each_step_to_the_progress_bar(registry, image_ckpt):
     seen = []
-    personalise_images(registry.get(image_ckpt.name), images(0), n=4, steps=4, progress=lambda f, what: seen.append((f, what)))
+    personalise_images(registry.get(image_ckpt.name), images(0), n=4, steps=4,
+                       progress=lambda f, what: seen.append((f, what)))
     assert [w for _, w in seen if w.startswith("fine-tuning")] == [f"fine-tuning: step {s} of 4" for s in (1, 2, 3, 4)]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] < 1
