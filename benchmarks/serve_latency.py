@@ -69,7 +69,6 @@ def main() -> None:
         "amortized adapt + 64 samples": lambda: sample_images(adapter(support, mask, 0), 64),
         "10 fine-tuning steps": lambda: adapter(support, mask, 10),
         "whole request, amortized": lambda: personalise_images(served, uploads, n=64),
-        "whole request, 10 steps": lambda: personalise_images(served, uploads, n=64, steps=10),
     }
     for label, job in jobs.items():
         runs = [timed(job) for _ in range(args.repeats + 1)][1:]
