@@ -197,7 +197,7 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
     from .checkpoint import save
 
     model = model_from_dict(ck.model.family, ck.model.config_dict())
-    model.load_state_dict({**model.state_dict(), **adapted.params})
+    model.load_state_dict({**ck.model.state_dict(), **adapted.params})  # buffers too (e.g. counted tables)
     history = list(ck.extra.get("adaptation_history", [])) + [info]
     extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
     kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}

@@ -7,6 +7,11 @@ NLL for every K x adaptation steps (the same seeded episodes for every method), 
 adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.metrics`
 (FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
 support sets. Writes ``results.json``, ``results.md``, PNG plots and a sample grid per method.
+
+Text data adds a classical baseline, ``ngram`` (:mod:`fewgen.models.text_ngram`: a byte n-gram
+counted on the meta-train tasks mixed with one fit on the support), and for every method the
+text sample figures at K = max(shots): fidelity (:mod:`fewgen.metrics.text_fidelity`, with the
+real strings' ceiling and chance), novelty and validity.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from .adapt import Adapted, adapted_sample, adapter_for_checkpoint
 from .checkpoint import Checkpoint, load
 from .config import Config, replace
 from .errors import FewgenError
-from .evaluate import evaluate
+from .evaluate import check_shots, evaluate
 from .meta import ALGORITHMS, UNTRAINED
 from .tasks.base import TaskSet
 from .tasks.spec import load_tasks
 from .training import train
 
-METHODS = ("amortized", "maml", "fomaml", "reptile", "hybrid", "transfer", "scratch")
+METHODS = ("amortized", "maml", "fomaml", "reptile", "hybrid", "transfer", "scratch", "ngram")
+TEXT_ONLY = ("ngram",)  # run on text data only (skipped, with a note, for images)
 
 
 @dataclass
@@ -69,8 +75,9 @@ def quick(cfg: BenchConfig) -> BenchConfig:
 
 def method_config(cfg: BenchConfig, method: str) -> Config:
     """The training config of one method: the shared base with the method's algorithm."""
-    algo = "transfer" if method == "scratch" else method  # scratch borrows only the architecture
-    return replace(cfg.base, data={"spec": cfg.data},
+    algo = {"scratch": "transfer", "ngram": "amortized"}.get(method, method)  # scratch borrows the architecture
+    base = replace(cfg.base, model={"family": "text_ngram", "extra": {}}) if method == "ngram" else cfg.base
+    return replace(base, data={"spec": cfg.data},
                    train={"algo": algo, "steps": cfg.train_steps, "max_seconds": cfg.train_seconds,
                           "seed": cfg.seed})
 
@@ -102,15 +109,29 @@ def adaptation_seconds(adapt_fn, support: torch.Tensor, steps: Sequence[int]) ->
     return out
 
 
+def _runnable(methods: Sequence[str], modality: str, progress: bool) -> list[str]:
+    """The methods that run on data of ``modality``: text baselines are skipped (with a note) on
+    other data; none left is an error."""
+    keep = [m for m in methods if m not in TEXT_ONLY or modality == "text"]
+    if not keep:
+        raise FewgenError(f"--methods {','.join(methods)}: nothing to run on {modality} data "
+                          f"({', '.join(TEXT_ONLY)}: text baselines)")
+    if progress and len(keep) < len(methods):
+        print(f"skipping {', '.join(m for m in methods if m not in keep)}: text baselines, the data is {modality}",
+              flush=True)
+    return keep
+
+
 def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     """Run the benchmark; write results.json, results.md, plots and sample grids into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = [m for m in cfg.methods if m not in (*ALGORITHMS, *UNTRAINED)]
+    unknown = [m for m in cfg.methods if m not in (*ALGORITHMS, *UNTRAINED, *TEXT_ONLY)]
     if unknown:
         raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}")
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
+    methods = _runnable(cfg.methods, tasks.modality, progress)
     if tasks.modality == "text" and cfg.base.model.family == "image_vae":  # as `fewgen train` does
         cfg.base = replace(cfg.base, model={"family": "text_lm"})
     eval_spec = cfg.eval_data or cfg.data
@@ -124,21 +145,24 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     if ecfg.max_tasks and len(held_out) > ecfg.max_tasks:  # the same tasks for NLL and quality
         held_out = held_out.subset(sorted(torch.randperm(len(held_out), generator=torch.Generator()
                                                          .manual_seed(cfg.seed))[: ecfg.max_tasks].tolist()))
+    check_shots(held_out, cfg.shots)  # before any training
     quality = quality_setup(cfg, tasks, held_out, out, progress)
+    seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()
 
     results: dict[str, Any] = {"data": cfg.data, "eval_data": eval_spec, "held_out_tasks": len(held_out),
                                "shots": list(cfg.shots), "steps": list(cfg.steps), "train_steps": cfg.train_steps,
                                "train_seconds_budget": cfg.train_seconds, "methods": {}}
     trained: dict[str, Checkpoint] = {}
-    for i, method in enumerate(cfg.methods):
+    for i, method in enumerate(methods):
         if progress:
-            print(f"[{i + 1}/{len(cfg.methods)}] {method}: meta-training", flush=True)
+            print(f"[{i + 1}/{len(methods)}] {method}: meta-training", flush=True)
         ck, train_s = _checkpoint(cfg, method, out / "ckpt", tasks, progress, trained)
-        if method not in UNTRAINED and method not in cfg.ckpts:
+        if method not in (*UNTRAINED, *TEXT_ONLY) and method not in cfg.ckpts:
             trained[method] = ck
-        adapt_fn = adapter_for_checkpoint(ck, algo=method, seed=cfg.seed)
+        adapt_fn = adapter_for_checkpoint(ck, algo=method_config(cfg, method).train.algo if method in TEXT_ONLY
+                                          else method, seed=cfg.seed)
         if progress:
-            print(f"[{i + 1}/{len(cfg.methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
+            print(f"[{i + 1}/{len(methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
         t0 = time.time()
         per_example = None
         if held_out.modality == "text":  # bits per character beside nats per string
@@ -152,6 +176,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         if quality is not None:
             entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
             entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
+        if held_out.modality == "text":
+            entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg)
         results["methods"][method] = entry
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
@@ -203,6 +229,29 @@ def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out:
     return res
 
 
+def _training_strings(tasks: TaskSet, cfg: BenchConfig) -> set[str]:
+    """The decoded strings of the meta-train split (what a novel sample is not)."""
+    from .tasks.text import decode_batch
+
+    d = cfg.base.data
+    train_ts = tasks.split(d.split_fractions, d.split_seed, d.split_file)["train"]
+    return {s for i in range(len(train_ts)) for s in decode_batch(train_ts.examples(i))}
+
+
+def text_quality_for(adapt_fn, held_out: TaskSet, seen: set[str], cfg: BenchConfig) -> dict[str, Any]:
+    """Text sample figures (fidelity with its ceiling and chance, novelty, validity) at
+    K = max(shots), after no adaptation steps and after the most (as for images)."""
+    from .evaluate import text_sample_report
+
+    res = {}
+    for s in sorted({0, max(cfg.steps)}):
+        r = text_sample_report(adapt_fn, held_out, seen, max(cfg.shots), s, cfg.quality_samples, cfg.seed,
+                               fidelity=True)
+        res[str(s)] = {k: v for k, v in r.items() if k != "per_task"} | {
+            "per_task": {t: {k: v for k, v in f.items() if k != "support"} for t, f in r["per_task"].items()}}
+    return res
+
+
 # ----------------------------------------------------------------------------- reporting
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -233,7 +282,27 @@ def results_markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {m} | {s} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | {_fmt(qr, 'fidelity')} | "
                              f"{_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
                              f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
+    if any("text_quality" in e for e in results["methods"].values()):
+        lines += _text_quality_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def _text_quality_lines(results: dict[str, Any]) -> list[str]:
+    """The text samples' table: fidelity (all tasks / same script), novelty, validity per method."""
+    some = next(e["text_quality"] for e in results["methods"].values() if "text_quality" in e)
+    r = next(iter(some.values()))
+    lines = ["", f"Text samples (K={r['shots']} shots, {r['n']} per task, {r['tasks']} held-out tasks): "
+             "fidelity = share attributed to the support's task by character n-gram language identifiers fit on each task's other "
+             f"strings; real held-out strings score {_fmt(r, 'fidelity_real')} (same script "
+             f"{_fmt(r, 'fidelity_real_same_script')}), chance {_fmt(r, 'fidelity_chance')} "
+             f"(same script {_fmt(r, 'fidelity_chance_same_script')}).", "",
+             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity |",
+             "|---|---|---|---|---|---|"]
+    for m, e in results["methods"].items():
+        for s, q in e.get("text_quality", {}).items():
+            lines.append(f"| {m} | {s} | {_fmt(q, 'fidelity')} | {_fmt(q, 'fidelity_same_script')} | "
+                         f"{_fmt(q, 'novelty')} | {_fmt(q, 'validity')} |")
+    return lines
 
 
 def _fmt(qr: dict[str, Any], key: str) -> str:

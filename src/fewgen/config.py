@@ -38,7 +38,7 @@ class DataConfig:
 class ModelConfig:
     """The generator family and its sizes."""
 
-    family: str = "image_vae"  # image_vae | text_lm
+    family: str = "image_vae"  # image_vae | text_lm | text_ngram
     hidden: int = 32  # base channel count (images) / hidden size (text)
     latent: int = 32  # VAE latent size
     context: int = 128  # size of the set (support) encoding

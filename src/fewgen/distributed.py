@@ -138,7 +138,7 @@ def shard(num_tasks: int, r: int | None = None, world: int | None = None) -> Ten
 def shard_episode(ep: Episode, tasks: Tensor) -> Episode:
     """The tasks ``tasks`` of an episode, in that order."""
     return Episode(ep.support[tasks], ep.support_mask[tasks], ep.query[tasks],
-                   tuple(ep.names[i] for i in tasks.tolist()))
+                   tuple(ep.names[i] for i in tasks.tolist()), ep.query_mask[tasks])
 
 
 # ----------------------------------------------------------------------------- collectives

@@ -57,6 +57,33 @@ def eval_episodes(ts: TaskSet, shots: int, max_queries: int, seed: int) -> list[
                          torch.stack([x for _, _, x in eps])) for eps in groups.values()]
 
 
+def check_shots(ts: TaskSet, shots: Sequence[int]) -> None:
+    """Fail up front, in one line, when a requested K cannot be evaluated on ``ts``.
+
+    K-shot needs a task with K + 1 examples (K support, at least one query). A K that no task
+    allows is a DataError naming every such K and the largest K that works; a K that only some
+    tasks allow is a warning naming the tasks it leaves out (the report counts tasks per K).
+    """
+    import warnings
+
+    if len(ts) == 0:
+        raise DataError(f"{ts.source or 'the data'}: no tasks to evaluate")
+    counts = ts.counts
+    most = int(counts.max())
+    impossible = sorted(k for k in set(shots) if k >= most)
+    if impossible:
+        ks = ", ".join(f"K={k}" for k in impossible)
+        have = f"every task has {most} examples" if int(counts.min()) == most else \
+            f"no task has more than {most} examples ('{ts.names[int(counts.argmax())]}' has the most)"
+        raise DataError(f"{ts.source or 'the data'}: cannot evaluate {ks}: {have} and K shots need K + 1; "
+                        f"use --shots up to {most - 1}")
+    for k in sorted(set(shots)):
+        left_out = [ts.names[i] for i in (counts <= k).nonzero()[:, 0].tolist()]
+        if left_out:
+            names = ", ".join(f"'{n}'" for n in left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+            warnings.warn(f"K={k} leaves out {len(left_out)} of {len(ts)} tasks with {k} or fewer examples ({names})")
+
+
 def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg: EvalConfig,
                     progress: bool = False, per_example: PerExample | None = None
                     ) -> dict[str, Any]:
@@ -118,6 +145,7 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     if cfg.max_tasks and len(ts) > cfg.max_tasks:  # a seeded subset, spread over the groups
         ts = ts.subset(sorted(torch.randperm(len(ts), generator=torch.Generator().manual_seed(cfg.seed))
                               [: cfg.max_tasks].tolist()))
+    check_shots(ts, cfg.shots)  # before any work: the K = 0 row comes first
     report: dict[str, Any] = {}
     report["unconditional"] = conditional_nll(unconditional_fn or adapt_fn, ts, 0, 0, cfg, progress, per_example)
     report["steps"] = {}
@@ -132,35 +160,54 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
 
 
 def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
-                       n: int = 20, seed: int = 0, batch_tasks: int = 8) -> dict[str, Any]:
+                       n: int = 20, seed: int = 0, batch_tasks: int = 8, fidelity: bool = False,
+                       real_per_task: int = 50) -> dict[str, Any]:
     """Novelty and validity of text samples (:mod:`fewgen.metrics.text`): for every task with at
     least K examples, K seeded support examples, ``steps`` adaptation steps and n samples.
 
     ``novelty``: share of samples in neither the support nor ``training_strings`` (the
     meta-training data); ``in_task``: share that are real held-out examples of the task (in its
     data, not in the support); ``validity``: share of valid, non-empty UTF-8. Means over tasks.
+    With ``fidelity`` (tasks with at least K + 2 examples): the text fidelity figures of
+    :func:`fewgen.metrics.text_fidelity.fidelity_report`, each task's other examples split into
+    up to ``real_per_task`` real held-out strings (the ceiling) and the identifier's references.
     """
     from .metrics.text import novelty, validity
     from .sample import sample_text
     from .tasks.text import decode_batch
 
-    tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots]
+    tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots + (2 if fidelity else 0)]
     per_task: dict[str, dict[str, Any]] = {}
+    held: dict[str, tuple[list[str], list[str]]] = {}  # task -> (real, references)
     for b in range(0, len(tasks), batch_tasks):
         ids = tasks[b : b + batch_tasks]
         exs = [ts.examples(i) for i in ids]
-        sup = torch.stack([ex[torch.randperm(len(ex), generator=episode_generator(seed, i))[:shots]]
-                           for i, ex in zip(ids, exs)])  # (B, K, L)
+        perms = [torch.randperm(len(ex), generator=episode_generator(seed, i)) for i, ex in zip(ids, exs)]
+        sup = torch.stack([ex[perm[:shots]] for ex, perm in zip(exs, perms)])  # (B, K, L)
         a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
-        for i, ex, support, samples in zip(ids, exs, decode_batch(sup) if shots else [[]] * len(ids),
-                                           sample_text(a, n, seed + b)):
+        for i, ex, perm, support, samples in zip(ids, exs, perms, decode_batch(sup) if shots else [[]] * len(ids),
+                                                 sample_text(a, n, seed + b)):
             real = set(decode_batch(ex)) - set(support)
             per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
                                      "in_task": sum(x in real for x in samples) / len(samples),
                                      "validity": validity(samples), "support": support, "samples": samples}
+            if fidelity:
+                rest = decode_batch(ex[perm[shots:]])
+                r = min(real_per_task, len(rest) // 2)
+                held[ts.names[i]] = (rest[:r], rest[r:])
     mean = {key: sum(r[key] for r in per_task.values()) / max(len(per_task), 1)
             for key in ("novelty", "in_task", "validity")}
-    return {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
+    out = {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
+    if fidelity and per_task:
+        from .metrics.text_fidelity import fidelity_report
+
+        names = list(per_task)
+        fid = fidelity_report([per_task[t]["samples"] for t in names], [held[t][1] for t in names],
+                              [held[t][0] for t in names], names)
+        for t, figures in fid.pop("per_task").items():
+            per_task[t].update(figures)
+        out.update(fid)
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -177,6 +224,11 @@ def format_report(report: dict[str, Any]) -> str:
         r = report["samples"]
         lines.append(f"samples (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks): "
                      f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}")
+        if r.get("fidelity") is not None:
+            lines.append(f"fidelity: {r['fidelity']:.2f} of samples attributed to the support's task "
+                         f"(real {r['fidelity_real']:.2f}, chance {r['fidelity_chance']:.2f}); among tasks of its "
+                         f"script {r['fidelity_same_script']:.2f} (real {r['fidelity_real_same_script']:.2f}, "
+                         f"chance {r['fidelity_chance_same_script']:.2f})")
     return "\n".join(lines)
 
 

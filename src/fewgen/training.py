@@ -35,7 +35,7 @@ from . import distributed
 from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
-from .models import GenerativeModel, build_model, params_of
+from .models import COUNTED_FAMILIES, GenerativeModel, build_model, params_of
 from .progress import Progress
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
@@ -79,7 +79,8 @@ def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Conf
     batches = max(1, math.ceil(min(tc.val_tasks, max(len(val), 1)) / tc.meta_batch))
     params = params_of(model)
     for i in range(batches):
-        ep = val.sample_episode(tc.seed + 10_007, i, tc.meta_batch, tc.shots, tc.queries, min_shots=tc.shots)
+        ep = val.sample_episode(tc.seed + 10_007, i, tc.meta_batch, tc.shots, tc.queries, min_shots=tc.shots,
+                                min_queries=1)
         # No outer graph: torch.func.grad still differentiates the inner loops (it ignores an
         # enclosing no_grad), so the value is the training objective's, at a fraction of the memory.
         with torch.no_grad():
@@ -90,8 +91,24 @@ def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Conf
 
 
 def text_bytes(ep: Episode) -> int:
-    """The UTF-8 bytes in a text episode's present shots and its queries (ids below 256 are bytes)."""
-    return int(((ep.support < 256) & ep.support_mask[..., None]).sum() + (ep.query < 256).sum())
+    """The UTF-8 bytes in a text episode's present shots and queries (ids below 256 are bytes)."""
+    return int(((ep.support < 256) & ep.support_mask[..., None]).sum()
+               + ((ep.query < 256) & ep.query_mask[..., None]).sum())
+
+
+def too_few_examples(cfg: Config, train_split: TaskSet) -> str:
+    """The message when no meta-train task has K + 1 examples, naming the setting that works."""
+    spec, shots = cfg.data.spec, cfg.train.shots
+    if len(train_split) == 0:
+        return f"{spec}: the meta-train split has no tasks"
+    most = int(train_split.counts.max())
+    what = f"{spec}: no meta-train task has {shots + 1} examples (shots {shots} + 1 query; the most is {most})"
+    if most < 2:
+        return f"{what}; meta-learning needs at least 2 examples per task"
+    k = most - 1
+    if cfg.train.min_shots > k:
+        return f"{what}; --set train.shots={k} --set train.min_shots={k} would work"
+    return f"{what}; train.shots={k} would work (--shots {k}, or --set train.shots={k})"
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
@@ -159,11 +176,45 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         raise ConfigError(f"unknown train.precision '{cfg.train.precision}'; valid: fp32, bf16")
     created = distributed.setup(device)
     try:
+        if cfg.model.family in COUNTED_FAMILIES:
+            return fit_by_counting(cfg, Path(out), tasks, device, progress)
         run = Run(cfg, Path(out), tasks, device)
         run.restore(resume)
         return run.train(progress)
     finally:
         distributed.teardown(created)
+
+
+def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch.device,
+                    progress: bool) -> TrainResult:
+    """Train a family that is fit by counting (``models.COUNTED_FAMILIES``, e.g. ``text_ngram``):
+    its ``fit_counts`` reads every meta-train string and chooses its mixing weights on the
+    meta-val tasks, in seconds, instead of gradient steps. The checkpoint is written as after
+    gradient training (step 0; there is no resume state: a rerun counts again)."""
+    if cfg.train.algo != "amortized":
+        raise ConfigError(f"model.family={cfg.model.family} is fit by counting and reads the support directly; "
+                          f"train it with --algo amortized (the default), not {cfg.train.algo}")
+    ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
+    splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
+    meta = data_meta(ts)
+    model = build_model(cfg.model, meta).to(device)
+    t0 = time.time()
+    fit = model.fit_counts(*([s.examples(i) for i in range(len(s))] for s in (splits["train"], splits["val"])),
+                           seed=cfg.train.seed)
+    seconds = time.time() - t0
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "resolved_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+        record = json.dumps({"step": 0, "fit": fit, "time": seconds})
+        (out / "metrics.jsonl").write_text(record + "\n", encoding="utf-8")
+        ckpt.save(out, model, cfg, {"data": meta, "algo": "amortized", "splits": {k: len(v) for k, v in splits.items()},
+                                    "step": 0, "best_val": None, "fit": fit})
+        if progress:
+            print(f"{model.family}: counted {fit['train_strings']} strings of {len(splits['train'])} meta-train "
+                  f"tasks; lambda_K's (a, kappa, b) = {[round(v, 3) for v in fit['mix']]} chosen on {fit['mix_chosen_on']}",
+                  flush=True)
+    distributed.barrier()
+    return TrainResult(out, 0, None, seconds)
 
 
 @dataclass
@@ -191,11 +242,10 @@ class Run:
         torch.manual_seed(tc.seed)
         ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
         splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
-        self.train_ts = splits["train"].with_min_examples(tc.shots + tc.queries)
-        self.val_ts = splits["val"].with_min_examples(tc.shots + tc.queries)
+        # A task needs K + 1 examples (K shots, one query); smaller ones get fewer than train.queries queries.
+        self.train_ts, self.val_ts = (splits[s].with_min_examples(tc.shots + 1) for s in ("train", "val"))
         if len(self.train_ts) == 0:
-            raise FewgenError(f"{cfg.data.spec}: no meta-train task has {tc.shots + tc.queries} examples "
-                              f"(shots {tc.shots} + queries {tc.queries}); lower train.shots or train.queries")
+            raise FewgenError(too_few_examples(cfg, splits["train"]))
         meta = data_meta(ts)
         self.model = build_model(cfg.model, meta).to(device)
         self.params = params_of(self.model)  # the live parameters: restoring copies into them
@@ -296,7 +346,8 @@ class Run:
         tc, step = self.tc, self.state.step
         # The global meta-batch, identical on every rank; with several processes each keeps
         # its tasks r::world and the noise generator knows them (noise is sliced, not redrawn).
-        ep = self.train_ts.sample_episode(tc.seed, step, tc.meta_batch, tc.shots, tc.queries, tc.min_shots)
+        ep = self.train_ts.sample_episode(tc.seed, step, tc.meta_batch, tc.shots, tc.queries, tc.min_shots,
+                                          min_queries=1)
         if self.world > 1:
             mine = distributed.shard(ep.num_tasks)
             g = shard_generator(tc.seed + 1, step, mine, ep.num_tasks)

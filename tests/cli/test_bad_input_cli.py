@@ -80,7 +80,8 @@ def build_inputs(root: Path) -> dict[str, tuple[list[str], list[str]]]:
     return {
         "unknown_spec": (["train", "--data", "nonsense", "--out", out], ["unknown data spec 'nonsense'; valid sources:"]),
         "too_few_examples": ([*train, "--data", f"folder:{few}", "--shots", "5"],
-                             ["no meta-train task has 15 examples", "shots 5 + queries 10"]),
+                             ["no meta-train task has 6 examples (shots 5 + 1 query; the most is 3)",
+                              "train.shots=2 would work (--shots 2, or --set train.shots=2)"]),
         "strict_corrupt_file": (["data", "show", f"folder:{bad}", "--out", str(root / "g.png"), "--set", "data.strict=true"],
                                 [f"{bad}/task01/broken.png: not a readable image"]),
         "strict_in_train": ([*train, "--data", f"folder:{bad}", "--set", "data.strict=true"], ["broken.png: not a readable image"]),

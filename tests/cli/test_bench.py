@@ -1,9 +1,13 @@
 """fewgen bench end to end on a tiny budget: every output is written and consistent."""
 
 import json
+from dataclasses import replace as dc_replace
+
+import pytest
 
 from fewgen.bench import BenchConfig, quick, run_bench
 from fewgen.config import Config, replace
+from fewgen.errors import FewgenError
 
 
 def test_bench_tiny(omniglot_dir, tmp_path):
@@ -71,3 +75,22 @@ def test_bench_text_reports_bits_per_char(tmp_path):
     r = res["methods"]["amortized"]["nll"]
     assert "bits_per_char" in r["unconditional"] and "bits_per_char" in r["steps"]["1"]["3"]
     assert "b/c" in (tmp_path / "t" / "results.md").read_text()
+
+
+def test_bench_text_has_the_ngram_baseline_and_text_fidelity(tmp_path):
+    base = replace(Config(), model={"hidden": 16, "context": 16}, data={"max_examples_per_task": 40},
+                   train={"meta_batch": 4, "val_every": 5, "val_tasks": 4, "shots": 3, "queries": 4})
+    cfg = BenchConfig(data="words:en,fr,de,es,it,pt,nl,sv,pl,ru", methods=("amortized", "ngram"), shots=(1, 3),
+                      steps=(0,), train_steps=3, eval_tasks=2, quality_samples=6, base=base)
+    res = run_bench(cfg, tmp_path / "t", progress=False)
+    ngram = res["methods"]["ngram"]
+    assert ngram["train_steps"] == 0 and "bits_per_char" in ngram["nll"]["shots"]["3"]
+    assert ngram["nll"]["shots"]["3"]["bits_per_char"] < ngram["nll"]["unconditional"]["bits_per_char"]
+    q = ngram["text_quality"]["0"]
+    assert q["shots"] == 3 and q["tasks"] == 2 and q["validity"] == 1.0
+    assert q["fidelity_chance"] == 0.5 and 0 <= q["fidelity"] <= 1 and q["fidelity_real"] is not None
+    md = (tmp_path / "t" / "results.md").read_text()
+    assert "| ngram |" in md and "same-script fidelity" in md
+    # On image data the text baseline is skipped (with a note); alone, it is an error.
+    with pytest.raises(FewgenError, match="text baselines"):
+        run_bench(dc_replace(cfg, methods=("ngram",), data="glyphs", base=Config()), tmp_path / "g", progress=False)

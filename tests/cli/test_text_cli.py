@@ -85,6 +85,18 @@ def test_eval_json_has_bits_per_char_and_sample_metrics(words_run, tmp_path):
     assert all(len(t["samples"]) == 5 and len(t["support"]) == 10 for t in s["per_task"].values())
 
 
+def test_eval_text_fidelity(words_run, tmp_path, capsys):
+    js = tmp_path / "fid.json"
+    assert main(["eval", str(words_run), "--split", "all", "--shots", "3", "--max-tasks", "3", "--max-examples", "40",
+                 "--samples", "6", "--metrics", "nll,fidelity", "--json", str(js), "--quiet"]) == 0
+    assert "fidelity:" in capsys.readouterr().out
+    s = json.loads(js.read_text())["samples"]
+    assert s["fidelity_tasks"] == 3 and s["fidelity_chance"] == pytest.approx(1 / 3)
+    for key in ("fidelity", "fidelity_same_script", "fidelity_real", "fidelity_real_same_script"):
+        assert 0 <= s[key] <= 1
+    assert s["fidelity_real_same_script"] >= s["fidelity_real"]
+
+
 def test_text_folder_eval_and_show(words_run, tmp_path, capsys):
     root = tmp_path / "texts"
     root.mkdir()

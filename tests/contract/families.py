@@ -74,10 +74,23 @@ def text_lm(match_orders: int) -> Callable[[], Family]:
     return make
 
 
+def text_ngram() -> Family:
+    from fewgen.tasks.text import encode_batch, tokenizer_meta
+
+    g = torch.Generator().manual_seed(3)
+    model, cfg = _build(ModelConfig(family="text_ngram", extra={"order": 3}), DataConfig(spec="words"),
+                        {**tokenizer_meta(12), "modality": "text", "example_shape": [12]})
+    ids = encode_batch(WORDS, 12)  # (24, 12)
+    model.fit_counts([ids[:8], ids[8:16]], [ids[16:]])  # a background counted on two "tasks"
+    ep = _episode(ids[:12].reshape(3, 4, 12), ids[12:].reshape(3, 4, 12), g)
+    return Family(model, cfg, ep, exact_nll=True)
+
+
 FAMILIES: dict[str, Callable[[], Family]] = {
     "toy_gauss": toy_gauss,
     "image_vae": image_vae("mlp"),
     "image_vae_mixture": image_vae("mixture"),
     "text_lm": text_lm(1),
     "text_lm_match": text_lm(3),
+    "text_ngram": text_ngram,
 }

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ..adapt import adapt_checkpoint
     from ..checkpoint import load
     from ..errors import FewgenError
+    from .paths import out_folder
 
+    out_folder(args.out)
     if args.steps < 0:
         raise FewgenError("--steps must be non-negative")
     ck = load(args.checkpoint)

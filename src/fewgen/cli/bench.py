@@ -5,6 +5,10 @@ examples:
   fewgen bench --data omniglot:../shared/data/omniglot --quick --out runs/bench
   fewgen bench --data glyphs --eval-data omniglot:../shared/data/omniglot --methods amortized,maml,transfer,scratch --out runs/x
   fewgen bench --data omniglot --ckpt amortized=runs/omni --methods amortized,scratch --out runs/y
+  fewgen bench --data words --methods amortized,transfer,ngram --out runs/t   # text: the n-gram baseline, fidelity
+
+On text the method ngram (a byte n-gram counted on the meta-train tasks, mixed with one fit on
+the support) is the classical baseline; on images it is skipped.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, quick, run_bench
     from ..errors import FewgenError
     from ..evaluate import parse_int_list
+    from .paths import out_folder
 
+    out_folder(args.out)
     ckpts = {}
     for item in args.ckpt:
         if "=" not in item:

@@ -33,16 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import FewgenError
-    from ..tasks.spec import SOURCES, _ensure_registered, load_split
+    from ..tasks.spec import load_split, source_lines
 
     if args.data_command == "list":
-        _ensure_registered()
-        for name in sorted(SOURCES):
-            print(f"  {SOURCES[name][1]}")
+        for line in source_lines():
+            print(f"  {line}")
         return 0
     import torch
 
     from ..pictures import tasks_picture
+    from .paths import out_file
+
+    if args.out != "-":
+        out_file(args.out, example="tasks.png")
 
     cfg = with_data(base_config(args), args.spec).data
     ts = load_split(args.spec, cfg, args.split)

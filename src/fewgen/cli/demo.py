@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
+    from .paths import out_folder
 
+    out_folder(args.out)
     r = run_demo(args.out, args.seconds, args.seed, progress=not args.quiet)
     u, k = r["eval"]["unconditional"], r["eval"]["shots"]
     print(f"\ntrained {r['train_steps']} steps in {r['train_seconds']:.0f}s on glyphs; held-out characters "

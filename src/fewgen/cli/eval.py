@@ -14,8 +14,13 @@ Text models add bits per character (per Unicode character, EOS counted as one; a
 is its total bits over its total characters) to every entry, and a "samples" entry: novelty and
 validity of --samples strings per task sampled after adapting to K = max(--shots) examples
 (at the largest --steps), against the support and the checkpoint's meta-training strings.
+--metrics fidelity adds text fidelity: the share of samples that character n-gram language
+identifiers, fit on each task's other examples, attribute to the support's task (among all
+tasks and among those of its script), beside the same figure for real held-out strings (the
+ceiling) and chance.
 
   fewgen eval runs/words --data text:./my_texts --split all --shots 1,5,10 --json text.json
+  fewgen eval runs/words --split test --shots 10 --metrics nll,fidelity --samples 50
 
 Fine-tuning (--steps > 0) runs SGD on the support's loss at the checkpoint's inner learning rate
 (its learned Meta-SGD rates if it has them; --lr overrides), for every algorithm.
@@ -50,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
     p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
-                   "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks)")
+                   "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks); "
+                   "text: nll,fidelity (samples attributed to the support's task by character n-gram language "
+                   "identifiers fit on each task's other examples)")
     p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
     p.add_argument("--json", metavar="OUT.json", help="write the report here")
     p.add_argument("--quiet", action="store_true")
@@ -64,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
+    from .paths import out_file
+
+    if args.json:
+        out_file(args.json, "--json", "eval.json")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in metrics if m not in QUALITY_METRICS + ("nll",)]
     if bad:
@@ -86,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     algo = args.algo or ck.extra.get("algo", cfg.train.algo)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed)
     text = ts.modality == "text"
+    quality = [m for m in metrics if m != "nll"]
+    if text and quality and (quality != ["fidelity"] or args.samples <= 0):
+        raise FewgenError(f"--metrics {','.join(quality)}: for text only fidelity, with --samples > 0 "
+                          "(fid, kid, diversity and memorization are for images)")
     per_example = None
     if text:
         from ..metrics.text import bits_per_char_examples as per_example
@@ -97,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
         ts = ts.subset([i for i, name in enumerate(ts.names) if name in evaluated])
         seen = _training_strings(cfg)
         report["samples"] = {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps),
-                                                  args.samples, ecfg.seed, ecfg.batch_tasks),
+                                                  args.samples, ecfg.seed, ecfg.batch_tasks,
+                                                  fidelity="fidelity" in quality),
                              "training_strings": len(seen)}
-    quality = [m for m in metrics if m != "nll"]
-    if quality:
+    if quality and not text:
         report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
     report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
               "adapted": bool(ck.extra.get("adapted")), **report}
@@ -121,8 +136,6 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     from ..errors import FewgenError
     from ..tasks.spec import load_tasks
 
-    if ts.modality != "image":
-        raise FewgenError(f"--metrics {','.join(wanted)}: sample-quality metrics are for images")
     out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
     bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
                        quality_shots=max(ecfg.shots), seed=ecfg.seed, base=replace(cfg, eval={"latent": ecfg.latent}),

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..plot import plot_run
+    from .paths import out_file
 
+    if args.out:
+        out_file(args.out, example="curves.png")
     print(f"training curves: {plot_run(args.folder, args.out)}")
     return 0

@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
     from ..support import read_support
 
+    from .paths import out_file
+
+    if args.out not in (None, "-"):
+        out_file(args.out)
     if args.n < 1:
         raise FewgenError("--n must be at least 1")
     if args.steps < 0:

@@ -4,6 +4,7 @@ examples:
   fewgen train --data glyphs --out runs/glyphs --steps 2000
   fewgen train --data omniglot:../shared/data/omniglot --out runs/omni --shots 5 --set train.lr=5e-4
   fewgen train --out runs/omni --resume            # continue an interrupted run exactly
+  fewgen train --data words --set model.family=text_ngram --out runs/ngram   # the n-gram baseline: counted, seconds
   fewgen train --data omniglot --out runs/gpu --device cuda --precision bf16 --compile
   torchrun --nproc_per_node 4 -m fewgen train --data omniglot --out runs/ddp   # 4 processes
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from ..config import config_from_dict, replace
 from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
+from .paths import out_folder
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..training import train
 
-    out = Path(args.out)
+    out = out_folder(args.out)
     if args.resume:
         stored = out / "resolved_config.json"
         if not stored.exists():

@@ -11,11 +11,11 @@ from torch import Tensor
 
 from ..models import GenerativeModel, Params, call
 from ..tasks.base import Episode
-from .base import MetaAlgorithm
+from .base import MetaAlgorithm, query_mean
 
 
 class Amortized(MetaAlgorithm):
-    """Context from the support, negative ELBO (or exact NLL) on the queries (the model's
+    """Context from the support, negative ELBO (or exact NLL) on the present queries (the model's
     :meth:`~fewgen.models.base.GenerativeModel.episode_loss`)."""
 
     name = "amortized"
@@ -23,4 +23,6 @@ class Amortized(MetaAlgorithm):
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         noise = model.draw_noise(ep.query, generator)
-        return call(model, params, "episode_loss", ep.support, ep.support_mask, ep.query, noise).mean()
+        # The mean over every present query of the meta-batch (tasks with few examples have fewer).
+        loss = call(model, params, "episode_loss", ep.support, ep.support_mask, ep.query, noise)  # (T,Q)
+        return query_mean(loss, ep.query_mask)

@@ -17,6 +17,17 @@ from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 
 
+def query_mean(per_example: Tensor, mask: Tensor) -> Tensor:
+    """The mean of per-example query losses ``(..., Q)`` over the present queries (``mask``
+    ``(..., Q)`` bool, see :class:`~fewgen.tasks.base.Episode`): tasks with few examples have
+    fewer queries. With every query present it is ``per_example.mean()``, value and gradient bit
+    for bit on any device (the mean over all slots times exactly 1), so full episodes train as before."""
+    m = mask.to(per_example.dtype)
+    present = m.sum().clamp_min(1.0)
+    rescale = torch.where(present == m.numel(), torch.ones_like(present), m.numel() / present)  # 1 when full
+    return (per_example * m).mean() * rescale
+
+
 class MetaAlgorithm:
     """Base class: subclasses implement :meth:`meta_loss` and may own extra meta-parameters."""
 

@@ -33,8 +33,7 @@ class Transfer(MetaAlgorithm):
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         x = torch.cat([ep.support, ep.query], 1)  # (T, K+Q, *X)
-        present = torch.cat([ep.support_mask, torch.ones(ep.query.shape[:2], dtype=torch.bool,
-                                                         device=ep.query.device)], 1)  # (T, K+Q)
+        present = torch.cat([ep.support_mask, ep.query_mask], 1)  # (T, K+Q)
         return support_loss(model, params, x, present, model.draw_noise(x, generator), conditional=False)
 
 

@@ -40,6 +40,7 @@ from torch.func import grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..models import Context, GenerativeModel, Params, call
+from .base import query_mean
 
 LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per model parameter
 
@@ -110,11 +111,14 @@ def leave_one_out_loss(model: GenerativeModel, params: Params, support: Tensor, 
 
 
 def query_loss_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, query: Tensor,
-                    noise: Tensor | None, conditional: bool, context: Context | None = None) -> Tensor:
-    """One task's mean query loss under (adapted) ``params``: support (K, *X), query (Q, *X)."""
+                    noise: Tensor | None, conditional: bool, context: Context | None = None,
+                    query_mask: Tensor | None = None) -> Tensor:
+    """One task's mean query loss under (adapted) ``params``: support (K, *X), query (Q, *X),
+    averaged over the present queries (``query_mask`` (Q,) bool; None: all are)."""
     ctx = _one_task(context) if context is not None else task_context(model, params, support[None], mask[None],
                                                                       conditional)  # leaves (1, ...)
-    return call(model, params, "loss", query[None], ctx, None if noise is None else noise[None]).mean()
+    loss = call(model, params, "loss", query[None], ctx, None if noise is None else noise[None])  # (1, Q)
+    return loss.mean() if query_mask is None else query_mean(loss, query_mask[None])
 
 
 # ----------------------------------------------------------------------------- noise

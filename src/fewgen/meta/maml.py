@@ -48,13 +48,15 @@ class MAML(MetaAlgorithm):
         return init_inner_lrs(model, self.cfg.inner_lr) if self.cfg.learn_inner_lr else {}
 
     def task_losses(self, model: GenerativeModel, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
-                    query: Tensor, support_noise: Tensor | None, query_noise: Tensor | None) -> Tensor:
-        """Per-task query losses after the inner loop, (T,)."""
-        def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: Tensor | None, nq: Tensor | None) -> Tensor:
+                    query: Tensor, query_mask: Tensor, support_noise: Tensor | None, query_noise: Tensor | None
+                    ) -> Tensor:
+        """Per-task query losses (over each task's present queries) after the inner loop, (T,)."""
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: Tensor | None, nq: Tensor | None) -> Tensor:
             phi = fine_tune_task(model, params, sup, msk, ns, self.inner, lrs)
-            return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional)
+            return query_loss_task(model, phi, sup, msk, qry, nq, self.conditional, query_mask=qmsk)
 
-        return map_tasks(one, (support, mask, query, support_noise, query_noise), (True,) * 5, self.vectorize)
+        return map_tasks(one, (support, mask, query, query_mask, support_noise, query_noise), (True,) * 6,
+                         self.vectorize)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
@@ -73,7 +75,8 @@ class MAML(MetaAlgorithm):
 
         def chunk_losses(sl: slice) -> Tensor:
             return task_losses(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
-                               None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl])
+                               ep.query_mask[sl], None if noise_s is None else noise_s[sl],
+                               None if noise_q is None else noise_q[sl])
 
         return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,
                                  [*params.values(), *extra.values()])

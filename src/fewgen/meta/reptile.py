@@ -59,15 +59,15 @@ class Reptile(MetaAlgorithm):
         """:meth:`adapted` for the tasks ``sl`` of the episode, with pre-drawn noise."""
         theta = {k: v.detach() for k, v in params.items()}
 
-        def one(sup: Tensor, msk: Tensor, qry: Tensor, ns: Tensor | None, nq: Tensor | None
+        def one(sup: Tensor, msk: Tensor, qry: Tensor, qmsk: Tensor, ns: Tensor | None, nq: Tensor | None
                 ) -> tuple[Params, Tensor]:
             phi = fine_tune_task(model, theta, sup, msk, ns, self.inner)
-            return phi, query_loss_task(model, phi, sup, msk, qry, nq, False)
+            return phi, query_loss_task(model, phi, sup, msk, qry, nq, False, query_mask=qmsk)
 
         with torch.no_grad():
-            return map_tasks(one, (ep.support[sl], ep.support_mask[sl], ep.query[sl],
+            return map_tasks(one, (ep.support[sl], ep.support_mask[sl], ep.query[sl], ep.query_mask[sl],
                                    None if noise_s is None else noise_s[sl], None if noise_q is None else noise_q[sl]),
-                             (True,) * 5, self.vectorize)
+                             (True,) * 6, self.vectorize)
 
     def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:

@@ -9,6 +9,9 @@ from ..errors import ConfigError
 from .base import Context, GenerativeModel, Params, call, context_expand, context_tasks, params_of
 
 
+COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps
+
+
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
     (``TaskSet.meta`` plus ``example_shape``). Low-dimensional ``toy`` data always gets
@@ -44,7 +47,11 @@ def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
         from .text_lm import build_text_lm
 
         return build_text_lm(cfg, data_meta)
-    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, toy_gauss")
+    if cfg.family == "text_ngram":
+        from .text_ngram import build_text_ngram
+
+        return build_text_ngram(cfg, data_meta)
+    raise ConfigError(f"unknown model.family '{cfg.family}'; valid: image_vae, text_lm, text_ngram, toy_gauss")
 
 
 def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
@@ -57,6 +64,10 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
         from .text_lm import TextLM
 
         return TextLM(**kwargs)
+    if family == "text_ngram":
+        from .text_ngram import TextNgram
+
+        return TextNgram(**kwargs)
     if family == "toy_gauss":
         from .toy_gauss import ToyGauss
 
@@ -64,5 +75,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     raise ConfigError(f"unknown model family '{family}' in checkpoint")
 
 
-__all__ = ["Context", "GenerativeModel", "Params", "build_model", "call", "context_expand", "context_tasks",
-           "model_from_dict", "params_of"]
+__all__ = ["COUNTED_FAMILIES", "Context", "GenerativeModel", "Params", "build_model", "call", "context_expand",
+           "context_tasks", "model_from_dict", "params_of"]

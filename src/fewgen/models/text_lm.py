@@ -21,7 +21,7 @@ did not lower held-out bits/char, see docs/design-notes.md); the raw support ids
 the context for it. Because there is no latent, ``loss`` and
 ``nll`` are both the exact ``-log p(x | support)`` in nats per string (EOS included).
 
-Sampling is *constrained* to the UTF-8 grammar (lead byte, then the right number of
+Sampling is *constrained* to the UTF-8 grammar (:mod:`fewgen.models.utf8`: lead byte, then the right number of
 continuation bytes in the right ranges, no overlong forms or surrogates, no control
 characters, EOS only between characters, at least one character, and always room to finish
 within ``max_len``), so every sample decodes to valid, non-empty UTF-8. ``nll`` scores the
@@ -45,6 +45,7 @@ from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import Context, GenerativeModel
 from .nn import masked_mean, norm_mlp
+from .utf8 import advance, draw_token, legal_tokens
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -83,34 +84,6 @@ class GRU(nn.Module):
         n = torch.tanh(n_x + r * n_h)
         return (1 - z) * n + z * h
 
-
-# ----------------------------------------------------------------------------- UTF-8 grammar
-# States of the decoder's UTF-8 automaton: 0 = between characters; the others expect
-# continuation bytes (1: one more; 2: two more; 3: after E0; 4: after ED; 5: three more;
-# 6: after F0; 7: after F4; 8: after C2). ALLOWED[s] lists the tokens legal in state s, NEXT[s, b]
-# the next state. Control characters (C0, DEL and C1 = C2 80..9F) are never generated:
-# examples are single lines, and a control character counts as invalid (metrics.text.validity).
-def _utf8_tables() -> tuple[Tensor, Tensor, Tensor]:
-    allowed = torch.zeros(9, NUM_OUTPUTS, dtype=torch.bool)
-    nxt = torch.zeros(9, NUM_OUTPUTS, dtype=torch.long)
-    lead_len = torch.zeros(NUM_OUTPUTS, dtype=torch.long)  # bytes in the character a lead byte starts
-    lead_len[0x20:0x7F], lead_len[0xC2:0xE0], lead_len[0xE0:0xF0], lead_len[0xF0:0xF5] = 1, 2, 3, 4
-    allowed[0, :256] = lead_len[:256] > 0
-    allowed[0, EOS] = True
-    nxt[0, 0xC3:0xE0] = 1
-    nxt[0, 0xE1:0xF0] = 2
-    nxt[0, 0xC2], nxt[0, 0xE0], nxt[0, 0xED] = 8, 3, 4
-    nxt[0, 0xF1:0xF4] = 5
-    nxt[0, 0xF0], nxt[0, 0xF4] = 6, 7
-    for state, (lo, hi, then) in {1: (0x80, 0xC0, 0), 2: (0x80, 0xC0, 1), 3: (0xA0, 0xC0, 1),
-                                  4: (0x80, 0xA0, 1), 5: (0x80, 0xC0, 2), 6: (0x90, 0xC0, 2),
-                                  7: (0x80, 0x90, 2), 8: (0xA0, 0xC0, 0)}.items():
-        allowed[state, lo:hi] = True
-        nxt[state, lo:hi] = then
-    return allowed, nxt, lead_len
-
-
-UTF8_ALLOWED, UTF8_NEXT, UTF8_LEAD_LEN = _utf8_tables()
 
 # The support's byte cache: p(next | previous) from the support's byte bigrams, backed off to
 # its unigram. Rows are the previous token (a byte, or row 256 = start of string), columns the
@@ -322,7 +295,6 @@ class TextLM(GenerativeModel):
         summary = self._summary(context)
         T, L = summary.shape[0], max_len or self.max_len
         dev = summary.device
-        allowed_t, next_t, lead_len = UTF8_ALLOWED.to(dev), UTF8_NEXT.to(dev), UTF8_LEAD_LEN.to(dev)
         task = torch.arange(T, device=dev).repeat_interleave(n)  # (B,) the task of each sample
         h = torch.tanh(self.dec_init(summary))[task]
         gctx = self.dec_ctx(summary)[task]  # (B, 3H)
@@ -350,23 +322,11 @@ class TextLM(GenerativeModel):
                     counts.append(torch.zeros(T * n, NUM_OUTPUTS, dtype=h.dtype, device=dev).scatter_add_(1, nxt, hit))
                 match = _match_log_probs(counts, bigram[task, _cache_row(tok)])
             logits = self._out(h, context, task, tok, match)  # (B, NUM_OUTPUTS)
-            room = L - t  # positions left incl. this one; a character of n bytes needs n + 1 (EOS)
-            ok = allowed_t[state] & ((state != 0)[:, None] | (lead_len <= room - 1))
-            ok[:, EOS] &= (state == 0) & (t > 0 or room == 1)
-            logits = logits.masked_fill(~ok, float("-inf"))
-            if temperature <= 0:
-                tok = logits.argmax(-1)
-            else:
-                probs = F.softmax(logits / temperature, -1)
-                if top_p < 1.0:
-                    sorted_p, order = probs.sort(-1, descending=True)
-                    keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the top token is always kept
-                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-                tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            logits = logits.masked_fill(~legal_tokens(state, t, L), float("-inf"))
+            tok = draw_token(logits, temperature, top_p, generator)
             tok = torch.where(done, torch.full_like(tok, PAD), tok)
             out[:, t] = tok
-            state = torch.where(done, state, next_t[state, tok.clamp(max=EOS)])
-            done = done | (tok == EOS)
+            state, done = advance(state, tok, done)
         return out.reshape(T, n, L)
 
 

@@ -33,23 +33,32 @@ class Task:
 
 @dataclass(frozen=True)
 class Episode:
-    """A meta-batch of T tasks, vectorised. Support sizes may differ per task (``support_mask``)."""
+    """A meta-batch of T tasks, vectorised. Support and query sizes may differ per task
+    (``support_mask``, ``query_mask``); a missing query's slot holds another example of its
+    task, so every slot is a valid input and query losses average over present queries only."""
 
     support: Tensor  # (T, K, *X)
     support_mask: Tensor  # (T, K) bool, True where a shot is present
     query: Tensor  # (T, Q, *X)
     names: tuple[str, ...]
+    query_mask: Tensor | None = None  # (T, Q) bool, True where a query is present; None: all are
+
+    def __post_init__(self) -> None:
+        if self.query_mask is None:  # frozen: fill the default once, so readers never see None
+            object.__setattr__(self, "query_mask", torch.ones(self.query.shape[:2], dtype=torch.bool,
+                                                              device=self.query.device))
 
     @property
     def num_tasks(self) -> int:
         return self.support.shape[0]
 
     def to(self, device: torch.device | str) -> "Episode":
-        return Episode(self.support.to(device), self.support_mask.to(device), self.query.to(device), self.names)
+        return Episode(self.support.to(device), self.support_mask.to(device), self.query.to(device), self.names,
+                       self.query_mask.to(device))
 
     def task(self, i: int) -> Task:
-        """The i-th task with only its present shots."""
-        return Task(self.names[i], self.support[i][self.support_mask[i]], self.query[i])
+        """The i-th task with only its present shots and queries."""
+        return Task(self.names[i], self.support[i][self.support_mask[i]], self.query[i][self.query_mask[i]])
 
 
 def episode_generator(seed: int, index: int) -> torch.Generator:
@@ -205,36 +214,53 @@ class TaskSet:
 
     def gather(self, task_ids: Tensor, num_examples: int, generator: torch.Generator) -> Tensor:
         """``num_examples`` distinct examples of each task, vectorised: ``(T, n, *X)``."""
+        return self.gather_up_to(task_ids, num_examples, generator, num_examples)[0]
+
+    def gather_up_to(self, task_ids: Tensor, num_examples: int, generator: torch.Generator, min_examples: int
+                     ) -> tuple[Tensor, Tensor]:
+        """Up to ``num_examples`` distinct examples of each task (at least ``min_examples``):
+        ``(T, n, *X)`` and how many of each row are real, ``(T,)``; the slots past a task's
+        count repeat its first drawn example. A task with fewer than ``min_examples`` is a DataError.
+        """
         counts = self.counts[task_ids]
-        if int(counts.min()) < num_examples:
+        if int(counts.min()) < min_examples:
             bad = int(task_ids[counts.argmin()])
             raise DataError(
                 f"task '{self.names[bad]}' of {self.source or 'the data'} has {int(counts.min())} examples; "
-                f"{num_examples} are needed (shots + queries)"
+                f"{min_examples} are needed (shots + queries)"
             )
         width = int(counts.max())
         keys = torch.rand(len(task_ids), width, generator=generator)
         keys = keys.masked_fill(torch.arange(width) >= counts[:, None], 2.0)  # padding sorts last
-        pos = keys.argsort(dim=1)[:, :num_examples]
-        return self.data[self.offsets[task_ids][:, None] + pos]
+        pos = keys.argsort(dim=1)[:, :num_examples]  # (T, min(n, width))
+        taken = counts.clamp(max=num_examples)
+        if int(taken.min()) < num_examples:  # short tasks: their extra slots repeat a real example
+            pos = torch.cat([pos, pos.new_zeros(len(task_ids), num_examples - pos.shape[1])], 1)
+            pos = torch.where(torch.arange(num_examples) < taken[:, None], pos, pos[:, :1])
+        return self.data[self.offsets[task_ids][:, None] + pos], taken
 
     def sample_episode(self, seed: int, index: int, num_tasks: int, shots: int, queries: int,
-                       min_shots: int | None = None) -> Episode:
+                       min_shots: int | None = None, min_queries: int | None = None) -> Episode:
         """Episode ``index`` of stream ``seed``: T tasks, up to K shots each, Q queries each.
 
         With ``min_shots`` < ``shots`` each task's support size is drawn uniformly in
         ``[min_shots, shots]`` (the rest of its K slots are masked), so one model learns to
-        generate from any number of shots, zero (unconditional) included.
+        generate from any number of shots, zero (unconditional) included. With ``min_queries``
+        < ``queries`` a task with fewer than K + Q examples gets the queries it has (at least
+        ``min_queries``; ``query_mask`` marks them); tasks with K + Q examples draw exactly as
+        without it, so such episodes do not change.
         """
         if len(self) == 0:
             raise DataError(f"{self.source or 'data'}: this split has no tasks")
         g = episode_generator(seed, index)
         ids = self.sample_task_ids(num_tasks, g)
-        x = self.gather(ids, shots + queries, g)
+        need = shots + (queries if min_queries is None else min_queries)
+        x, taken = self.gather_up_to(ids, shots + queries, g, need)  # (T, K+Q, *X), (T,)
         lo = shots if min_shots is None else min_shots
         k = torch.randint(lo, shots + 1, (len(ids),), generator=g)
         mask = torch.arange(shots)[None, :] < k[:, None]
-        return Episode(x[:, :shots], mask, x[:, shots:], tuple(self.names[i] for i in ids.tolist()))
+        query_mask = torch.arange(queries)[None, :] < (taken - shots)[:, None]  # (T, Q)
+        return Episode(x[:, :shots], mask, x[:, shots:], tuple(self.names[i] for i in ids.tolist()), query_mask)
 
 
 def stack_tasks(tasks: Sequence[Task]) -> Episode:

@@ -7,6 +7,7 @@ by default, binarised at 0.5.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -127,7 +128,8 @@ def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfi
 
 # ----------------------------------------------------------------------------- folder:PATH
 
-@register("folder", "folder:PATH — PATH/<task>/<image files>, one sub-folder per task")
+@register("folder", "folder:PATH", "your images: PATH/<task>/<image files>, one sub-folder per task",
+          "folder:./my_images")
 def load_folder(arg: str, cfg: DataConfig) -> TaskSet:
     """``PATH/<task>/*.png|jpg|...``: each sub-folder is a task (and its own split group)."""
     if not arg:
@@ -248,7 +250,8 @@ def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
                 yield f"{key[0]}/{key[1]}", key[0], str(f), f
 
 
-@register("omniglot", "omniglot | omniglot:PATH — Omniglot characters (downloaded, or official archives in PATH)")
+@register("omniglot", "omniglot | omniglot:PATH", "Omniglot characters (downloaded, or the official archives in PATH)",
+          "omniglot:../shared/data/omniglot")
 def load_omniglot(arg: str, cfg: DataConfig) -> TaskSet:
     """Omniglot: a character is a task, its drawers' images are examples, alphabets are groups."""
     if arg:
@@ -362,7 +365,7 @@ def build_glyphs(cfg: DataConfig, fonts: list[str] | None = None, max_chars: int
     return TaskSet.from_lists(names, groups, examples, "image", "glyphs")
 
 
-@register("glyphs", "glyphs — characters rendered from the fonts inside matplotlib (offline)")
+@register("glyphs", "glyphs", "characters rendered from the fonts inside matplotlib (offline)", "glyphs")
 def load_glyphs(arg: str, cfg: DataConfig) -> TaskSet:
     """The embedded default: glyph tasks, rendered once and cached (safetensors) per image config."""
     from safetensors.torch import load_file, save_file
@@ -415,4 +418,4 @@ def augment_images(ep: Episode, generator: torch.Generator) -> Episode:
                 for x in (sup, qry):
                     y = torch.rot90(x[sel], r, dims=(-2, -1))
                     x[sel] = torch.flip(y, dims=(-1,)) if f else y
-    return Episode(sup, ep.support_mask, qry, ep.names)
+    return dataclasses.replace(ep, support=sup, query=qry)

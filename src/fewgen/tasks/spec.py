@@ -9,24 +9,45 @@ Each source registers a loader ``(argument, DataConfig) -> TaskSet`` in :data:`S
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..config import DataConfig
 from ..errors import DataError
 from .base import TaskSet
 
 Loader = Callable[[str, DataConfig], TaskSet]
-SOURCES: dict[str, tuple[Loader, str]] = {}  # name -> (loader, one-line help)
 
 
-def register(name: str, help: str) -> Callable[[Loader], Loader]:
+class Source(NamedTuple):
+    """A registered data source: its loader and the three facts ``fewgen data list`` shows."""
+
+    load: Loader
+    syntax: str  # the spec's forms, e.g. "omniglot | omniglot:PATH"
+    about: str  # what a task is, in a few words
+    example: str  # one spec that works as written (or with the user's own path)
+
+
+SOURCES: dict[str, Source] = {}  # name -> source
+
+
+def register(name: str, syntax: str, about: str, example: str) -> Callable[[Loader], Loader]:
     """Decorator: register a data source under ``name``."""
 
     def deco(fn: Loader) -> Loader:
-        SOURCES[name] = (fn, help)
+        SOURCES[name] = Source(fn, syntax, about, example)
         return fn
 
     return deco
+
+
+def source_lines() -> list[str]:
+    """One line per source, all of the same shape: ``SYNTAX  ABOUT  e.g. EXAMPLE`` in aligned columns."""
+    _ensure_registered()
+    rows = [(s.syntax, s.about, s.example) for _, s in sorted(SOURCES.items())]
+    rows.append(("SPEC+SPEC", "a mixture: tasks drawn from several sources (SPEC@W weighs one)",
+                 "glyphs+folder:./my_images"))
+    w0, w1 = (max(len(r[i]) for r in rows) for i in (0, 1))
+    return [f"{a:<{w0}}  {b:<{w1}}  e.g. {c}" for a, b, c in rows]
 
 
 def user_path(arg: str, source: str) -> Path:
@@ -58,7 +79,7 @@ def load_tasks(spec: str, cfg: DataConfig | None = None) -> TaskSet:
 
         return load_mixture(spec, cfg)
     name, arg = parse_spec(spec)
-    ts = SOURCES[name][0](arg, cfg)
+    ts = SOURCES[name].load(arg, cfg)
     ts.source = spec
     return ts
 

@@ -26,6 +26,7 @@ memorise and the model learns to take letters from the support.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -125,7 +126,8 @@ def _cap(strings: Sequence[str], cfg: DataConfig) -> Sequence[str]:
     return strings[: cfg.max_examples_per_task] if cfg.max_examples_per_task > 0 else strings
 
 
-@register("words", "words of the languages in the wordfreq package (offline); words:en,fr,de chooses languages")
+@register("words", "words | words:LANG,...", "frequent words, one language a task, from wordfreq (offline)",
+          "words:en,fr,de")
 def load_words(arg: str, cfg: DataConfig) -> TaskSet:
     """Each language of ``wordfreq`` is a task whose examples are its frequent words."""
     import wordfreq
@@ -166,7 +168,7 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-@register("text", "text:PATH, a folder with one .txt file per task, one example per line (UTF-8)")
+@register("text", "text:PATH", "your texts: PATH/<task>.txt, one example a line (UTF-8)", "text:./my_texts")
 def load_text(arg: str, cfg: DataConfig) -> TaskSet:
     """``PATH/<task>.txt`` files: a file is a task, a line is an example."""
     if not arg:
@@ -220,4 +222,4 @@ def permute_scripts(episode: Episode, generator: torch.Generator, p: float = 0.5
     def remap(x: Tensor) -> Tensor:  # (T, M, L)
         return maps.gather(1, x.reshape(T, -1)).reshape(x.shape)
 
-    return Episode(remap(episode.support), episode.support_mask, remap(episode.query), episode.names)
+    return dataclasses.replace(episode, support=remap(episode.support), query=remap(episode.query))

@@ -28,7 +28,7 @@ def gaussian_tasks(num_tasks: int = TOY_TASKS, examples: int = TOY_EXAMPLES, dim
     return TaskSet.from_lists(names, groups, list(x), "toy", "toy", {"mean_scale": mean_scale, "std": std})
 
 
-@register("toy", "toy | toy:gauss2d — 2-D Gaussians with random means (tests, intuition)")
+@register("toy", "toy | toy:gauss2d", "2-D Gaussians with random means (tests, intuition)", "toy")
 def load_toy(arg: str, cfg: DataConfig) -> TaskSet:
     if arg not in ("", "gauss2d"):
         raise DataError(f"unknown toy family '{arg}'; valid: gauss2d")
