@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first, pinned, so nothing below can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	# The tensorboard and hf extras too, so their tests run (the packages are optional for users).
-	$(BIN)/pip install -q -e '.[test,tensorboard,hf]'
+	# The tensorboard, hf and serve extras too, so their tests run (optional for users); playwright
+	# (in test) drives the system's Chromium in the browser test of fewgen serve (.ci/run installs it).
+	$(BIN)/pip install -q -e '.[test,tensorboard,hf,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)

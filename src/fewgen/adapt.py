@@ -54,7 +54,8 @@ AdaptFn = Callable[[Tensor, Tensor, int], Adapted]  # (support (T,K,*X), mask (T
 def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, params: Params | None = None,
           conditional: bool = True, steps: int = 0, lr: float = 0.05, lrs: Params | None = None,
           optimizer: str = "sgd", generator: torch.Generator | None = None, context: Context | None = None,
-          vectorize: bool = True, inner: InnerConfig | None = None) -> Adapted:
+          vectorize: bool = True, inner: InnerConfig | None = None,
+          on_step: Callable[[int], None] | None = None) -> Adapted:
     """Adapt to T tasks from their supports ``(T, K, *X)`` (``mask`` (T, K) marks present shots).
 
     ``conditional=False`` ignores the support's content for the context (an unconditional
@@ -65,6 +66,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
     checkpoint's stored one). ``inner`` gives the other fine-tuning options (what adapts,
     augmentation, held-out step selection; default: all parameters, the last step).
     ``generator`` draws the noise of latent-variable models' support losses (default: seed 0).
+    ``on_step(s)`` is called as fine-tuning step s finishes (a progress bar).
     """
     params = {k: v.detach() for k, v in (params if params is not None else params_of(model)).items()}
     if mask is None:
@@ -76,7 +78,7 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
         return Adapted(model, params, ctx, per_task=False)
 
     inner = dc_replace(inner or InnerConfig(), steps=steps, lr=lr, first_order=True, optimizer=optimizer,
-                       conditional=conditional, random_steps=False)
+                       conditional=conditional, random_steps=False, on_step=on_step)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     noise = draw_support_noise(model, support, steps, g, inner)  # leaves (T, ...)
     lrs = None if lrs is None else {k: v.detach() for k, v in lrs.items()}
@@ -138,7 +140,7 @@ def fresh_model(model: GenerativeModel, seed: int = 0) -> GenerativeModel:
 
 def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float | None = None,
                            seed: int = 0, train: TrainConfig | None = None) -> AdaptFn:
-    """The adaptation function of a checkpoint: ``(support, mask, steps) -> Adapted``.
+    """The adaptation function of a checkpoint: ``(support, mask, steps, on_step=None) -> Adapted``.
 
     ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.extra["algo"]``)
     decides whether the model reads the support's context (amortized, hybrid) or the empty
@@ -174,9 +176,10 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
                           f"{ck.config.train.adapt_params}, not {tc.adapt_params}; give --lr for one scalar rate")
     stored = stored_context(ck.tensors) if adapted else None
 
-    def fn(support: Tensor, mask: Tensor, steps: int) -> Adapted:
+    def fn(support: Tensor, mask: Tensor, steps: int, on_step: Callable[[int], None] | None = None) -> Adapted:
         return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
-                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored, inner=inner)
+                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored, inner=inner,
+                     on_step=on_step)
 
     return fn
 

@@ -12,7 +12,7 @@ import warnings
 
 from ..errors import FewgenError
 
-COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "export-hf", "demo")
+COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "export-hf", "demo", "serve")
 
 
 class _Parser(argparse.ArgumentParser):

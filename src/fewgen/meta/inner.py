@@ -54,7 +54,7 @@ import functools
 import math
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -89,6 +89,7 @@ class InnerConfig:
     augment: bool = False  # images: every step scores a freshly jittered copy of the support
     select: str = "last"  # last | heldout: keep the step with the lowest held-out jittered-support loss
     random_steps: bool = False  # meta-training: each task runs a uniform 1..steps of the steps
+    on_step: Callable[[int], None] | None = field(default=None, compare=False)  # called with each finished step
 
 
 def inner_config(cfg: TrainConfig, steps: int | None = None, lr: float | None = None, training: bool = False,
@@ -352,6 +353,8 @@ def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask
             better = loss < best_loss
             best = {k: torch.where(better, v[k], best[k]) for k in v}
             best_loss = torch.where(better, loss, best_loss)
+        if inner.on_step is not None:  # a progress bar (once per step under vmap; per task in a loop)
+            inner.on_step(s + 1)
     return compose(model, params, best if select else v, inner)
 
 
