@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from fewgen.adapt import adapter_for_checkpoint
+    from fewgen.adaptation import adapter_for_checkpoint
     from fewgen.sample import sample_images
     from fewgen.serve import Limits, Registry, decode_images, personalise_images
 

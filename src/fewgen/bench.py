@@ -27,12 +27,13 @@ from typing import Any, Sequence
 
 import torch
 
-from .adapt import Adapted, adapted_sample, adapter_for_checkpoint, steps_note
+from .adaptation import Adapted, adapted_sample, adapter_for_checkpoint, steps_note
 from .checkpoint import Checkpoint, load
 from .config import Config, replace
 from .errors import FewgenError
 from .evaluate import check_shots, evaluate
 from .meta import ALGORITHMS, UNTRAINED
+from .models import family_for_data
 from .metrics.nll import paired_difference
 from .tasks.base import TaskSet
 from .tasks.spec import load_tasks
@@ -136,8 +137,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
     methods = _runnable(cfg.methods, tasks.modality, progress)
-    if tasks.modality == "text" and cfg.base.model.family == "image_vae":  # as `fewgen train` does
-        cfg.base = replace(cfg.base, model={"family": "text_lm"})
+    cfg.base = replace(cfg.base, model={"family": family_for_data(cfg.base.model, tasks.modality)})  # as train does
     eval_spec = cfg.eval_data or cfg.data
     eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
     held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
@@ -146,9 +146,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         raise FewgenError(f"{eval_spec}: example shape {held_out.example_shape} differs from {tasks.example_shape}")
     ecfg = replace(cfg.base, eval={"shots": cfg.shots, "steps": cfg.steps, "max_tasks": cfg.eval_tasks,
                                    "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
-    if ecfg.max_tasks and len(held_out) > ecfg.max_tasks:  # the same tasks for NLL and quality
-        held_out = held_out.subset(sorted(torch.randperm(len(held_out), generator=torch.Generator()
-                                                         .manual_seed(cfg.seed))[: ecfg.max_tasks].tolist()))
+    held_out = held_out.seeded_subset(ecfg.max_tasks, cfg.seed)  # the same tasks for NLL and quality (= eval's)
     check_shots(held_out, cfg.shots)  # before any training
     quality = quality_setup(cfg, tasks, held_out, out, progress)
     seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()

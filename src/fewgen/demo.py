@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .adapt import adapt, adapter_for_checkpoint
+from .adaptation import adapt, adapter_for_checkpoint
 from .checkpoint import load
 from .config import Config, replace
 from .evaluate import evaluate, format_report

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .adapt import AdaptFn, adapted_nll
+from .adaptation import AdaptFn, adapted_nll
 from .config import EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
@@ -142,9 +142,7 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     Returns ``{"unconditional": {...}, "shots": {"K": {...}}, "steps": {"S": {"K": {...}}}}``
     where ``"shots"`` holds the steps = 0 figures.
     """
-    if cfg.max_tasks and len(ts) > cfg.max_tasks:  # a seeded subset, spread over the groups
-        ts = ts.subset(sorted(torch.randperm(len(ts), generator=torch.Generator().manual_seed(cfg.seed))
-                              [: cfg.max_tasks].tolist()))
+    ts = ts.seeded_subset(cfg.max_tasks, cfg.seed)
     check_shots(ts, cfg.shots)  # before any work: the K = 0 row comes first
     report: dict[str, Any] = {}
     report["unconditional"] = conditional_nll(unconditional_fn or adapt_fn, ts, 0, 0, cfg, progress, per_example)

@@ -14,7 +14,7 @@ from typing import Any, Sequence, TextIO
 import torch
 from torch import Tensor
 
-from .adapt import Adapted, adapted_sample
+from .adaptation import Adapted, adapted_sample
 from .config import EvalConfig
 from .models import GenerativeModel
 from .pictures import save_grid, support_and_samples

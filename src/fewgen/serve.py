@@ -270,7 +270,7 @@ def personalise_text(served: Served, text: str, n: int = 20, seed: int = 0, step
 def _personalise(served: Served, support: Tensor, n: int, seed: int, steps: int,
                  draw: Callable[[Any], Tensor | list[str]], progress: Progress | None) -> Result:
     """Adapt to ``support`` (K, *X) with a borrowed model replica, draw, score, pack the zip."""
-    from .adapt import adapted_nll, adapter_for_checkpoint
+    from .adaptation import adapted_nll, adapter_for_checkpoint
 
     say = progress or (lambda frac, what: None)
     mask = torch.ones(1, len(support), dtype=torch.bool)
@@ -307,7 +307,7 @@ def _support_score(ck: Any, a: Any, support: Tensor, seed: int, adapted_nll: Cal
 def _zipped_adapted(ck: Any, a: Any, info: dict[str, Any]) -> bytes:
     """The folder ``fewgen adapt`` would write, zipped in memory (the folder itself lives in a
     temporary directory that is removed before this returns)."""
-    from .adapt import save_adapted
+    from .adaptation import save_adapted
 
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="fewgen-serve-") as tmp:

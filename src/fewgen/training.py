@@ -32,10 +32,10 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from . import distributed
-from .config import Config, config_to_dict
+from .config import Config, config_to_dict, replace
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
-from .models import COUNTED_FAMILIES, GenerativeModel, build_model, params_of
+from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_data, params_of
 from .progress import Progress
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
@@ -174,6 +174,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     device = distributed.resolve_device(cfg.train.device)
     if cfg.train.precision not in ("fp32", "bf16"):
         raise ConfigError(f"unknown train.precision '{cfg.train.precision}'; valid: fp32, bf16")
+    tasks = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
+    cfg = replace(cfg, model={"family": family_for_data(cfg.model, tasks.modality)})  # words -> a text family
     created = distributed.setup(device)
     try:
         if cfg.model.family in COUNTED_FAMILIES:

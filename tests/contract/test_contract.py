@@ -18,7 +18,7 @@ import torch
 from families import FAMILIES, Family
 
 from fewgen import checkpoint
-from fewgen.adapt import adapted_sample, adapter_for_checkpoint, save_adapted
+from fewgen.adaptation import adapted_sample, adapter_for_checkpoint, save_adapted
 from fewgen.config import TrainConfig
 from fewgen.meta import get_algorithm
 from fewgen.models import call, params_of

@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 import hf_tiny  # noqa: E402
 
 from fewgen import checkpoint  # noqa: E402
-from fewgen.adapt import adapter_for_checkpoint, save_adapted  # noqa: E402
+from fewgen.adaptation import adapter_for_checkpoint, save_adapted  # noqa: E402
 from fewgen.config import Config, DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from fewgen.errors import ConfigError  # noqa: E402
 from fewgen.meta import get_algorithm  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from fewgen import checkpoint
-from fewgen.adapt import adapt
+from fewgen.adaptation import adapt
 from fewgen.config import Config, apply_overrides, replace
 from fewgen.errors import ConfigError, FewgenError
 from fewgen.models import build_model, call, params_of

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fewgen.config import Config, replace
-from fewgen.adapt import adapter_for_checkpoint
+from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.evaluate import evaluate
 from fewgen.checkpoint import load
 from fewgen.training import train

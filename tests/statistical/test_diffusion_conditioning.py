@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fewgen.adapt import adapt
+from fewgen.adaptation import adapt
 from fewgen.checkpoint import load
 from fewgen.config import Config, replace
 from fewgen.metrics.quality import fidelity

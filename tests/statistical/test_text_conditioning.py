@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fewgen.adapt import adapter_for_checkpoint
+from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.checkpoint import load
 from fewgen.config import Config, replace
 from fewgen.evaluate import evaluate

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fewgen.adapt import adapter_for_checkpoint
+from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.checkpoint import load
 from fewgen.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
 from fewgen.evaluate import conditional_nll

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from fewgen.adapt import adapt, adapt_checkpoint, adapted_nll, adapted_sample, adapter_for_checkpoint
+from fewgen.adaptation import adapt, adapt_checkpoint, adapted_nll, adapted_sample, adapter_for_checkpoint
 from fewgen.checkpoint import Checkpoint, load, save
 from fewgen.config import Config, DataConfig, ModelConfig, TrainConfig
 from fewgen.meta.inner import LR_PREFIX, init_inner_lrs, support_loss

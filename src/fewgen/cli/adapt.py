@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..adapt import adapt_checkpoint
+    from ..adaptation import adapt_checkpoint
     from ..checkpoint import load
     from ..errors import FewgenError
     from .paths import out_folder

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..checkpoint import load
-    from ..adapt import adapter_for_checkpoint, steps_note
+    from ..adaptation import adapter_for_checkpoint, steps_note
     from ..errors import FewgenError
     from ..evaluate import evaluate, format_report, parse_int_list
     from ..meta import ALGORITHMS, UNTRAINED

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..adapt import adapter_for_checkpoint
+    from ..adaptation import adapter_for_checkpoint
     from ..checkpoint import load
     from ..support import read_support
 

@@ -56,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
                                  "precision": args.precision, "compile": args.compile}.items() if v is not None}
     if changes:
         cfg = replace(cfg, train=changes)
-    if cfg.model.family == "image_vae" and cfg.data.spec.split(":")[0] in ("words", "text"):
-        cfg = replace(cfg, model={"family": "text_lm"})
     res = train(cfg, out, resume=args.resume, progress=not args.quiet)
     best = f", best meta-val loss {res.best_val:.2f}" if res.best_val is not None else ""
     if is_main():  # one line per run, not per process

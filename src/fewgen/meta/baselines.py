@@ -6,7 +6,7 @@
   Standard transfer learning / fine-tuning as the baseline of few-shot generation papers (e.g.
   FIGR, Clouatre & Demers 2019).
 - **scratch**: no training at all; at test time a freshly (seeded) initialised model is
-  fine-tuned on the K shots only (:func:`fewgen.adapt.adapter_for_checkpoint` with
+  fine-tuned on the K shots only (:func:`fewgen.adaptation.adapter_for_checkpoint` with
   ``algo="scratch"``). There is nothing to meta-train, so it is not a :class:`MetaAlgorithm`.
 """
 

@@ -24,6 +24,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "text_transformer": ("text_transformer", "TextTransformer", "build_text_transformer"),
     "toy_gauss": ("toy_gauss", "ToyGauss", "build_toy_gauss"),
 }
+DEFAULT_FAMILY = {"image": "image_vae", "text": "text_lm", "toy": "toy_gauss"}  # where the config names none
 COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps
 
 
@@ -33,6 +34,14 @@ def _family(name: str, what: str) -> tuple[Any, str, str]:
         raise ConfigError(f"unknown {what.format(repr(name))}; valid: {', '.join(sorted(FAMILIES))}")
     module, cls, builder = FAMILIES[name]
     return import_module(f"{__name__}.{module}"), cls, builder
+
+
+def family_for_data(cfg: ModelConfig, modality: str) -> str:
+    """The family to build: ``cfg.family``, or the data's default family where the config names
+    the default one (``image_vae``) and the data are not images (``--data words`` means text_lm)."""
+    if cfg.family == ModelConfig.family and modality in DEFAULT_FAMILY:
+        return DEFAULT_FAMILY[modality]
+    return cfg.family
 
 
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
@@ -50,5 +59,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     return getattr(module, cls)(**kwargs)
 
 
-__all__ = ["COUNTED_FAMILIES", "Context", "FAMILIES", "GenerativeModel", "Params", "build_model", "call",
-           "context_expand", "context_tasks", "model_from_dict", "params_of"]
+__all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "build_model", "call",
+           "context_expand", "context_tasks", "family_for_data", "model_from_dict", "params_of"]

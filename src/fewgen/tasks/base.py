@@ -137,6 +137,13 @@ class TaskSet:
             [self.examples(i) for i in idx] if idx else [], self.modality, self.source, dict(self.meta),
         ) if idx else TaskSet([], [], self.data[:0], torch.zeros(1, dtype=torch.long), self.modality, self.source, dict(self.meta))
 
+    def seeded_subset(self, n: int, seed: int) -> "TaskSet":
+        """At most ``n`` tasks drawn without replacement by ``seed``, in their original order
+        (all tasks when ``n`` is 0 or not smaller): the same held-out tasks for every method."""
+        if not n or len(self) <= n:
+            return self
+        return self.subset(sorted(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].tolist()))
+
     def with_min_examples(self, n: int) -> "TaskSet":
         """Only the tasks with at least n examples."""
         return self.subset([i for i, c in enumerate(self.counts.tolist()) if c >= n])
