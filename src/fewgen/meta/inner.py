@@ -55,7 +55,7 @@ import math
 import random
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,9 @@ from ..config import TrainConfig
 from ..models import Context, GenerativeModel, Params, call
 from ..tasks.base import task_randn
 from .base import query_mean
+
+if TYPE_CHECKING:
+    from ..tasks.base import Episode
 
 LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per adapted variable
 ADAPT_PARAMS = ("all", "bias", "film", "lora")  # train.adapt_params (config.validate checks the same names)
@@ -286,6 +289,14 @@ def draw_support_noise(model: GenerativeModel, support: Tensor, steps: int, gene
         count = (u * steps).floor().clamp(0, steps - 1) + 1  # (T,) uniform in 1..S
         out["active"] = torch.arange(steps, device=support.device)[None, :] < count[:, None]
     return out or None
+
+
+def draw_episode_noise(model: GenerativeModel, ep: "Episode", inner: InnerConfig, generator: torch.Generator | None
+                       ) -> tuple[Noise | None, Tensor | None]:
+    """An episode's randomness for the gradient-based algorithms, in one fixed order: the inner
+    loop's (:func:`draw_support_noise`, leaves (T, ...)) and then the query losses' (T, Q, *E)."""
+    return (draw_support_noise(model, ep.support, inner.steps, generator, inner),
+            model.draw_noise(ep.query, generator))
 
 
 def noise_tasks(noise: Noise | None, index: slice) -> Noise | None:

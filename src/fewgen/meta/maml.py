@@ -31,7 +31,7 @@ from ..config import TrainConfig
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import (chunked_task_mean, draw_support_noise, fine_tune_task, init_inner_lrs, inner_config, inner_lrs,
+from .inner import (chunked_task_mean, draw_episode_noise, fine_tune_task, init_inner_lrs, inner_config, inner_lrs,
                     map_tasks, noise_tasks, query_loss_task)
 
 
@@ -73,8 +73,7 @@ class MAML(MetaAlgorithm):
 
     def _meta_loss(self, task_losses: Callable[..., Tensor], model: GenerativeModel, params: Params,
                    extra: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
-        noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+        noise_s, noise_q = draw_episode_noise(model, ep, self.inner, generator)
         lrs = inner_lrs(extra)
 
         def chunk_losses(sl: slice) -> Tensor:

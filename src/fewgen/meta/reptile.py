@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
-from .inner import draw_support_noise, fine_tune_task, inner_config, map_tasks, noise_tasks, query_loss_task, task_chunks
+from .inner import draw_episode_noise, fine_tune_task, inner_config, map_tasks, noise_tasks, query_loss_task, task_chunks
 
 
 class Reptile(MetaAlgorithm):
@@ -49,8 +49,7 @@ class Reptile(MetaAlgorithm):
     def adapted(self, model: GenerativeModel, params: Params, ep: Episode, generator: torch.Generator
                 ) -> tuple[Params, Tensor]:
         """Each task's fine-tuned parameters phi_t (T, ...) and query loss after adaptation (T,)."""
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
-        noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+        noise_s, noise_q = draw_episode_noise(model, ep, self.inner, generator)
         return self._adapt(model, params, ep, noise_s, noise_q, slice(None))
 
     def _adapt(self, model: GenerativeModel, params: Params, ep: Episode, noise_s: dict[str, Tensor] | None,
@@ -72,8 +71,7 @@ class Reptile(MetaAlgorithm):
                   generator: torch.Generator) -> Tensor:
         # Tasks are adapted train.task_chunk at a time and only the running sum of phi_t is kept,
         # so memory holds one chunk's adapted parameters, not the meta-batch's.
-        noise_s = draw_support_noise(model, ep.support, self.inner.steps, generator, self.inner)  # leaves (T,...)
-        noise_q = model.draw_noise(ep.query, generator)  # (T,Q,*E)
+        noise_s, noise_q = draw_episode_noise(model, ep, self.inner, generator)
         phi_sum: Params = {}
         losses = []
         for sl in task_chunks(ep.num_tasks, self.cfg.task_chunk):
