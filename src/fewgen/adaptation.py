@@ -142,7 +142,7 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
                            seed: int = 0, train: TrainConfig | None = None) -> AdaptFn:
     """The adaptation function of a checkpoint: ``(support, mask, steps, on_step=None) -> Adapted``.
 
-    ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.extra["algo"]``)
+    ``algo`` (default: the algorithm the checkpoint was trained with, ``ck.info["algo"]``)
     decides whether the model reads the support's context (amortized, hybrid) or the empty
     set's (maml, fomaml, reptile, transfer), and the inner optimiser (Reptile's ``sgd``/``adam``).
     maml, fomaml, reptile and hybrid fine-tune with the inner loop they were meta-learned
@@ -153,14 +153,14 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     config) overrides them at test time.
     ``algo="scratch"`` replaces the weights with a fresh seeded init, fine-tuned on the shots.
     The inner learning rate is ``lr``, else the checkpoint's Meta-SGD rates, else its
-    ``train.inner_lr``. An adapted checkpoint (``ck.extra["adapted"]``) keeps its stored
+    ``train.inner_lr``. An adapted checkpoint (``ck.info["adapted"]``) keeps its stored
     context and fine-tunes further from its own weights.
     """
     from .meta import CONDITIONAL, META_LEARNED_INNER
 
     tc = train or ck.config.train
-    algo = algo or ck.extra.get("algo", tc.algo)
-    adapted = bool(ck.extra.get("adapted"))
+    algo = algo or ck.info.get("algo", tc.algo)
+    adapted = bool(ck.info.get("adapted"))
     fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
     model = fresh_model(ck.model, seed) if fresh else ck.model
     rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
@@ -189,10 +189,10 @@ def steps_note(ck: "Checkpoint", algo: str | None, steps: Sequence[int]) -> str 
     (maml, fomaml, reptile, hybrid): beyond them, nothing trained the initialisation for it."""
     from .meta import META_LEARNED_INNER
 
-    algo = algo or ck.extra.get("algo", ck.config.train.algo)
+    algo = algo or ck.info.get("algo", ck.config.train.algo)
     trained = ck.config.train.inner_steps
     beyond = sorted(s for s in steps if s > trained)
-    if algo not in META_LEARNED_INNER or not beyond or ck.extra.get("adapted"):
+    if algo not in META_LEARNED_INNER or not beyond or ck.info.get("adapted"):
         return None
     return (f"steps {','.join(map(str, beyond))} exceed the {trained} inner step(s) {algo} was meta-trained for "
             f"(train.inner_steps{', drawn uniformly in 1..' + str(trained) if ck.config.train.inner_steps_random else ''})")
@@ -205,14 +205,14 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     result as a self-contained checkpoint at ``out`` (what ``fewgen adapt`` does).
 
     The adapted weights become the model's weights; the context goes into the checkpoint's
-    tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``extra["adapted"]`` is True and
-    ``extra["adaptation"]`` records how. Returns the folder and the number of support examples.
+    tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``info["adapted"]`` is True and
+    ``info["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
     from .support import read_support
 
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
     mask = torch.ones(1, len(support), dtype=torch.bool)
-    algo = algo or ck.extra.get("algo", ck.config.train.algo)
+    algo = algo or ck.info.get("algo", ck.config.train.algo)
     a = adapter_for_checkpoint(ck, algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1
     tc = train or ck.config.train
     info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else tc.inner_lr,
@@ -228,11 +228,11 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
 
     model = model_from_dict(ck.model.family, ck.model.config_dict())
     model.load_state_dict({**ck.model.state_dict(), **adapted.params})  # buffers too (e.g. counted tables)
-    history = list(ck.extra.get("adaptation_history", [])) + [info]
-    extra = {**ck.extra, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
+    history = list(ck.info.get("adaptation_history", [])) + [info]
+    run_info = {**ck.info, "algo": info["algo"], "adapted": True, "adaptation": info, "adaptation_history": history}
     kept = {k: v for k, v in ck.tensors.items() if not k.startswith(CONTEXT_PREFIX)}
     tensors = {**kept, **{CONTEXT_PREFIX + k: v.contiguous() for k, v in adapted.context.items()}}
-    path = save(out, model, ck.config, extra, tensors)
+    path = save(out, model, ck.config, run_info, tensors)
     model.export_files(path)  # e.g. hf_causal_lm's PEFT adapter folder
     return path
 

@@ -177,7 +177,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
             per_k.pop("per_task_bits_per_char", None)
         note = steps_note(ck, method, cfg.steps)
         entry: dict[str, Any] = {"train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
-                                 "train_steps": ck.extra.get("step"), "nll": report, "notes": [note] if note else [],
+                                 "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
                                  "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
                                                  "augment": ck.config.train.inner_augment,
                                                  "select": ck.config.train.inner_select,

@@ -102,18 +102,19 @@ def _versions() -> dict[str, str]:
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model (with its weights), the config and stored extras."""
+    """A loaded checkpoint: the model (with its weights), the config, facts about the run and stored tensors."""
 
     model: GenerativeModel
     config: Config
     path: Path
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data facts, adaptation info
+    info: dict[str, Any] = field(default_factory=dict)  # facts about the run: algo, step, adaptation (config.json "extra")
     tensors: dict[str, Tensor] = field(default_factory=dict)  # non-parameter tensors (e.g. a stored context)
 
 
-def save(path: str | Path, model: GenerativeModel, config: Config, extra: dict[str, Any] | None = None,
+def save(path: str | Path, model: GenerativeModel, config: Config, info: dict[str, Any] | None = None,
          tensors: dict[str, Tensor] | None = None) -> Path:
-    """Write a checkpoint folder. ``tensors`` are stored beside the weights under ``extra/``."""
+    """Write a checkpoint folder. ``info`` goes into config.json (under its historical key ``extra``);
+    ``tensors`` are stored beside the weights under ``extra/``."""
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     for k, v in (tensors or {}).items():
@@ -126,7 +127,7 @@ def save(path: str | Path, model: GenerativeModel, config: Config, extra: dict[s
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "model": {"family": model.family, "kwargs": model.config_dict()},
-            "config": config_to_dict(config), "extra": extra or {}, "versions": _versions(),
+            "config": config_to_dict(config), "extra": info or {}, "versions": _versions(),
             "sha256": {MODEL_FILE: sha256_of(weights)},
         }
         text = json.dumps(meta, indent=2)

@@ -122,8 +122,8 @@ class Registry:
     def describe(self, name: str) -> str:
         """One line about a checkpoint: modality, family, algorithm, whether it is adapted."""
         ck = self.get(name).checkpoint
-        algo = ck.extra.get("algo", ck.config.train.algo)
-        adapted = ", already adapted" if ck.extra.get("adapted") else ""
+        algo = ck.info.get("algo", ck.config.train.algo)
+        adapted = ", already adapted" if ck.info.get("adapted") else ""
         return f"{ck.model.modality} model ({ck.model.family}, {algo}{adapted}) from {ck.config.data.spec}"
 
 
@@ -288,7 +288,7 @@ def _personalise(served: Served, support: Tensor, n: int, seed: int, steps: int,
         t3 = time.perf_counter()
         say(0.9, "packing the adapted checkpoint")
         info = {"from": str(ck.path), "steps": steps, "lr": ck.config.train.inner_lr, "shots": len(support),
-                "algo": ck.extra.get("algo", ck.config.train.algo), "seed": seed, "support": "uploaded (fewgen serve)"}
+                "algo": ck.info.get("algo", ck.config.train.algo), "seed": seed, "support": "uploaded (fewgen serve)"}
         packed = _zipped_adapted(ck, a, info)
     return Result(support, samples, score, t1 - t0, t2 - t1, t3 - t2, packed)
 

@@ -70,7 +70,7 @@ def augmenter(ts: TaskSet):
     return None
 
 
-def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Config,
+def validation_loss(model: GenerativeModel, algo, algo_params, val: TaskSet, cfg: Config,
                     device: torch.device | str | None = None) -> float:
     """Mean meta-loss over fixed meta-val episodes (full K-shot support, fixed noise)."""
     tc = cfg.train
@@ -84,7 +84,7 @@ def validation_loss(model: GenerativeModel, algo, extra, val: TaskSet, cfg: Conf
         # No outer graph: torch.func.grad still differentiates the inner loops (it ignores an
         # enclosing no_grad), so the value is the training objective's, at a fraction of the memory.
         with torch.no_grad():
-            loss = algo.meta_loss(model, params, extra, ep.to(device), episode_generator(tc.seed + 20_011, i))
+            loss = algo.meta_loss(model, params, algo_params, ep.to(device), episode_generator(tc.seed + 20_011, i))
         total += float(loss)
         n += 1
     return total / n
@@ -252,8 +252,8 @@ class Run:
         self.model = build_model(cfg.model, meta).to(device)
         self.params = params_of(self.model)  # the live parameters: restoring copies into them
         self.algo = get_algorithm(tc)
-        self.extra = {k: torch.nn.Parameter(v.to(device)) for k, v in self.algo.extra_params(self.model).items()}
-        self.meta_params = list(self.model.parameters()) + list(self.extra.values())
+        self.algo_params = {k: torch.nn.Parameter(v.to(device)) for k, v in self.algo.algo_params(self.model).items()}
+        self.meta_params = list(self.model.parameters()) + list(self.algo_params.values())
         self.opt = torch.optim.Adam(self.meta_params, lr=tc.lr, weight_decay=tc.weight_decay)
         # The one place that compiles: the algorithm says what (its hot part), compiled() falls
         # back to eager for good if that fails, forward or backward, on the first step.
@@ -286,7 +286,7 @@ class Run:
             try:
                 self.model.load_state_dict(saved["model"])
                 for k, v in saved.get("extra", {}).items():
-                    self.extra[k].data.copy_(v)
+                    self.algo_params[k].data.copy_(v)
                 self.opt.load_state_dict(saved["optim"])
                 best = saved["best_val"]
                 self.state = RunState(saved["step"], None if best is None or math.isnan(best) else best,
@@ -380,7 +380,7 @@ class Run:
         """The meta-loss of ``ep`` (times ``share``, a shard's share of the meta-batch), with its
         gradients in the meta-parameters' ``.grad``."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = meta_loss(self.model, self.params, self.extra, ep, g)
+            loss = meta_loss(self.model, self.params, self.algo_params, ep, g)
         if share is not None:
             loss = loss * share
         self.opt.zero_grad(set_to_none=True)
@@ -411,7 +411,7 @@ class Run:
         """Meta-validate; keep the weights if they are the best so far. True if improved."""
         s = self.state
         self.model.eval()
-        v = validation_loss(self.model, self.algo, self.extra, self.val_ts, self.cfg, self.device)
+        v = validation_loss(self.model, self.algo, self.algo_params, self.val_ts, self.cfg, self.device)
         if not math.isfinite(v):
             raise TrainingDiverged(f"meta-validation loss became {v} at step {s.step}; stopped. "
                                    f"The last good checkpoint in {self.out} is kept")
@@ -444,7 +444,7 @@ class Run:
         if self.main:
             ckpt.save(self.out, self.model, self.cfg, {**self.info, "step": self.state.step,
                                                        "best_val": self.state.best_val},
-                      {k: v.detach() for k, v in self.extra.items()})
+                      {k: v.detach() for k, v in self.algo_params.items()})
 
     def save_state(self) -> None:
         """The resume state (rank 0): latest weights, optimiser and :class:`RunState`."""
@@ -454,7 +454,7 @@ class Run:
             return
         ckpt.save_train_state(self.out, {
             "step": s.step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "extra": {k: v.detach().clone() for k, v in self.extra.items()}, "optim": self.opt.state_dict(),
+            "extra": {k: v.detach().clone() for k, v in self.algo_params.items()}, "optim": self.opt.state_dict(),
             "best_val": float("nan") if s.best_val is None else s.best_val, "bad_vals": s.bad_vals,
             "elapsed": s.elapsed,
         })

@@ -158,7 +158,7 @@ def test_vectorised_equals_looped(name, algo, cfg):
         a = get_algorithm(TrainConfig(algo=algo, inner_steps=1 if f.heavy else 2, inner_lr=0.01, **cfg))
         a.vectorize = vectorize
         params = params_of(model)
-        extra = {k: v.requires_grad_() for k, v in a.extra_params(model).items()}
+        extra = {k: v.requires_grad_() for k, v in a.algo_params(model).items()}
         loss = a.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(5))
         # Unconditional models never read the set encoder: its gradient is None (zero).
         out.append((loss.detach(), torch.autograd.grad(loss, [*params.values(), *extra.values()], allow_unused=True)))
@@ -184,7 +184,7 @@ def test_task_chunks_give_the_same_loss_and_gradient(name, algo, cfg):
     for chunk in (0, 1, 2):
         a = get_algorithm(TrainConfig(algo=algo, inner_steps=1, inner_lr=0.01, task_chunk=chunk, **cfg))
         params = params_of(model)
-        extra = {k: v.requires_grad_() for k, v in a.extra_params(model).items()}
+        extra = {k: v.requires_grad_() for k, v in a.algo_params(model).items()}
         loss = a.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(5))
         out.append((loss.detach(), torch.autograd.grad(loss, [*params.values(), *extra.values()], allow_unused=True)))
     (l0, g0) = out[0]

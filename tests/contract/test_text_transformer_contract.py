@@ -187,7 +187,7 @@ def test_every_algorithm_trains_it(algo):
     a = get_algorithm(cfg)
     params = params_of(m)
     ep = Episode(s, mask, q, ("a", "b"))
-    loss = a.meta_loss(m, params, a.extra_params(m), ep, torch.Generator().manual_seed(0))
+    loss = a.meta_loss(m, params, a.algo_params(m), ep, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
     if loss.requires_grad:  # reptile computes its own update
         loss.backward()

@@ -44,7 +44,7 @@ def test_images_adapt_sample_score_and_zip_a_loadable_checkpoint(registry, image
     with zipfile.ZipFile(io.BytesIO(r.checkpoint_zip)) as zf:
         zf.extractall(tmp_path)
     ck = load(tmp_path / "adapted")
-    assert ck.extra["adapted"] and ck.extra["adaptation"]["steps"] == 2 and ck.extra["adaptation"]["shots"] == 5
+    assert ck.info["adapted"] and ck.info["adaptation"]["steps"] == 2 and ck.info["adaptation"]["shots"] == 5
 
 
 def test_a_zip_gives_the_same_support_as_its_files_and_extensions_do_not_matter(registry, image_ckpt):

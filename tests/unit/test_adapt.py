@@ -121,7 +121,7 @@ def test_adapt_checkpoint_round_trip_toy(tmp_path):
     out, k = adapt_checkpoint(ck, [f], tmp_path / "adapted", steps=3)
     assert k == 5
     ad = load(out)
-    assert ad.extra["adapted"] is True and ad.extra["adaptation"]["steps"] == 3
+    assert ad.info["adapted"] is True and ad.info["adaptation"]["steps"] == 3
     ref = adapt(ck.model, sup, conditional=False, steps=3, lr=0.02)
     for name, p in ad.model.named_parameters():
         assert torch.allclose(p, ref.params[name][0], atol=1e-6)

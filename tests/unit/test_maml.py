@@ -97,7 +97,7 @@ def episode(seed: int = 0, tasks: int = 3, shots: int = 4, queries: int = 5) -> 
 def meta_grads(algo_name: str, model: GenerativeModel, ep: Episode, **cfg) -> tuple[float, dict[str, Tensor]]:
     algo = get_algorithm(TrainConfig(algo=algo_name, **cfg))
     params = params_of(model)
-    extra = {k: v.to(torch.float64).requires_grad_() for k, v in algo.extra_params(model).items()}
+    extra = {k: v.to(torch.float64).requires_grad_() for k, v in algo.algo_params(model).items()}
     loss = algo.meta_loss(model, params, extra, ep, torch.Generator().manual_seed(0))
     names = list(params) + list(extra)
     grads = torch.autograd.grad(loss, [*params.values(), *extra.values()])

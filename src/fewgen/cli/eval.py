@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             changes[key] = val
     ecfg = diffusion_eval_config(replace(cfg, eval=changes), args)
     ts = load_split(spec, data_cfg, args.split)
-    algo = args.algo or ck.extra.get("algo", cfg.train.algo)
+    algo = args.algo or ck.info.get("algo", cfg.train.algo)
     tc = adapt_train_config(cfg, args)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed, train=tc)
     text = ts.modality == "text"
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
     note = steps_note(ck, algo, ecfg.steps)
     report = {"data": spec, "split": args.split, "checkpoint": str(args.checkpoint), "algo": algo,
-              "adapted": bool(ck.extra.get("adapted")),
+              "adapted": bool(ck.info.get("adapted")),
               "fine_tuning": {"adapt_params": tc.adapt_params, "augment": tc.inner_augment, "select": tc.inner_select,
                               "trained_inner_steps": cfg.train.inner_steps},
               "notes": [note] if note else [], **report}

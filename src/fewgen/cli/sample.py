@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError(f"{args.checkpoint}: sampling of '{m.modality}' models is not supported yet")
     if m.modality == "image" and not args.out:
         raise FewgenError("--out: give the output PNG file")
-    adapted = bool(ck.extra.get("adapted"))
+    adapted = bool(ck.info.get("adapted"))
     what = "image files or folders" if m.modality == "image" else ".txt files, one example per line"
     if not args.support and not adapted:
         raise FewgenError(f"--support: give at least one example ({what}), or an adapted checkpoint")

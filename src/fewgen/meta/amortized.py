@@ -20,7 +20,7 @@ class Amortized(MetaAlgorithm):
 
     name = "amortized"
 
-    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         noise = model.draw_noise(ep.query, generator)
         # The mean over every present query of the meta-batch (tasks with few examples have fewer).

@@ -29,19 +29,19 @@ def query_mean(per_example: Tensor, mask: Tensor) -> Tensor:
 
 
 class MetaAlgorithm:
-    """Base class: subclasses implement :meth:`meta_loss` and may own extra meta-parameters."""
+    """Base class: subclasses implement :meth:`meta_loss` and may own meta-parameters of their own (``algo_params``)."""
 
     name: str = ""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
 
-    def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
+    def algo_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         """Meta-parameters the algorithm owns besides the model's (e.g. Meta-SGD step sizes).
         Returned tensors are optimised with the model and stored in checkpoints."""
         return {}
 
-    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         """The scalar meta-objective (nats per query example) of one meta-batch."""
         raise NotImplementedError

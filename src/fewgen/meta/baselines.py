@@ -30,7 +30,7 @@ class Transfer(MetaAlgorithm):
 
     name = "transfer"
 
-    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         x = torch.cat([ep.support, ep.query], 1)  # (T, K+Q, *X)
         present = torch.cat([ep.support_mask, ep.query_mask], 1)  # (T, K+Q)

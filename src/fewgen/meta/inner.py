@@ -71,7 +71,7 @@ from .base import query_mean
 if TYPE_CHECKING:
     from ..tasks.base import Episode
 
-LR_PREFIX = "inner_lr."  # extra meta-parameters holding Meta-SGD step sizes, one per adapted variable
+LR_PREFIX = "inner_lr."  # algorithm meta-parameters holding Meta-SGD step sizes, one per adapted variable
 ADAPT_PARAMS = ("all", "bias", "film", "lora")  # train.adapt_params (config.validate checks the same names)
 Noise = dict[str, Tensor]  # pre-drawn randomness of the inner loop (see draw_support_noise)
 
@@ -439,13 +439,13 @@ def chunked_task_mean(task_losses: Callable[[slice], Tensor], num_tasks: int, ch
 def init_inner_lrs(model: GenerativeModel, lr: float, inner: InnerConfig | None = None) -> dict[str, Tensor]:
     """Meta-SGD step sizes (Li et al. 2017, "Meta-SGD"): one per entry of every adaptation variable
     (:func:`adapt_variables`; the model's parameters for ``adapt = "all"``), initialised to ``lr``;
-    stored as extra meta-parameters named ``inner_lr.<variable name>``."""
+    stored as the algorithm's meta-parameters named ``inner_lr.<variable name>``."""
     v = adapt_variables(model, dict(model.named_parameters()), inner or InnerConfig())
     return {LR_PREFIX + k: torch.full_like(p.detach(), lr) for k, p in v.items()}
 
 
-def inner_lrs(extra: dict[str, Tensor]) -> Params | None:
-    """The Meta-SGD step sizes in an extra-parameter (or checkpoint tensor) dict, keyed by
+def inner_lrs(algo_params: dict[str, Tensor]) -> Params | None:
+    """The Meta-SGD step sizes in an algorithm-parameter (or checkpoint tensor) dict, keyed by
     adaptation variable name; None when there are none."""
-    lrs = {k[len(LR_PREFIX):]: v for k, v in extra.items() if k.startswith(LR_PREFIX)}
+    lrs = {k[len(LR_PREFIX):]: v for k, v in algo_params.items() if k.startswith(LR_PREFIX)}
     return lrs or None

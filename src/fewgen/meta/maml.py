@@ -48,7 +48,7 @@ class MAML(MetaAlgorithm):
                                   conditional=self.conditional)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
 
-    def extra_params(self, model: GenerativeModel) -> dict[str, Tensor]:
+    def algo_params(self, model: GenerativeModel) -> dict[str, Tensor]:
         return init_inner_lrs(model, self.cfg.inner_lr, self.inner) if self.cfg.learn_inner_lr else {}
 
     def task_losses(self, model: GenerativeModel, params: Params, lrs: Params | None, support: Tensor, mask: Tensor,
@@ -62,9 +62,9 @@ class MAML(MetaAlgorithm):
         return map_tasks(one, (support, mask, query, query_mask, support_noise, query_noise), (True,) * 6,
                          self.vectorize and model.vmappable)
 
-    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
-        return self._meta_loss(self.task_losses, model, params, extra, ep, generator)
+        return self._meta_loss(self.task_losses, model, params, algo_params, ep, generator)
 
     def compiled_meta_loss(self) -> Callable[..., Tensor]:
         """The meta-loss with the vmapped chunk (:meth:`task_losses`) compiled: the chunking around
@@ -72,9 +72,9 @@ class MAML(MetaAlgorithm):
         return partial(self._meta_loss, torch.compile(self.task_losses) if self.vectorize else self.task_losses)
 
     def _meta_loss(self, task_losses: Callable[..., Tensor], model: GenerativeModel, params: Params,
-                   extra: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
+                   algo_params: dict[str, Tensor], ep: Episode, generator: torch.Generator) -> Tensor:
         noise_s, noise_q = draw_episode_noise(model, ep, self.inner, generator)
-        lrs = inner_lrs(extra)
+        lrs = inner_lrs(algo_params)
 
         def chunk_losses(sl: slice) -> Tensor:
             return task_losses(model, params, lrs, ep.support[sl], ep.support_mask[sl], ep.query[sl],
@@ -82,7 +82,7 @@ class MAML(MetaAlgorithm):
                                None if noise_q is None else noise_q[sl])
 
         return chunked_task_mean(chunk_losses, ep.num_tasks, self.cfg.task_chunk,
-                                 [*params.values(), *extra.values()])
+                                 [*params.values(), *algo_params.values()])
 
 
 class FOMAML(MAML):

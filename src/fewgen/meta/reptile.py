@@ -67,7 +67,7 @@ class Reptile(MetaAlgorithm):
                                    noise_tasks(noise_s, sl), None if noise_q is None else noise_q[sl]),
                              (True,) * 6, self.vectorize and model.vmappable)
 
-    def meta_loss(self, model: GenerativeModel, params: Params, extra: dict[str, Tensor], ep: Episode,
+    def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
         # Tasks are adapted train.task_chunk at a time and only the running sum of phi_t is kept,
         # so memory holds one chunk's adapted parameters, not the meta-batch's.

@@ -60,15 +60,15 @@ class GRU(nn.Module):
         self.w_h = nn.Linear(hidden, 3 * hidden)
 
     def forward(self, x: Tensor, h: Tensor, keep: Tensor | None = None,
-                extra: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x (B, L, I), h (B, H), keep (B, L) bool: where False the state is carried unchanged;
-        extra (B, 3H): an input projection added at every step (a constant conditioning input).
+        cond (B, 3H): an input projection added at every step (a constant conditioning input).
 
         Returns all states (B, L, H) and the last state (B, H).
         """
         gx = self.w_in(x)  # (B, L, 3H): the input part of every step at once
-        if extra is not None:
-            gx = gx + extra[:, None, :]
+        if cond is not None:
+            gx = gx + cond[:, None, :]
         outs = []
         for t in range(x.shape[1]):
             h_new = self.step(gx[:, t], h)
@@ -245,7 +245,7 @@ class TextLM(GenerativeModel):
             return v[:, None, :].expand(T, N, v.shape[-1]).reshape(T * N, v.shape[-1])
 
         h0 = per_string(torch.tanh(self.dec_init(summary)))
-        states, _ = self.dec_rnn(self.embed(inp).reshape(T * N, L, -1), h0, extra=per_string(self.dec_ctx(summary)))
+        states, _ = self.dec_rnn(self.embed(inp).reshape(T * N, L, -1), h0, cond=per_string(self.dec_ctx(summary)))
         task = torch.arange(T, device=x.device)[:, None, None].expand(T, N, L)
         match = self._teacher_match(inp, context) if self.match_orders else None
         return self._out(states.reshape(T, N, L, self.hidden), context, task, inp, match)
