@@ -54,6 +54,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import decode, encode_batch
 from .base import Context, GenerativeModel, exact_nll
+from .utf8 import draw_token
 
 CONDITIONS = ("incontext", "lora", "both")
 INSTALL = "model.family=hf_causal_lm needs the hf extra: pip install 'fewgen[hf]' (transformers, peft)"
@@ -251,7 +252,7 @@ class HFCausalLM(GenerativeModel):
             logits = self.lm(input_ids=seq).logits[:, -1].float()  # (n, V)
             if step == 0:  # at least one character: no end first
                 logits[:, sorted(stop | set(newline[:1] if len(newline) == 1 else []))] = float("-inf")
-            tok = _draw(logits, generator, temperature, top_p)
+            tok = draw_token(logits, temperature, top_p, generator)
             seq = torch.cat([seq, tok[:, None]], 1)  # finished rows draw on, ignored
             for i, t in enumerate(tok.tolist()):
                 if not done[i]:
@@ -272,18 +273,6 @@ class HFCausalLM(GenerativeModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.lm.save_pretrained(str(folder))
-
-
-def _draw(logits: Tensor, generator: torch.Generator | None, temperature: float, top_p: float) -> Tensor:
-    """One token per row from logits (n, V): greedy, or sampled (nucleus when ``top_p < 1``)."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = F.softmax(logits / temperature, -1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # the top token is always kept
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _fit(text: str, max_bytes: int) -> str:
