@@ -123,6 +123,82 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _coerce_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ConfigError(f"config key '{key}' must be true or false, got {_short(value)}")
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise ConfigError(f"config key '{key}' is out of range: {_short(value)}")
+        return value
+    raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ConfigError(f"config key '{key}' must be a number, got {_short(value)}")
+    try:
+        number = float(number)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {_short(value)}")
+    return number
+
+
+def _coerce_str(value: Any, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"config key '{key}' must be a string, got {_short(value)}")
+
+
+def _coerce_tuple(value: Any, typ: Any, key: str) -> tuple:
+    args = typ.__args__
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"config key '{key}' must be a list, got {_short(value)}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if len(value) != len(args):
+        raise ConfigError(f"config key '{key}' must have {len(args)} values, got {len(value)}")
+    return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+
+
+def _coerce_dict(value: Any, key: str) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"config key '{key}' must be a JSON object, got {_short(value)}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
+    return dict(value)
+
+
+_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a TOML / JSON / CLI value to the dataclass field type, or raise ConfigError."""
     origin = getattr(typ, "__origin__", None)
@@ -130,67 +206,12 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
         return _from_dict(typ, value, key + ".")
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key '{key}' must be true or false, got {_short(value)}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                pass
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not -_INT_LIMIT <= value < _INT_LIMIT:
-                raise ConfigError(f"config key '{key}' is out of range: {_short(value)}")
-            return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
-    if typ is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None:
-            try:
-                number = float(number)
-            except OverflowError:  # an integer too large for a float
-                number = math.inf
-            if not math.isfinite(number):
-                raise ConfigError(f"config key '{key}' must be a finite number, got {_short(value)}")
-            return number
-        raise ConfigError(f"config key '{key}' must be a number, got {_short(value)}")
-    if typ is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"config key '{key}' must be a string, got {_short(value)}")
+    if typ in _SCALARS:
+        return _SCALARS[typ](value, key)
     if origin is tuple:
-        args = typ.__args__
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {_short(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], key) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"config key '{key}' must have {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        return _coerce_tuple(value, typ, key)
     if origin is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ConfigError(f"config key '{key}' must be a JSON object, got {_short(value)}") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
-        return dict(value)
+        return _coerce_dict(value, key)
     raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
 
 
