@@ -139,13 +139,8 @@ def save(path: str | Path, model: GenerativeModel, config: Config, info: dict[st
     return path
 
 
-def load(path: str | Path) -> Checkpoint:
-    """Rebuild everything from a checkpoint folder: no flag has to be repeated.
-
-    Raises :class:`CheckpointError` for a missing folder or file, a corrupted or tampered
-    weights file (hash mismatch), or a checkpoint of another format version.
-    """
-    path = Path(path)
+def _read_meta(path: Path) -> dict[str, Any]:
+    """config.json of checkpoint folder ``path``, checked to be a fewgen checkpoint of this format."""
     cfg_file = path / CONFIG_FILE
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint folder")
@@ -162,7 +157,12 @@ def load(path: str | Path) -> Checkpoint:
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_file}: checkpoint format version {meta.get('format_version')!r} "
                               f"is not supported (this fewgen reads version {FORMAT_VERSION})")
-    weights = path / MODEL_FILE
+    return meta
+
+
+def _verified_weights(path: Path, meta: dict[str, Any]) -> Path:
+    """The weights file, its SHA-256 checked against the one config.json records."""
+    weights, cfg_file = path / MODEL_FILE, path / CONFIG_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
     hashes = meta.get("sha256")
@@ -176,6 +176,19 @@ def load(path: str | Path) -> Checkpoint:
     if actual != expected.lower():
         raise CheckpointError(f"{weights}: integrity check failed (SHA-256 differs from config.json); "
                               "the file is corrupted or was modified")
+    return weights
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Rebuild everything from a checkpoint folder: no flag has to be repeated.
+
+    Raises :class:`CheckpointError` for a missing folder or file, a corrupted or tampered
+    weights file (hash mismatch), or a checkpoint of another format version.
+    """
+    path = Path(path)
+    cfg_file = path / CONFIG_FILE
+    meta = _read_meta(path)
+    weights = _verified_weights(path, meta)
     model_meta = meta.get("model")
     if not isinstance(model_meta, dict) or not isinstance(model_meta.get("kwargs"), dict):
         raise CheckpointError(f"{cfg_file}: incomplete checkpoint metadata (no model description)")
