@@ -139,15 +139,9 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     methods = _runnable(cfg.methods, tasks.modality, progress)
     cfg.base = replace(cfg.base, model={"family": family_for_data(cfg.base.model, tasks.modality)})  # as train does
     eval_spec = cfg.eval_data or cfg.data
-    eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
-    held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
-        if not cfg.eval_data else eval_all
-    if held_out.modality == "image" and tasks.modality == "image" and held_out.example_shape != tasks.example_shape:
-        raise FewgenError(f"{eval_spec}: example shape {held_out.example_shape} differs from {tasks.example_shape}")
+    held_out = _held_out(cfg, tasks, base_data)
     ecfg = replace(cfg.base, eval={"shots": cfg.shots, "steps": cfg.steps, "max_tasks": cfg.eval_tasks,
                                    "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
-    held_out = held_out.seeded_subset(ecfg.max_tasks, cfg.seed)  # the same tasks for NLL and quality (= eval's)
-    check_shots(held_out, cfg.shots)  # before any training
     quality = quality_setup(cfg, tasks, held_out, out, progress)
     seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()
 
@@ -166,34 +160,57 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
                                           else method, seed=cfg.seed)
         if progress:
             print(f"[{i + 1}/{len(methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
-        t0 = time.time()
-        per_example = None
-        if held_out.modality == "text":  # bits per character beside nats per string
-            from .metrics.text import bits_per_char_examples as per_example
-        report = evaluate(adapt_fn, held_out, ecfg, progress=False, per_example=per_example)
-        per_task[method] = {s: {k: r["per_task"] for k, r in per_k.items()} for s, per_k in report["steps"].items()}
-        for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
-            per_k.pop("per_task", None)
-            per_k.pop("per_task_bits_per_char", None)
-        note = steps_note(ck, method, cfg.steps)
-        entry: dict[str, Any] = {"train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
-                                 "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
-                                 "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
-                                                 "augment": ck.config.train.inner_augment,
-                                                 "select": ck.config.train.inner_select,
-                                                 "inner_steps": ck.config.train.inner_steps,
-                                                 "inner_steps_random": ck.config.train.inner_steps_random}}
-        if quality is not None:
-            entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
-            entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
-        if held_out.modality == "text":
-            entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg)
+        entry, per_task[method] = _evaluate_method(cfg, method, ck, adapt_fn, held_out, ecfg, quality, seen, out)
+        entry = {"train_seconds": round(train_s, 1), **entry}
         results["methods"][method] = entry
         results["paired"] = paired_comparisons(per_task)
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
     _plots(results, out)
     return results
+
+
+def _held_out(cfg: BenchConfig, tasks: TaskSet, base_data) -> TaskSet:
+    """The held-out tasks every method is evaluated on: the test split of the data (or all of
+    ``cfg.eval_data``), the same seeded subset ``fewgen eval --max-tasks`` takes, every K checked."""
+    eval_spec = cfg.eval_data or cfg.data
+    eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
+    held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
+        if not cfg.eval_data else eval_all
+    if held_out.modality == "image" and tasks.modality == "image" and held_out.example_shape != tasks.example_shape:
+        raise FewgenError(f"{eval_spec}: example shape {held_out.example_shape} differs from {tasks.example_shape}")
+    held_out = held_out.seeded_subset(cfg.eval_tasks, cfg.seed)  # the same tasks for NLL and quality (= eval's)
+    check_shots(held_out, cfg.shots)  # before any training
+    return held_out
+
+
+def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, held_out: TaskSet, ecfg, quality,
+                     seen: set[str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One method's results entry (NLL, notes, fine-tuning settings, sample quality) and its
+    per-task NLL (steps -> K -> task -> nats) for the paired comparisons."""
+    t0 = time.time()
+    per_example = None
+    if held_out.modality == "text":  # bits per character beside nats per string
+        from .metrics.text import bits_per_char_examples as per_example
+    report = evaluate(adapt_fn, held_out, ecfg, progress=False, per_example=per_example)
+    per_task = {s: {k: r["per_task"] for k, r in per_k.items()} for s, per_k in report["steps"].items()}
+    for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
+        per_k.pop("per_task", None)
+        per_k.pop("per_task_bits_per_char", None)
+    note = steps_note(ck, method, cfg.steps)
+    entry: dict[str, Any] = {"eval_seconds": round(time.time() - t0, 1),
+                             "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
+                             "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
+                                             "augment": ck.config.train.inner_augment,
+                                             "select": ck.config.train.inner_select,
+                                             "inner_steps": ck.config.train.inner_steps,
+                                             "inner_steps_random": ck.config.train.inner_steps_random}}
+    if quality is not None:
+        entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
+        entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
+    if held_out.modality == "text":
+        entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg)
+    return entry, per_task
 
 
 def paired_comparisons(per_task: dict[str, dict[str, dict[str, dict[str, float]]]]) -> dict[str, Any]:
