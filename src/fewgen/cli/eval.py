@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
     from ..adaptation import adapter_for_checkpoint, steps_note
     from ..errors import FewgenError
-    from ..evaluate import evaluate, format_report, parse_int_list
+    from ..evaluate import evaluate, format_report
     from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
@@ -96,16 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError(f"unknown --algo '{args.algo}'; valid: {', '.join(sorted((*ALGORITHMS, *UNTRAINED)))}")
     cfg = ck.config
     spec = args.data or cfg.data.spec
-    data_changes = {"spec": spec} if args.max_examples is None else {"spec": spec, "max_examples_per_task": args.max_examples}
-    data_cfg = replace(cfg, data=data_changes).data
-    changes = {"shots": parse_int_list(args.shots, "shots"), "steps": parse_int_list(args.steps, "steps"),
-               "split": args.split}
-    for key, val in (("importance_samples", args.importance_samples), ("max_tasks", args.max_tasks),
-                     ("seed", args.seed), ("latent", args.latent)):
-        if val is not None:
-            changes[key] = val
-    ecfg = diffusion_eval_config(replace(cfg, eval=changes), args)
-    ts = load_split(spec, data_cfg, args.split)
+    ecfg = _eval_config(cfg, args)
+    ts = load_split(spec, _data_config(cfg, spec, args), args.split)
     algo = args.algo or ck.info.get("algo", cfg.train.algo)
     tc = adapt_train_config(cfg, args)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed, train=tc)
@@ -150,6 +142,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
+
+
+def _data_config(cfg, spec: str, args: argparse.Namespace):
+    """The checkpoint's data config on ``spec`` (``--data``), with ``--max-examples``."""
+    changes = {"spec": spec} if args.max_examples is None else {"spec": spec, "max_examples_per_task": args.max_examples}
+    return replace(cfg, data=changes).data
+
+
+def _eval_config(cfg, args: argparse.Namespace):
+    """The checkpoint's eval config with the command line's shots, steps, split and options."""
+    from ..evaluate import parse_int_list
+
+    changes = {"shots": parse_int_list(args.shots, "shots"), "steps": parse_int_list(args.steps, "steps"),
+               "split": args.split}
+    for key, val in (("importance_samples", args.importance_samples), ("max_tasks", args.max_tasks),
+                     ("seed", args.seed), ("latent", args.latent)):
+        if val is not None:
+            changes[key] = val
+    return diffusion_eval_config(replace(cfg, eval=changes), args)
 
 
 def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Namespace) -> dict:
