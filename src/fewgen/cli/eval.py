@@ -111,15 +111,9 @@ def run(args: argparse.Namespace) -> int:
         from ..metrics.text import bits_per_char_examples as per_example
     report = evaluate(adapt_fn, ts, ecfg, progress=not args.quiet, per_example=per_example)
     if text and args.samples > 0:
-        from ..evaluate import text_sample_report
-
         evaluated = set(report["unconditional"]["per_task"])  # the --max-tasks subset, if any
         ts = ts.subset([i for i, name in enumerate(ts.names) if name in evaluated])
-        seen = _training_strings(cfg)
-        report["samples"] = {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps),
-                                                  args.samples, ecfg.seed, ecfg.batch_tasks,
-                                                  fidelity="fidelity" in quality),
-                             "training_strings": len(seen)}
+        report["samples"] = _text_samples(cfg, ts, adapt_fn, ecfg, args.samples, "fidelity" in quality)
     if quality and not text:
         report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
     note = steps_note(ck, algo, ecfg.steps)
@@ -142,6 +136,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
+
+
+def _text_samples(cfg, ts, adapt_fn, ecfg, n: int, fidelity: bool) -> dict:
+    """Samples of the held-out text tasks ``ts`` at the largest K and steps: validity, novelty
+    against the training strings, and (``fidelity``) whether they read like their task."""
+    from ..evaluate import text_sample_report
+
+    seen = _training_strings(cfg)
+    return {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps), n, ecfg.seed,
+                                 ecfg.batch_tasks, fidelity=fidelity), "training_strings": len(seen)}
 
 
 def _data_config(cfg, spec: str, args: argparse.Namespace):
