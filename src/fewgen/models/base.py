@@ -36,7 +36,7 @@ time, with the same results. A family may write files of its own beside an adapt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -114,3 +114,24 @@ def params_of(model: nn.Module) -> Params:
 def call(model: GenerativeModel, params: Params, method: str, *args: Any, **kwargs: Any) -> Any:
     """Run ``model.method(*args, **kwargs)`` with ``params`` in place of the model's own parameters."""
     return functional_call(model, params, (method, *args), kwargs or None, strict=False)
+
+
+# ----------------------------------------------------------------------------- building
+def check_extra_keys(family: str, extra: dict[str, Any], valid: Sequence[str]) -> None:
+    """A one-line :class:`~fewgen.errors.ConfigError` for a ``model.extra`` key ``family`` does not know."""
+    from ..errors import ConfigError
+
+    unknown = sorted(set(extra) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for {family}; valid: "
+                          + ", ".join("model.extra." + k for k in valid))
+
+
+def check_byte_tokenizer(family: str, data_meta: dict[str, Any]) -> None:
+    """A one-line :class:`~fewgen.errors.ConfigError` unless the data use fewgen's UTF-8 byte tokens."""
+    from ..errors import ConfigError
+    from ..tasks.text import VOCAB_SIZE
+
+    if data_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
+        raise ConfigError(f"{family} needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "
+                          f"{data_meta.get('vocab_size')}")

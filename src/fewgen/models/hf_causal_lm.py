@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import decode, encode_batch
-from .base import Context, GenerativeModel, exact_nll
+from .base import Context, GenerativeModel, check_extra_keys, exact_nll
 from .utf8 import draw_token
 
 CONDITIONS = ("incontext", "lora", "both")
@@ -289,10 +289,7 @@ EXTRA_KEYS = ("path", "condition", "rank", "alpha", "max_len")
 def build_hf_causal_lm(model_cfg: ModelConfig, taskset_meta: dict) -> HFCausalLM:
     """An :class:`HFCausalLM` from ``model.extra`` (``path`` required; ``condition`` both,
     ``rank`` 8, ``alpha`` 16, ``max_len`` the data's) for text data."""
-    unknown = sorted(set(model_cfg.extra) - set(EXTRA_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for hf_causal_lm; valid: "
-                          + ", ".join("model.extra." + k for k in EXTRA_KEYS))
+    check_extra_keys("hf_causal_lm", model_cfg.extra, EXTRA_KEYS)
     if taskset_meta.get("modality") != "text":
         raise ConfigError(f"hf_causal_lm models text; the data is {taskset_meta.get('modality')!r}")
     if "path" not in model_cfg.extra:

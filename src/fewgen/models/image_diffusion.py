@@ -63,7 +63,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError, FewgenError
 from ..noise import task_randn
 from .attention import CrossAttention, SupportEncoder
-from .base import GenerativeModel
+from .base import GenerativeModel, check_extra_keys
 from .nn import masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
@@ -321,10 +321,7 @@ def build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageD
     if data_meta.get("modality", "image") != "image":
         raise ConfigError(f"model.family image_diffusion is for images, not {data_meta.get('modality')} data")
     c, s, _ = data_meta["example_shape"]
-    unknown = sorted(set(cfg.extra) - {"heads", "p_uncond", "template"})
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_diffusion; "
-                          "valid: model.extra.heads, model.extra.p_uncond, model.extra.template")
+    check_extra_keys("image_diffusion", cfg.extra, ('heads', 'p_uncond', 'template'))
     template = cfg.extra.get("template", True)
     if not isinstance(template, bool):
         raise ConfigError(f"model.extra.template must be true or false, got {template!r}")

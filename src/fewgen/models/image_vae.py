@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..noise import task_randn
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import Context, GenerativeModel
+from .base import Context, GenerativeModel, check_extra_keys
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
 
@@ -273,10 +273,7 @@ def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
     """The ``image_vae`` family for images ``data_meta["example_shape"]`` = (C, S, S), its
     ``model.extra`` keys validated (one-line errors)."""
     c, s, _ = data_meta["example_shape"]
-    unknown = sorted(set(cfg.extra) - {"features", "kl_weight", "prior"})
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for image_vae; "
-                          "valid: model.extra.features, model.extra.kl_weight, model.extra.prior")
+    check_extra_keys("image_vae", cfg.extra, ('features', 'kl_weight', 'prior'))
     prior = cfg.extra.get("prior", "mlp")
     if prior not in ("mlp", "mixture"):
         raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
-from .base import Context, GenerativeModel, exact_nll
+from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
 from .nn import masked_mean, norm_mlp
 from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
 from .utf8 import advance, draw_token, legal_tokens
@@ -314,13 +314,8 @@ EXTRA_KEYS = ("embed", "max_len", "match_orders")
 def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
     """A :class:`TextLM` from the model config (``hidden``, ``context``, ``extra.embed``,
     ``extra.max_len``) and the tokenizer facts in ``TaskSet.meta``."""
-    unknown = sorted(set(model_cfg.extra) - set(EXTRA_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for text_lm; valid: "
-                          + ", ".join("model.extra." + k for k in EXTRA_KEYS))
-    if taskset_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
-        raise ConfigError(f"text_lm needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "
-                          f"{taskset_meta.get('vocab_size')}")
+    check_extra_keys("text_lm", model_cfg.extra, EXTRA_KEYS)
+    check_byte_tokenizer("text_lm", taskset_meta)
     max_len = int(model_cfg.extra.get("max_len", taskset_meta.get("max_len", 24)))
     embed = int(model_cfg.extra.get("embed", 64))
     if min(model_cfg.hidden, model_cfg.context, embed, max_len) < 1:

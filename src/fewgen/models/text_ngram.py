@@ -43,7 +43,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from . import ngram
-from .base import Context, GenerativeModel
+from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys
 from .text_lm import _shift_in
 from .utf8 import advance, draw_token, legal_tokens
 
@@ -268,13 +268,8 @@ EXTRA_KEYS = ("order", "smoothing", "max_len")
 def build_text_ngram(model_cfg: ModelConfig, taskset_meta: dict) -> TextNgram:
     """A :class:`TextNgram` (empty background) from ``model.extra.order`` (default 4),
     ``model.extra.smoothing`` (default kneser_ney) and the tokenizer facts in ``TaskSet.meta``."""
-    unknown = sorted(set(model_cfg.extra) - set(EXTRA_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for text_ngram; valid: "
-                          + ", ".join("model.extra." + k for k in EXTRA_KEYS))
-    if taskset_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
-        raise ConfigError(f"text_ngram needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "
-                          f"{taskset_meta.get('vocab_size')}")
+    check_extra_keys("text_ngram", model_cfg.extra, EXTRA_KEYS)
+    check_byte_tokenizer("text_ngram", taskset_meta)
     order = model_cfg.extra.get("order", 4)
     if not isinstance(order, int) or isinstance(order, bool):
         raise ConfigError(f"model.extra.order must be an integer from 1 to {MAX_ORDER}, got {order!r}")

@@ -51,7 +51,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ..config import ModelConfig
 from ..errors import ConfigError, DataError
 from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
-from .base import GenerativeModel
+from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys
 from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
 from .utf8 import advance, draw_token, legal_tokens
@@ -421,13 +421,8 @@ def build_text_transformer(model_cfg: ModelConfig, taskset_meta: dict) -> TextTr
     1024), ``extra.train_window`` (tokens per packed training sequence, 256) and
     ``extra.match_order`` (the cache's highest order, 4; -1 = no cache). The strings per
     training episode are ``train.shots + train.queries``."""
-    unknown = sorted(set(model_cfg.extra) - set(EXTRA_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for text_transformer; valid: "
-                          + ", ".join("model.extra." + k for k in EXTRA_KEYS))
-    if taskset_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
-        raise ConfigError(f"text_transformer needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "
-                          f"{taskset_meta.get('vocab_size')}")
+    check_extra_keys("text_transformer", model_cfg.extra, EXTRA_KEYS)
+    check_byte_tokenizer("text_transformer", taskset_meta)
     values = {}
     for key, default in (("layers", 4), ("heads", 4), ("max_len", taskset_meta.get("max_len", 24)),
                          ("window", 1024), ("train_window", 256), ("match_order", 4)):
