@@ -7,7 +7,7 @@ import pytest
 from fewgen.cli import main
 from fewgen.metrics.text import is_valid
 
-TINY = ["--set", "model.hidden=32", "--set", "model.context=32", "--set", "model.extra={embed=16}",
+TINY = ["--set", "model.family=text_lm", "--set", "model.hidden=32", "--set", "model.context=32", "--set", "model.extra={embed=16}",
         "--set", "train.meta_batch=4", "--set", "train.val_every=10", "--set", "train.val_tasks=4",
         "--set", "train.log_every=5", "--set", "data.max_examples_per_task=60", "--quiet"]
 SUPPORT = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "ðoʊ"]

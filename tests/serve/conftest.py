@@ -7,7 +7,7 @@ from fewgen.cli import main
 IMAGE_TINY = ["--set", "model.hidden=8", "--set", "model.latent=4", "--set", "model.context=16",
               "--set", "model.extra={features=32}", "--set", "train.meta_batch=4", "--set", "train.val_every=10",
               "--set", "train.val_tasks=8", "--set", "train.log_every=5", "--quiet"]
-TEXT_TINY = ["--set", "model.hidden=32", "--set", "model.context=32", "--set", "model.extra={embed=16}",
+TEXT_TINY = ["--set", "model.family=text_lm", "--set", "model.hidden=32", "--set", "model.context=32", "--set", "model.extra={embed=16}",
              "--set", "train.meta_batch=4", "--set", "train.val_every=10", "--set", "train.val_tasks=4",
              "--set", "train.log_every=5", "--set", "data.max_examples_per_task=60", "--quiet"]
 

@@ -24,7 +24,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "text_transformer": ("text_transformer", "TextTransformer", "build_text_transformer"),
     "toy_gauss": ("toy_gauss", "ToyGauss", "build_toy_gauss"),
 }
-DEFAULT_FAMILY = {"image": "image_vae", "text": "text_lm", "toy": "toy_gauss"}  # where the config names none
+DEFAULT_FAMILY = {"image": "image_vae", "text": "text_transformer", "toy": "toy_gauss"}  # where the config names none
 COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps
 
 
@@ -38,7 +38,7 @@ def _family(name: str, what: str) -> tuple[Any, str, str]:
 
 def family_for_data(cfg: ModelConfig, modality: str) -> str:
     """The family to build: ``cfg.family``, or the data's default family where the config names
-    the default one (``image_vae``) and the data are not images (``--data words`` means text_lm)."""
+    the default one (``image_vae``) and the data are not images (``--data words`` means text_transformer)."""
     if cfg.family == ModelConfig.family and modality in DEFAULT_FAMILY:
         return DEFAULT_FAMILY[modality]
     return cfg.family
