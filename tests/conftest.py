@@ -17,6 +17,15 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 OMNIGLOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
 
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread for a test of tiny vmapped ops: faster, and kinder to a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def omniglot_dir() -> Path:
     if not any(OMNIGLOT.glob("*.zip")):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.checkpoint import load
@@ -22,14 +21,6 @@ from fewgen.evaluate import conditional_nll
 from fewgen.metrics.nll import paired_difference
 from fewgen.tasks.spec import load_split
 from fewgen.training import train
-
-
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ meta-train tasks (transfer). Exact-likelihood model, so the NLLs are exact.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.checkpoint import load
@@ -30,15 +29,6 @@ def trained(tmp_path, algo: str, steps: int):
                                    ckpt_every=10**9, log_every=50))
     train(cfg, tmp_path / algo, progress=False)
     return load(tmp_path / algo)
-
-
-@pytest.fixture()
-def one_thread():
-    # Tiny vmapped ops: one thread is faster, and kinder to a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.slow
