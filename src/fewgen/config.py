@@ -58,6 +58,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0
+    ema: float = 0.0  # decay of a moving average of the weights used for validation and checkpoints (0 = off; e.g. 0.999)
     inner_steps: int = 1  # gradient-based algorithms: inner-loop steps
     inner_lr: float = 1e-3  # SGD step on the support loss (nats per example: a sum over pixels)
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
@@ -76,6 +77,7 @@ class TrainConfig:
     ckpt_every: int = 200
     patience: int = 0  # early stopping: validations without improvement (0 = off)
     max_seconds: float = 0.0  # stop (and save) after this much training time (0 = no limit)
+    clock: str = "wall"  # what max_seconds counts: wall (elapsed seconds) | cpu (this process's CPU seconds, all threads: an equal budget on a loaded machine)
     device: str = "auto"  # auto (CUDA if visible, else CPU) | cpu | cuda | cuda:N (torchrun: cuda = this process's GPU)
     compile: bool = False  # torch.compile the meta-loss (falls back to eager with a warning)
     precision: str = "fp32"  # fp32 | bf16 (bf16 autocast of the meta-loss; meant for GPUs)

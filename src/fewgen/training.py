@@ -21,7 +21,7 @@ import json
 import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
@@ -33,6 +33,7 @@ from torch import Tensor
 from . import checkpoint as ckpt
 from . import distributed
 from .config import Config, config_to_dict, replace
+from .ema import WeightAverage
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_data, params_of
@@ -174,6 +175,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     device = distributed.resolve_device(cfg.train.device)
     if cfg.train.precision not in ("fp32", "bf16"):
         raise ConfigError(f"unknown train.precision '{cfg.train.precision}'; valid: fp32, bf16")
+    if cfg.train.clock not in ("wall", "cpu"):
+        raise ConfigError(f"unknown train.clock '{cfg.train.clock}'; valid: wall, cpu")
+    if not 0 <= cfg.train.ema < 1:
+        raise ConfigError(f"train.ema must be in [0, 1) (0 = no weight average), got {cfg.train.ema}")
     tasks = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
     cfg = replace(cfg, model={"family": family_for_data(cfg.model, tasks.modality)})  # words -> a text family
     created = distributed.setup(device)
@@ -255,6 +260,8 @@ class Run:
         self.algo_params = {k: torch.nn.Parameter(v.to(device)) for k, v in self.algo.algo_params(self.model).items()}
         self.meta_params = list(self.model.parameters()) + list(self.algo_params.values())
         self.opt = torch.optim.Adam(self.meta_params, lr=tc.lr, weight_decay=tc.weight_decay)
+        named = {**{f"model.{k}": v for k, v in self.params.items()}, **{f"algo.{k}": v for k, v in self.algo_params.items()}}
+        self.ema = WeightAverage(named, tc.ema) if tc.ema > 0 else None  # train.ema: validate and save the average
         # The one place that compiles: the algorithm says what (its hot part), compiled() falls
         # back to eager for good if that fails, forward or backward, on the first step.
         eager = partial(self.gradients, self.algo.meta_loss)
@@ -270,9 +277,15 @@ class Run:
         self.info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
         self.state = RunState()
         self.tensorboard = None  # rank 0's SummaryWriter with train.tensorboard (restore opens it)
-        self.t0 = time.time()  # the run's clock: it started elapsed seconds ago (train sets it)
-        self.last_log = (self.t0, 0)  # (time, step) of the last training record
+        self.t0 = self.clock()  # the run's budget clock (train.clock): it started elapsed seconds ago (train sets it)
+        self.last_log = (time.time(), 0)  # (time, step) of the last training record
         self.note = lambda _: None  # messages for the user (train sets it)
+
+    def clock(self) -> float:
+        """Seconds on the budget clock (``train.clock``): wall time, or this process's CPU time
+        (all its threads), which a loaded machine does not stretch: runs compared at an equal
+        ``max_seconds`` on the ``cpu`` clock got the same CPU, whatever else ran beside them."""
+        return time.process_time() if self.tc.clock == "cpu" else time.time()
 
     def restore(self, resume: bool) -> None:
         """Continue from the saved ``train_state.pt`` (``resume``), or start a fresh run folder."""
@@ -288,6 +301,8 @@ class Run:
                 for k, v in saved.get("extra", {}).items():
                     self.algo_params[k].data.copy_(v)
                 self.opt.load_state_dict(saved["optim"])
+                if self.ema is not None:
+                    self.ema.load_state_dict(saved["ema"])
                 best = saved["best_val"]
                 self.state = RunState(saved["step"], None if best is None or math.isnan(best) else best,
                                       saved["bad_vals"], saved["elapsed"])
@@ -313,7 +328,7 @@ class Run:
         self.note = bar.write if self.main else (lambda _: None)
         if progress:
             self.note(f"device: {device_name(self.device, self.tc.device)}")
-        self.t0, self.last_log = time.time() - s.elapsed, (time.time(), s.step)
+        self.t0, self.last_log = self.clock() - s.elapsed, (time.time(), s.step)
         with stop_signals() as signalled:
             try:
                 while s.step < tc.steps:
@@ -339,7 +354,7 @@ class Run:
         if self.main and not (self.out / ckpt.MODEL_FILE).exists():
             self.save_model()
         distributed.barrier()  # when train returns on any rank, the checkpoint is complete
-        return TrainResult(self.out, s.step, s.best_val, time.time() - self.t0, interrupted)
+        return TrainResult(self.out, s.step, s.best_val, self.clock() - self.t0, interrupted)
 
     def step(self, signalled: list[int]) -> tuple[float, bool, bool, int]:
         """One meta-gradient step. Returns the loss and whether to stop for time or for a signal
@@ -363,7 +378,7 @@ class Run:
         self.model.train()
         # this shard's share of the global mean; the SUM-all-reduce adds the shares
         loss = self.loss_and_grads(ep.to(self.device), g, len(mine) / tc.meta_batch if self.world > 1 else None)
-        out_of_time = tc.max_seconds > 0 and time.time() - self.t0 >= tc.max_seconds
+        out_of_time = tc.max_seconds > 0 and self.clock() - self.t0 >= tc.max_seconds
         loss_value, out_of_time, stop = distributed.all_reduce_grads(
             self.meta_params, [loss.detach(), out_of_time, len(signalled) > 0])
         if not math.isfinite(loss_value):
@@ -373,6 +388,8 @@ class Run:
             torch.nn.utils.clip_grad_norm_(self.meta_params, tc.grad_clip)
         self.opt.step()
         self.state.step += 1
+        if self.ema is not None:
+            self.ema.update(self.state.step)
         return loss_value, out_of_time > 0, stop > 0, num_bytes
 
     def gradients(self, meta_loss: Callable[..., Tensor], ep: Episode, g: torch.Generator,
@@ -411,7 +428,8 @@ class Run:
         """Meta-validate; keep the weights if they are the best so far. True if improved."""
         s = self.state
         self.model.eval()
-        v = validation_loss(self.model, self.algo, self.algo_params, self.val_ts, self.cfg, self.device)
+        with self.averaged():
+            v = validation_loss(self.model, self.algo, self.algo_params, self.val_ts, self.cfg, self.device)
         if not math.isfinite(v):
             raise TrainingDiverged(f"meta-validation loss became {v} at step {s.step}; stopped. "
                                    f"The last good checkpoint in {self.out} is kept")
@@ -428,7 +446,7 @@ class Run:
         rate = (self.state.step - last_step) / max(now - last_t, 1e-9)
         self.last_log = (now, self.state.step)
         self.log({"step": self.state.step, "loss": loss, "steps_per_s": rate,
-                  "tasks_per_s": rate * self.tc.meta_batch, "time": now - self.t0})
+                  "tasks_per_s": rate * self.tc.meta_batch, "time": self.clock() - self.t0})
 
     def log(self, record: dict[str, Any]) -> None:
         """One line of ``metrics.jsonl`` (rank 0), and its scalars in TensorBoard (``train.tensorboard``)."""
@@ -439,9 +457,16 @@ class Run:
                 if record.get(key) is not None:
                     self.tensorboard.add_scalar(tag, record[key], record["step"])
 
+    def averaged(self):
+        """A context in which the live weights are the moving average (``train.ema``), if any."""
+        return self.ema.swapped_in() if self.ema is not None else nullcontext()
+
     def save_model(self) -> None:
-        """The checkpoint (rank 0): the current weights, judged best when validation says so."""
-        if self.main:
+        """The checkpoint (rank 0): the current weights (their average with ``train.ema``),
+        judged best when validation says so."""
+        if not self.main:
+            return
+        with self.averaged():
             ckpt.save(self.out, self.model, self.cfg, {**self.info, "step": self.state.step,
                                                        "best_val": self.state.best_val},
                       {k: v.detach() for k, v in self.algo_params.items()})
@@ -449,14 +474,14 @@ class Run:
     def save_state(self) -> None:
         """The resume state (rank 0): latest weights, optimiser and :class:`RunState`."""
         s = self.state
-        s.elapsed = time.time() - self.t0
+        s.elapsed = self.clock() - self.t0
         if not self.main:
             return
         ckpt.save_train_state(self.out, {
             "step": s.step, "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "extra": {k: v.detach().clone() for k, v in self.algo_params.items()}, "optim": self.opt.state_dict(),
             "best_val": float("nan") if s.best_val is None else s.best_val, "bad_vals": s.bad_vals,
-            "elapsed": s.elapsed,
+            "elapsed": s.elapsed, **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         })
 
 

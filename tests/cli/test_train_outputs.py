@@ -130,3 +130,50 @@ def test_tensorboard_without_the_package_is_one_line_saying_what_to_install(tmp_
     assert code == 2 and err.splitlines() == [
         "fewgen: error: train.tensorboard needs the tensorboard package: pip install 'fewgen[tensorboard]'"]
     assert not (tmp_path / "run").exists()  # it failed before any work
+
+
+def test_cpu_clock_budget_counts_process_time_not_wall_time(tmp_path, capsys, monkeypatch):
+    import fewgen.training as training
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(training.time, "process_time", lambda: float(next(ticks)))  # 1 CPU second per reading
+    code, out, _ = cli(["train", "--out", str(tmp_path / "cpu"), "--steps", "500", "--max-seconds", "6",
+                        "--set", "train.clock=cpu", *TINY], capsys)
+    assert code == 0 and "time budget of 6s reached at step" in out
+    step = int(re.search(r"reached at step (\d+)", out).group(1))
+    assert 1 <= step < 10  # a few readings per step: far from the 500 steps that the wall clock allows
+    code, out, _ = cli(["train", "--out", str(tmp_path / "wall"), "--steps", "12", "--max-seconds", "6", *TINY], capsys)
+    assert code == 0 and "time budget" not in out  # the wall clock: 12 tiny steps take well under 6 s
+
+
+def test_unknown_clock_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = cli(["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "train.clock=gpu", *TINY], capsys)
+    assert code == 2 and "unknown train.clock 'gpu'; valid: wall, cpu" in err and "Traceback" not in err
+
+
+def test_ema_checkpoint_holds_the_weight_average_and_resume_is_exact(tmp_path, capsys):
+    from fewgen.checkpoint import load
+
+    args = ["--steps", "8", *TINY, "--set", "train.ema=0.9", "--set", "train.val_every=100",
+            "--set", "train.ckpt_every=4"]  # validated (and saved) at the last step only
+    assert cli(["train", "--out", str(tmp_path / "a"), *args], capsys)[0] == 0
+    assert cli(["train", "--out", str(tmp_path / "raw"), *[a if a != "train.ema=0.9" else "train.ema=0" for a in args]],
+               capsys)[0] == 0
+    state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=True)
+    averaged = load(tmp_path / "a").model.state_dict()
+    raw = load(tmp_path / "raw").model.state_dict()
+    for k, v in averaged.items():  # the checkpoint is the average; the resume state keeps the raw weights too
+        assert torch.equal(v, state["ema"][f"model.{k}"])
+        assert torch.equal(state["model"][k], raw[k])  # the optimiser stepped the same raw weights
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    half = ["--steps", "4", *args[2:]]
+    assert cli(["train", "--out", str(tmp_path / "b"), *half], capsys)[0] == 0
+    assert cli(["train", "--out", str(tmp_path / "b"), "--resume", "--steps", "8"], capsys)[0] == 0
+    resumed = torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)  # (its best checkpoint may be step 4's)
+    assert all(torch.equal(resumed["ema"][k], state["ema"][k]) for k in state["ema"])
+    assert all(torch.equal(resumed["model"][k], state["model"][k]) for k in state["model"])
+
+
+def test_ema_out_of_range_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = cli(["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "train.ema=1.5", *TINY], capsys)
+    assert code == 2 and "train.ema must be in [0, 1)" in err
