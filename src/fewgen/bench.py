@@ -131,9 +131,9 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     """Run the benchmark; write results.json, results.md, plots and sample grids into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = [m for m in cfg.methods if m not in (*ALGORITHMS, *UNTRAINED, *TEXT_ONLY)]
+    unknown = [m for m in cfg.methods if m not in (*ALGORITHMS, *UNTRAINED, *TEXT_ONLY, *cfg.ckpts)]
     if unknown:
-        raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}")
+        raise FewgenError(f"unknown method '{unknown[0]}'; valid: {', '.join(METHODS)}, or a name given by --ckpt NAME=PATH")
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
     methods = _runnable(cfg.methods, tasks.modality, progress)
@@ -156,8 +156,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         ck, train_s = _checkpoint(cfg, method, out / "ckpt", tasks, progress, trained)
         if method not in (*UNTRAINED, *TEXT_ONLY) and method not in cfg.ckpts:
             trained[method] = ck
-        adapt_fn = adapter_for_checkpoint(ck, algo=method_config(cfg, method).train.algo if method in TEXT_ONLY
-                                          else method, seed=cfg.seed)
+        adapt_fn = adapter_for_checkpoint(ck, algo=_algo_of(cfg, method, ck), seed=cfg.seed)
         if progress:
             print(f"[{i + 1}/{len(methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
         entry, per_task[method] = _evaluate_method(cfg, method, ck, adapt_fn, held_out, ecfg, quality, seen, out)
@@ -168,6 +167,16 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
     _plots(results, out)
     return results
+
+
+def _algo_of(cfg: BenchConfig, method: str, ck: Checkpoint) -> str:
+    """The algorithm a method adapts with: its own name, the text baseline's (amortized), or for a
+    row named by ``--ckpt NAME=PATH`` (e.g. ``vae``, ``diffusion``) the checkpoint's own."""
+    if method in TEXT_ONLY:
+        return method_config(cfg, method).train.algo
+    if method in (*ALGORITHMS, *UNTRAINED):
+        return method
+    return ck.info.get("algo", ck.config.train.algo)
 
 
 def _held_out(cfg: BenchConfig, tasks: TaskSet, base_data) -> TaskSet:
@@ -197,7 +206,7 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
     for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
         per_k.pop("per_task", None)
         per_k.pop("per_task_bits_per_char", None)
-    note = steps_note(ck, method, cfg.steps)
+    note = steps_note(ck, method if method in (*ALGORITHMS, *UNTRAINED) else None, cfg.steps)
     entry: dict[str, Any] = {"eval_seconds": round(time.time() - t0, 1),
                              "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
                              "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
@@ -262,25 +271,47 @@ def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path
     return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
 
 
+def sampler_variants(model, ecfg) -> list[tuple[str, dict[str, Any]]]:
+    """The samplers a method's quality rows report, as (label, ``sample`` keyword arguments): the
+    configured one first (:func:`fewgen.sample.image_sample_options`); for the VAE also its other
+    latent sampler (``prior`` is the model's own distribution, ``fusion`` blends the shots), so
+    the table shows both side by side on the same supports."""
+    import dataclasses
+
+    from .sample import image_sample_options
+
+    opts = image_sample_options(model, ecfg)
+    if model.family == "image_diffusion":
+        return [(f"guidance {opts['guidance']:g}, {opts['steps']} {opts['sampler']} steps", opts)]
+    if model.family == "image_vae":
+        other = "prior" if ecfg.latent == "fusion" else "fusion"
+        return [(ecfg.latent, opts), (other, image_sample_options(model, dataclasses.replace(ecfg, latent=other)))]
+    return [("default", opts)]
+
+
 def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path) -> dict[str, Any]:
-    """Sample-quality metrics of a method after the adaptation steps it is best used with."""
+    """Sample-quality metrics of a method after 0 adaptation steps and the most: one report per
+    step count (key ``"s"``, the configured sampler) and per other sampler (``"s:label"``), each
+    with its sampler's label and the seconds per 64 samples (batched over the quality tasks)."""
     from .metrics.quality import quality_report
     from .pictures import save_grid
-    from .sample import image_sample_options
 
     mask = torch.ones(q["support"].shape[:2], dtype=torch.bool)
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         a: Adapted = adapt_fn(q["support"], mask, s)
-        samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed),
-                                 **image_sample_options(a.model, cfg.base.eval))
-        res[str(s)] = quality_report(samples, q["support"], q["real"], q["net"])
-        if s == max(cfg.steps):
-            rows, labels = [], []
-            for t in range(min(4, len(samples))):
-                rows += [q["support"][t], samples[t, :12]]
-                labels += ["shots", f"{method} s={s}"]
-            save_grid(out / f"samples_{method}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
+        for j, (label, opts) in enumerate(sampler_variants(a.model, cfg.base.eval)):
+            t0 = time.perf_counter()
+            samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed), **opts)
+            seconds_64 = (time.perf_counter() - t0) * 64 / (samples.shape[0] * samples.shape[1])
+            res[str(s) if j == 0 else f"{s}:{label}"] = {**quality_report(samples, q["support"], q["real"], q["net"]),
+                                                         "sampler": label, "seconds_per_64": seconds_64}
+            if s == max(cfg.steps) and j == 0:
+                rows, labels = [], []
+                for t in range(min(4, len(samples))):
+                    rows += [q["support"][t], samples[t, :12]]
+                    labels += ["shots", f"{method} s={s}"]
+                save_grid(out / f"samples_{method}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
     return res
 
 
@@ -331,12 +362,15 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += paired_markdown(results)
     if any("quality" in e for e in results["methods"].values()):
         lines += ["", "Sample quality (K=" + "5" + " shots; domain feature network; mean over held-out tasks):", "",
-                  "| method | steps | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | adapt s/task | train s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | steps | sampler | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | "
+                  "s / 64 samples | adapt s/task | train s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for m, e in results["methods"].items():
-            for s, qr in e.get("quality", {}).items():
-                lines.append(f"| {m} | {s} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | {_fmt(qr, 'fidelity')} | "
-                             f"{_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
+            for key, qr in e.get("quality", {}).items():
+                s = key.split(":")[0]
+                lines.append(f"| {m} | {s} | {qr.get('sampler', '-')} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | "
+                             f"{_fmt(qr, 'fidelity')} | {_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
+                             f"{_fmt(qr, 'seconds_per_64')} | "
                              f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
     if any("text_quality" in e for e in results["methods"].values()):
         lines += _text_quality_lines(results)
@@ -436,10 +470,10 @@ def _plots(results: dict[str, Any], out: Path) -> None:
     if any("quality" in e for e in methods.values()):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for m, e in methods.items():
-            for s, qr in e.get("quality", {}).items():
-                fid = _fmt(qr, "fid")
+            for key, qr in e.get("quality", {}).items():
+                fid, s = _fmt(qr, "fid"), key.split(":")[0]
                 if fid != "-":
-                    ax.scatter(e["adapt_seconds_per_task"][s] + 1e-4, float(fid), label=f"{m} s={s}")
+                    ax.scatter(e["adapt_seconds_per_task"][s] + 1e-4, float(fid), label=f"{m} s={s} {qr.get('sampler', '')}")
         ax.set(xscale="log", xlabel="adaptation wall time per task (s)", ylabel="FID (domain features) ↓",
                title="quality vs adaptation cost")
         ax.legend(fontsize=7)

@@ -94,3 +94,33 @@ def test_bench_text_has_the_ngram_baseline_and_text_fidelity(tmp_path):
     # On image data the text baseline is skipped (with a note); alone, it is an error.
     with pytest.raises(FewgenError, match="text baselines"):
         run_bench(dc_replace(cfg, methods=("ngram",), data="glyphs", base=Config()), tmp_path / "g", progress=False)
+
+
+def test_bench_rows_for_named_checkpoints_vae_samplers_and_diffusion(omniglot_dir, tmp_path):
+    """--ckpt NAME=PATH puts any checkpoint in the table (the diffusion model beside the VAE), on the
+    same held-out supports; the VAE gets a row per latent sampler, every row its sampling cost."""
+    from fewgen.training import train
+
+    spec = f"omniglot:{omniglot_dir}"
+    tiny = {"meta_batch": 4, "queries": 3, "val_every": 100, "val_tasks": 4, "steps": 3}
+    vae = replace(Config(), data={"spec": spec}, model={"hidden": 8, "latent": 4, "context": 16, "extra": {"features": 32}},
+                  train=tiny)
+    diff = replace(Config(), data={"spec": spec}, model={"family": "image_diffusion", "hidden": 8, "context": 16},
+                   train=tiny, eval={"sample_steps": 3})
+    train(vae, tmp_path / "vae", progress=False)
+    train(diff, tmp_path / "diff", progress=False)
+    cfg = BenchConfig(data=spec, methods=("vae", "diffusion"), shots=(1,), steps=(0,), train_steps=3, eval_tasks=3,
+                      importance_samples=2, quality_tasks=3, quality_samples=4, feature_steps=2,
+                      ckpts={"vae": str(tmp_path / "vae"), "diffusion": str(tmp_path / "diff")},
+                      base=replace(Config(), eval={"sample_steps": 3}))
+    res = run_bench(cfg, tmp_path / "b", progress=False)
+    vq, dq = res["methods"]["vae"]["quality"], res["methods"]["diffusion"]["quality"]
+    assert set(vq) == {"0", "0:prior"} and vq["0"]["sampler"] == "fusion" and vq["0:prior"]["sampler"] == "prior"
+    assert set(dq) == {"0"} and dq["0"]["sampler"] == "guidance 1, 3 ddim steps"
+    for q in (vq["0"], vq["0:prior"], dq["0"]):
+        assert q["seconds_per_64"] > 0 and 0 <= q["fidelity"] <= 1
+    assert vq["0"]["fid"] != vq["0:prior"]["fid"]  # two samplers, two sets of samples
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "| vae | 0 | prior |" in md and "| diffusion | 0 | guidance 1, 3 ddim steps |" in md
+    with pytest.raises(FewgenError, match="unknown method 'nope'.*--ckpt NAME=PATH"):
+        run_bench(dc_replace(cfg, methods=("nope",)), tmp_path / "c", progress=False)

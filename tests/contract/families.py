@@ -45,11 +45,16 @@ def toy_gauss() -> Family:
     return Family(model, cfg, ep, exact_nll=True)
 
 
-def image_vae(prior: str) -> Callable[[], Family]:
+def image_vae(prior: str, attention: bool = False) -> Callable[[], Family]:
     def make() -> Family:
         g = torch.Generator().manual_seed(3)
-        mc = ModelConfig(family="image_vae", hidden=8, latent=4, context=8, extra={"features": 16, "prior": prior})
+        mc = ModelConfig(family="image_vae", hidden=8, latent=4, context=8,
+                         extra={"features": 16, "prior": prior, "attention": attention})
         model, cfg = _build(mc, DataConfig(spec="glyphs", image_size=8), {"modality": "image", "example_shape": [1, 8, 8]})
+        if attention:  # move the zero-initialised attention outputs: a fresh block is the identity
+            with torch.no_grad():
+                for p in (*model.att4.out.parameters(), *model.att2.out.parameters()):
+                    p.add_(0.1 * torch.randn(p.shape, generator=g))
         ep = _episode((torch.rand(3, 4, 1, 8, 8, generator=g) > 0.5).float(),
                       (torch.rand(3, 5, 1, 8, 8, generator=g) > 0.5).float(), g)
         return Family(model, cfg, ep, exact_nll=False, heavy=True)
@@ -143,6 +148,7 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "toy_gauss": toy_gauss,
     "image_vae": image_vae("mlp"),
     "image_vae_mixture": image_vae("mixture"),
+    "image_vae_attention": image_vae("mlp", attention=True),
     "image_diffusion": image_diffusion,
     "text_lm": text_lm(1),
     "text_lm_match": text_lm(3),

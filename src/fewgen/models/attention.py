@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import conv_block, masked_mean, mlp
+from .nn import LayerNorm, conv_block, masked_mean, mlp
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
@@ -54,7 +54,7 @@ class SupportEncoder(nn.Module):
         self.stem = nn.Sequential(conv_block(channels, hidden, 2), conv_block(hidden, 2 * hidden, 2),
                                   nn.Conv2d(2 * hidden, dim, 1))
         self.pos = nn.Parameter(torch.randn(self.patches, dim) * 0.02)  # where in the shot a token is
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)  # written out: exact second-order gradients under vmap (models.nn)
         self.set_mlp = mlp([dim + 1, dim, dim])  # pooled shots (+ log shot count) -> the set token
 
     def forward(self, support: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

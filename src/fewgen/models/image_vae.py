@@ -13,6 +13,13 @@ vector alone conveys poorly in short training (a skip connection from the suppor
 spirit of the support attention of Reed et al. 2017, "Few-shot autoregressive density
 estimation"; here simply its mean).
 
+With ``attention`` (``model.extra.attention = true``) the decoder also reads the shots
+themselves: each shot becomes 49 patch tokens (a shared conv encoder; a pooled set token
+beside them) and the decoder's 7x7 and 14x14 feature maps attend to the tokens of all present
+shots (:mod:`fewgen.models.attention`, the same blocks as ``image_diffusion``): the support
+attention of Reed et al. 2017 and Generative Matching Networks (Bartunov & Vetrov 2018), in
+place of a mean that blurs K different drawings into one template.
+
 Shapes: T tasks, K shots, N examples, images (1, S, S) with S divisible by 4.
 """
 
@@ -28,6 +35,7 @@ from torch import Tensor, nn
 from ..noise import task_randn
 from ..config import ModelConfig
 from ..errors import ConfigError
+from .attention import CrossAttention, SupportEncoder
 from .base import Context, GenerativeModel, check_extra_keys
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
@@ -39,7 +47,8 @@ class ImageVAE(GenerativeModel):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
-                 context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp") -> None:
+                 context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp",
+                 attention: bool = False, heads: int = 4) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
@@ -49,6 +58,8 @@ class ImageVAE(GenerativeModel):
                            context=context, features=features, kl_weight=kl_weight)
         if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
             self.kwargs["prior"] = prior
+        if attention:  # likewise
+            self.kwargs.update(attention=True, heads=heads)
         # prior = "mixture": p(z | support) is an equal mixture of the prior MLP's Gaussian and one
         # Gaussian per shot, N(mu_k, sigma_k^2 + s^2) around the shot's posterior (s learned): a
         # VampPrior (Tomczak & Welling 2018) whose pseudo-inputs are the support itself. The
@@ -86,6 +97,10 @@ class ImageVAE(GenerativeModel):
             self.template.weight.zero_()
             self.template.weight[:, :, 2, 2] = 4.0 * torch.eye(channels)
             self.template.bias.fill_(-2.0)
+        self.attention = attention
+        if attention:  # the shots' tokens, and the decoder's 7x7 and 14x14 maps attending to them
+            self.tokens = SupportEncoder(image_size, channels, hidden, context)
+            self.att4, self.att2 = CrossAttention(2 * hidden, context, heads), CrossAttention(hidden, context, heads)
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.kwargs)
@@ -106,9 +121,25 @@ class ImageVAE(GenerativeModel):
         m2 = F.avg_pool2d(m1, 2)
         m4 = F.avg_pool2d(m2, 2)
         h = self.dec_in(torch.cat([z, vec], -1)).reshape(-1, self.h2, self.s4, self.s4)
+        if self.attention:
+            tok, tok_mask = self._tokens(c, lead)
+            h = self.att4(h, tok, tok_mask)
         h = self.up1(torch.cat([h, m4], 1))
+        if self.attention:
+            h = self.att2(h, tok, tok_mask)
         h = self.up2(torch.cat([h, m2], 1))
         return (self.out(torch.cat([h, m1], 1)) + self.template(m1)).reshape(*lead, self.channels, S, S)
+
+    @staticmethod
+    def _tokens(c: Context, lead: torch.Size) -> tuple[Tensor, Tensor]:
+        """The support's tokens (T, L, D) and mask (T, L) for decoding a batch with leading axes
+        ``lead``, task first (the decoded maps are grouped task-major); a context of one task
+        serves every task axis."""
+        tok, mask = c["tokens"], c["token_mask"]
+        T = tok.shape[0]
+        if T not in (1, lead[0]):
+            raise ValueError(f"a context of {T} tasks cannot decode a batch with leading axes {tuple(lead)}")
+        return tok.reshape(T, *tok.shape[-2:]), mask.reshape(T, mask.shape[-1])
 
     def _prior(self, c: Context) -> tuple[Tensor, Tensor]:
         mu, logvar = self.prior(c["vec"]).chunk(2, -1)
@@ -132,7 +163,9 @@ class ImageVAE(GenerativeModel):
         - ``mean_image`` (T, C, S, S): the present shots' mean image (zeros for an empty set);
         - ``shot_mu``, ``shot_logvar`` (T, K, Z): each shot's posterior q(z | x_k, c), zeros
           where absent, which the ``fusion`` sampler and the ``mixture`` prior read;
-        - ``shot_present`` (T, K) bool.
+        - ``shot_present`` (T, K) bool;
+        - with ``attention``: ``tokens`` (T, 1 + K*P, D) and ``token_mask`` (T, 1 + K*P), the
+          support's tokens (:class:`~fewgen.models.attention.SupportEncoder`).
 
         Shots are stored in a canonical order (present ones first, by their first latent
         coordinate), so the context itself is invariant to the order of the support. An empty
@@ -147,17 +180,18 @@ class ImageVAE(GenerativeModel):
             pooled, count = masked_mean(self.set_phi(feats), mask)
             mean_img = masked_mean(support.flatten(2), mask)[0].reshape(T, *support.shape[2:])
         vec = self.set_rho(torch.cat([pooled, torch.log1p(count)], -1))
+        att = dict(zip(("tokens", "token_mask"), self.tokens(support, mask))) if self.attention else {}
         if K == 0:
             empty = vec.new_zeros(T, 0, self.latent)
             return {"vec": vec, "mean_image": mean_img, "shot_mu": empty, "shot_logvar": empty,
-                    "shot_present": mask}
+                    "shot_present": mask, **att}
         present = mask.to(vec.dtype)[..., None]  # (T, K, 1)
         mu_k, lv_k = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
         key = torch.where(mask, mu_k[..., 0], torch.full_like(mu_k[..., 0], float("inf")))
         order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
         idx = order[..., None].expand_as(mu_k)
         return {"vec": vec, "mean_image": mean_img, "shot_mu": (mu_k * present).gather(1, idx),
-                "shot_logvar": (lv_k * present).gather(1, idx), "shot_present": mask.gather(1, order)}
+                "shot_logvar": (lv_k * present).gather(1, idx), "shot_present": mask.gather(1, order), **att}
 
     @staticmethod
     def _per_example(c: Context) -> Context:
@@ -212,16 +246,17 @@ class ImageVAE(GenerativeModel):
         """
         c = self._per_example(context)  # leaves (T,1,...)
         mu_q, lv_q = self._posterior(self.features(x), c["vec"])  # (T,N,Z)
+        c, mu_q, lv_q = self._per_example(c), mu_q[:, None], lv_q[:, None]  # (T,1,1,...), (T,1,N,Z): samples on axis 1
         acc = None
         done = 0
         while done < num_samples:
             s = min(chunk, num_samples - done)
             # One draw per importance sample, so the estimate does not depend on ``chunk``.
-            eps = torch.stack([torch.randn(mu_q.shape, generator=generator, device=x.device) for _ in range(s)])
-            z = mu_q + (0.5 * lv_q).exp() * eps
-            log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x)
-                     + self._prior_log_prob(z, c) - gaussian_log_prob(z, mu_q, lv_q))  # (s,T,N)
-            part = torch.logsumexp(log_w, 0)
+            eps = torch.stack([torch.randn((mu_q.shape[0], *mu_q.shape[2:]), generator=generator, device=x.device) for _ in range(s)], 1)
+            z = mu_q + (0.5 * lv_q).exp() * eps  # (T,s,N,Z): task-major, as the decoder groups its maps
+            log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x[:, None])
+                     + self._prior_log_prob(z, c) - gaussian_log_prob(z, mu_q, lv_q))  # (T,s,N)
+            part = torch.logsumexp(log_w, 1)
             acc = part if acc is None else torch.logaddexp(acc, part)
             done += s
         return -(acc - math.log(num_samples))
@@ -273,7 +308,14 @@ def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
     """The ``image_vae`` family for images ``data_meta["example_shape"]`` = (C, S, S), its
     ``model.extra`` keys validated (one-line errors)."""
     c, s, _ = data_meta["example_shape"]
-    check_extra_keys("image_vae", cfg.extra, ('features', 'kl_weight', 'prior'))
+    check_extra_keys("image_vae", cfg.extra, ('attention', 'features', 'heads', 'kl_weight', 'prior'))
+    attention = cfg.extra.get("attention", False)
+    if not isinstance(attention, bool):
+        raise ConfigError(f"model.extra.attention must be true or false, got {attention!r}")
+    heads = cfg.extra.get("heads", 4)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
+        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
+                          f"got {heads!r}")
     prior = cfg.extra.get("prior", "mlp")
     if prior not in ("mlp", "mixture"):
         raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")
@@ -286,4 +328,4 @@ def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
     if s % 4:
         raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
     return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
-                    kl_weight=float(beta), prior=prior)
+                    kl_weight=float(beta), prior=prior, attention=attention, heads=heads)
