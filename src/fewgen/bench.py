@@ -289,10 +289,12 @@ def sampler_variants(model, ecfg) -> list[tuple[str, dict[str, Any]]]:
     return [("default", opts)]
 
 
-def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path) -> dict[str, Any]:
+def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path,
+                all_samplers: bool = True) -> dict[str, Any]:
     """Sample-quality metrics of a method after 0 adaptation steps and the most: one report per
-    step count (key ``"s"``, the configured sampler) and per other sampler (``"s:label"``), each
-    with its sampler's label and the seconds per 64 samples (batched over the quality tasks)."""
+    step count (key ``"s"``, the configured sampler) and, with ``all_samplers``, per other sampler
+    (``"s:label"``, :func:`sampler_variants`), each with its sampler's label and the seconds per 64
+    samples (batched over the quality tasks)."""
     from .metrics.quality import quality_report
     from .pictures import save_grid
 
@@ -300,7 +302,7 @@ def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out:
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         a: Adapted = adapt_fn(q["support"], mask, s)
-        for j, (label, opts) in enumerate(sampler_variants(a.model, cfg.base.eval)):
+        for j, (label, opts) in enumerate(sampler_variants(a.model, cfg.base.eval)[: None if all_samplers else 1]):
             t0 = time.perf_counter()
             samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed), **opts)
             seconds_64 = (time.perf_counter() - t0) * 64 / (samples.shape[0] * samples.shape[1])

@@ -227,6 +227,11 @@ def format_report(report: dict[str, Any]) -> str:
                          f"(real {r['fidelity_real']:.2f}, chance {r['fidelity_chance']:.2f}); among tasks of its "
                          f"script {r['fidelity_same_script']:.2f} (real {r['fidelity_real_same_script']:.2f}, "
                          f"chance {r['fidelity_chance_same_script']:.2f})")
+    for s, q in report.get("quality", {}).items():  # images: fewgen eval --metrics fid,...
+        figures = ", ".join(f"{k} {q[k]:.3g}" + (f" ± {q[k + '_ci95']:.2g}" if q.get(k + "_ci95") is not None else "")
+                            for k in ("fid", "kid", "fidelity", "diversity", "memorization") if q.get(k) is not None)
+        lines.append(f"samples after {s} steps ({q.get('sampler', '-')}, {q.get('samples_per_task', '?')} per task, "
+                     f"{q.get('tasks', '?')} tasks): {figures}; {q.get('seconds_per_64', float('nan')):.2f} s per 64 samples")
     return "\n".join(lines)
 
 

@@ -183,9 +183,9 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
     if q is None:
         raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
-    per_steps = quality_for("eval", adapt_fn, q, bcfg, out)
+    per_steps = quality_for("eval", adapt_fn, q, bcfg, out, all_samplers=False)
     keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
-                                                          "fidelity_chance"}
+                                                          "fidelity_chance", "sampler", "seconds_per_64"}
     keep |= {w + "_pooled" for w in wanted if w in ("fid", "kid")}  # defined with one real example per task too
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
 
