@@ -61,9 +61,13 @@ def image_vae(prior: str, attention: bool = False) -> Callable[[], Family]:
     return make
 
 
-def image_diffusion() -> Family:
+def image_diffusion(template: bool | str = True) -> Callable[[], Family]:
+    return lambda: _image_diffusion(template)
+
+
+def _image_diffusion(template: bool | str) -> Family:
     g = torch.Generator().manual_seed(3)
-    mc = ModelConfig(family="image_diffusion", hidden=8, context=8)
+    mc = ModelConfig(family="image_diffusion", hidden=8, context=8, extra={"template": template})
     model, cfg = _build(mc, DataConfig(spec="glyphs", image_size=8), {"modality": "image", "example_shape": [1, 8, 8]})
     with torch.no_grad():  # move the zero-initialised output layers: a fresh model ignores its input exactly
         for p in model.parameters():
@@ -149,7 +153,8 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "image_vae": image_vae("mlp"),
     "image_vae_mixture": image_vae("mixture"),
     "image_vae_attention": image_vae("mlp", attention=True),
-    "image_diffusion": image_diffusion,
+    "image_diffusion": image_diffusion(),
+    "image_diffusion_shot": image_diffusion("shot"),
     "text_lm": text_lm(1),
     "text_lm_match": text_lm(3),
     "text_ngram": text_ngram,

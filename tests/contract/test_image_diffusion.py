@@ -248,3 +248,52 @@ def test_guided_sampling_runs_through_a_pytree_context_slice():
     with torch.no_grad():
         s = m.sample(3, one, torch.Generator().manual_seed(0), guidance=1.5, steps=2)
     assert s.shape == (1, 3, 1, 8, 8) and math.isfinite(float(s.sum()))
+
+
+def test_shot_template_with_one_shot_is_the_mean_template_and_a_mixture_over_several():
+    shot, _ = tiny(template="shot")
+    mean, _ = tiny(template=True)
+    perturbed(shot, 0.1)
+    mean.load_state_dict(shot.state_dict())  # the same weights: one shot's mean image is the shot
+    sup, x = data()
+    one = torch.zeros(3, 4, dtype=torch.bool)
+    one[:, 2] = True
+    g = torch.Generator().manual_seed(0)
+    noise = shot.draw_noise(x, g)
+    assert noise.shape[-1] == 3 + 64
+    cs, cm = shot.context(sup, one), mean.context(sup, one)
+    with torch.no_grad():
+        assert torch.allclose(shot.loss(x, cs, noise), mean.loss(x, cm, torch.cat([noise[..., :2], noise[..., 3:]], -1)),
+                              atol=1e-5)
+        assert torch.allclose(shot.nll(x, cs, 6, 3, torch.Generator().manual_seed(1)),
+                              mean.nll(x, cm, 6, 3, torch.Generator().manual_seed(1)), atol=1e-4)
+        full = shot.context(sup, torch.ones(3, 4, dtype=torch.bool))
+        mix = shot.nll(x, full, 6, 3, torch.Generator().manual_seed(1))
+        per = torch.stack([shot._bound(x, {**full, "pick": torch.full((3, 5), k)}, 6, 3, torch.Generator().manual_seed(1))
+                           for k in range(4)], -1)
+    # -log mean_k exp(-B_k): between the best shot's bound and the best plus log K
+    best = per.min(-1).values
+    assert (mix >= best - 1e-4).all() and (mix <= best + math.log(4) + 1e-4).all()
+    assert torch.allclose(mix, -torch.logsumexp(-per, -1) + math.log(4), atol=1e-4)
+
+
+def test_shot_template_samples_pick_present_shots_in_an_order_free_way():
+    m, _ = tiny(template="shot")
+    perturbed(m, 0.3)
+    sup, _ = data()
+    mask = torch.tensor([[True, False, True, False]] * 3)
+    perm = torch.tensor([3, 2, 1, 0])
+    c, cp = m.context(sup, mask), m.context(sup[:, perm], mask[:, perm])
+    assert torch.equal(c["shots"], cp["shots"]) and torch.equal(c["shot_present"][:, :2], torch.ones(3, 2, dtype=torch.bool))
+    with torch.no_grad():
+        a = m.sample(6, c, torch.Generator().manual_seed(0), steps=3)
+        b = m.sample(6, cp, torch.Generator().manual_seed(0), steps=3)
+    assert torch.allclose(a, b, atol=1e-5)
+    picked = m._with_pick(c, torch.linspace(0, 0.999, 6).expand(3, 6))["pick"]
+    assert set(picked.unique().tolist()) == {0, 1}  # only the two present shots
+
+
+@pytest.mark.parametrize("bad", [1, 0, "median"])
+def test_bad_template_is_a_one_line_config_error(bad):
+    with pytest.raises(ConfigError, match="model.extra.template must be"):
+        tiny(template=bad)

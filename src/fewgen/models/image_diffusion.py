@@ -68,6 +68,7 @@ from .nn import masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 SAMPLERS = ("ddim", "ddpm")
+TEMPLATES = (True, False, "mean", "shot")  # model.extra.template: True is "mean"
 Context = dict[str, Tensor]
 
 
@@ -121,12 +122,14 @@ class ImageDiffusion(GenerativeModel):
     modality = "image"
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, context: int = 128,
-                 heads: int = 4, p_uncond: float = 0.2, template: bool = True) -> None:
+                 heads: int = 4, p_uncond: float = 0.2, template: bool | str = True) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
         if not 0 <= p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
+        if template not in TEMPLATES:
+            raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
                            p_uncond=p_uncond, template=template)
         # template: the support's mean image enters the U-Net as extra input channels beside z_t
@@ -138,7 +141,7 @@ class ImageDiffusion(GenerativeModel):
         h, temb = hidden, 4 * hidden
         self.encoder = SupportEncoder(image_size, channels, hidden, context)
         self.temb = mlp([h, temb, temb])
-        cin = 4 * channels * (2 if template else 1)  # after the 2x2 pixel unshuffle of z_t (and the template)
+        cin = 4 * channels * (2 if self.template else 1)  # after the 2x2 pixel unshuffle of z_t (and the template)
         self.inp = nn.Conv2d(cin, h, 3, 1, 1)  # (cin, S/2, S/2) -> (h, S/2, S/2)
         self.down_res = ResBlock(h, h, temb)
         self.down = nn.Conv2d(h, 2 * h, 3, 2, 1)  # S/2 -> S/4
@@ -183,13 +186,26 @@ class ImageDiffusion(GenerativeModel):
         h = self.up_att(h, tokens, mask, keep)
         return depth_to_space(self.out(F.silu(self.out_norm(h))))  # (B, C, S, S)
 
-    @staticmethod
-    def _template(context: Context, keep: Tensor | None, batch: int) -> Tensor:
-        """Each image's template (B, C, S, S): its task's mean support image, zero where dropped."""
+    def _template(self, context: Context, keep: Tensor | None, batch: int) -> Tensor:
+        """Each image's template (B, C, S, S), zero where dropped: its task's mean support image,
+        or (``template="shot"``) the shot ``context["pick"]`` (T, B/T) chooses for it."""
         mean = context["mean"]  # (T, C, S, S)
-        T = mean.shape[0]
-        tmpl = mean[:, None].expand(T, batch // T, *mean.shape[1:]).reshape(batch, *mean.shape[1:])
+        T, n, X = mean.shape[0], batch // mean.shape[0], mean.shape[1:]
+        if self.template == "shot" and context["shots"].shape[1] > 0:
+            pick = context["pick"].reshape(T, n, 1, 1, 1, 1).expand(T, n, 1, *X)
+            tmpl = context["shots"][:, None].expand(T, n, -1, *X).gather(2, pick).reshape(batch, *X)
+        else:
+            tmpl = mean[:, None].expand(T, n, *X).reshape(batch, *X)
         return tmpl if keep is None else tmpl * keep.reshape(batch, 1, 1, 1).to(tmpl.dtype)
+
+    def _with_pick(self, context: Context, u: Tensor) -> Context:
+        """The context with ``pick`` (T, n): which present shot each example's template is, from
+        uniforms ``u`` (T, n) (the present shots come first in the context's canonical order)."""
+        if self.template != "shot":
+            return context
+        count = context["shot_present"].sum(1, keepdim=True)  # (T, 1)
+        pick = torch.minimum((u * count).long(), (count - 1).clamp_min(0))
+        return {**context, "pick": pick}
 
     # ------------------------------------------------------------------ the contract
     def context(self, support: Tensor, mask: Tensor) -> Context:
@@ -203,12 +219,24 @@ class ImageDiffusion(GenerativeModel):
             mean = support.new_zeros(T, C, S, S)
         else:
             mean = masked_mean(support.flatten(2), mask)[0].reshape(T, C, S, S)  # zeros for an empty set
-        return {"tokens": tokens, "mask": tok_mask, "mean": mean}
+        ctx = {"tokens": tokens, "mask": tok_mask, "mean": mean}
+        if self.template == "shot":  # the shots in a canonical order: present first, by a fixed projection
+            flat = support.flatten(2) * mask[..., None].to(support.dtype)  # (T, K, C*S*S), absent: zeros
+            proj = torch.cos(torch.arange(flat.shape[-1], device=flat.device, dtype=flat.dtype) * 1.618)
+            key = torch.where(mask, flat @ proj, torch.full_like(mask, float("inf"), dtype=flat.dtype))
+            order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+            ctx["shots"] = flat.gather(1, order[..., None].expand_as(flat)).reshape(T, K, C, S, S)
+            ctx["shot_present"] = mask.gather(1, order)
+        return ctx
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """(T, N, 2 + C*S*S) standard normals: the time (as a normal quantile), the support-drop
-        decision (likewise) and the image noise eps, so :meth:`loss` is a pure function."""
-        return task_randn((*x.shape[:2], 2 + math.prod(x.shape[2:])), generator, x.device)
+        """(T, N, E + C*S*S) standard normals: the time (as a normal quantile), the support-drop
+        decision (likewise), with ``template="shot"`` the template shot (likewise; E = 3, else 2)
+        and the image noise eps, so :meth:`loss` is a pure function."""
+        return task_randn((*x.shape[:2], self._extra_noise() + math.prod(x.shape[2:])), generator, x.device)
+
+    def _extra_noise(self) -> int:
+        return 3 if self.template == "shot" else 2
 
     def _noised(self, x: Tensor, t: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         """x in [0, 1] (..., C, S, S), t (...), eps like x -> z_t and the target v, in [-1, 1] units."""
@@ -220,10 +248,13 @@ class ImageDiffusion(GenerativeModel):
         """0.5 ||v - v_hat||^2 summed over pixels, x (T, N, C, S, S) -> (T, N) (the training
         objective; see the module docstring). Without ``noise``: t = 0.5, eps = 0, no drop."""
         T, N = x.shape[:2]
+        e = self._extra_noise()
         if noise is None:
-            noise = x.new_zeros(T, N, 2 + math.prod(x.shape[2:]))
+            noise = x.new_zeros(T, N, e + math.prod(x.shape[2:]))
         t, keep = normal_cdf(noise[..., 0]), normal_cdf(noise[..., 1]) >= self.p_uncond  # (T, N)
-        z, v = self._noised(x, t, noise[..., 2:].reshape(x.shape))
+        if e == 3:
+            context = self._with_pick(context, normal_cdf(noise[..., 2]))
+        z, v = self._noised(x, t, noise[..., e:].reshape(x.shape))
         v_hat = self.denoise(z.flatten(0, 1), t.flatten(), context, keep.flatten())  # (B, C, S, S)
         return 0.5 * (v_hat - v.flatten(0, 1)).square().flatten(1).sum(-1).reshape(T, N)
 
@@ -231,7 +262,31 @@ class ImageDiffusion(GenerativeModel):
             generator: torch.Generator | None = None) -> Tensor:
         """VDM's variational bound on -log p(x | support) in nats, x (T, N, C, S, S) -> (T, N),
         estimated with ``num_samples`` stratified times per example, ``chunk`` at a time (memory
-        for T*N*chunk images whatever ``num_samples``). See the module docstring."""
+        for T*N*chunk images whatever ``num_samples``). See the module docstring.
+
+        With ``template="shot"`` the model is the equal mixture over the present shots of the
+        denoiser given shot k as its template; since each shot's bound B_k is above -log p_k(x),
+        ``-log mean_k exp(-B_k)`` is a bound on the mixture's -log p(x). The B_k are estimated with
+        the same draws (common random numbers); the log-mean-exp of the estimates is a slightly
+        optimistic (Jensen) estimate of that bound, unlike the single-template case."""
+        shots = context.get("shot_present")
+        if self.template != "shot" or shots is None or shots.shape[1] == 0:
+            return self._bound(x, context, num_samples, chunk, generator)
+        if generator is None:
+            generator = torch.Generator(x.device).manual_seed(int(torch.randint(2**62, (1,))))
+        state, T, N = generator.get_state(), *x.shape[:2]
+        per_shot = []
+        for k in range(shots.shape[1]):  # a loop over the K shots (not over examples)
+            generator.set_state(state)
+            pick = torch.full((T, N), k, dtype=torch.long, device=x.device)
+            per_shot.append(self._bound(x, {**context, "pick": pick}, num_samples, chunk, generator))
+        b = torch.stack(per_shot, -1).masked_fill(~shots[:, None, :], float("inf"))  # (T, N, K)
+        count = shots.sum(1).clamp_min(1).to(b.dtype)[:, None]  # (T, 1)
+        return -torch.logsumexp(-b, -1) + torch.log(count)
+
+    def _bound(self, x: Tensor, context: Context, num_samples: int, chunk: int,
+               generator: torch.Generator | None) -> Tensor:
+        """The variational bound (T, N) of :meth:`nll` for one denoiser (one template per example)."""
         T, N = x.shape[:2]
         x0 = 2 * x - 1
         one, zero = x.new_ones(()), x.new_zeros(())
@@ -247,10 +302,11 @@ class ImageDiffusion(GenerativeModel):
             j = torch.arange(done, done + s, device=x.device, dtype=x.dtype)  # stratified: t_j in [j/M, (j+1)/M)
             t = ((j[None, :, None] + offset[:, None, :]) / num_samples).reshape(T, s * N)  # (T, s*N)
             xs = x.repeat(1, s, 1, 1, 1)  # (T, s*N, C, S, S): s copies, chunk-major
+            ctx = context if "pick" not in context else {**context, "pick": context["pick"].repeat(1, s)}
             # One draw per time (not per chunk), so the estimate does not depend on ``chunk``.
             eps = torch.stack([task_randn(x.shape, generator, x.device) for _ in range(s)], 1).reshape(xs.shape)
             z, v = self._noised(xs, t, eps)
-            v_hat = self._v_clamped(z.flatten(0, 1), t.flatten(), context)  # (T*s*N, C, S, S)
+            v_hat = self._v_clamped(z.flatten(0, 1), t.flatten(), ctx)  # (T*s*N, C, S, S)
             err = (v_hat - v.flatten(0, 1)).square().flatten(1).sum(-1).reshape(T, s, N)
             diffusion = diffusion + (self.elbo_weight(t).reshape(T, s, N) * err).sum(1)
             done += s
@@ -273,6 +329,8 @@ class ImageDiffusion(GenerativeModel):
             return self._v_clamped(z.flatten(0, 1), t.expand(T * n), context, keep).reshape(z.shape)
         both = torch.cat([z, z], 1).flatten(0, 1)  # (T*2n, ...): per task n conditional, then n unconditional
         keep = torch.arange(2 * n, device=z.device).repeat(T) < n
+        if "pick" in context:  # the same template shot for both copies
+            context = {**context, "pick": context["pick"].repeat(1, 2)}
         v = self._v_clamped(both, t.expand(2 * T * n), context, keep).reshape(T, 2, n, *z.shape[2:])
         return v[:, 1] + guidance * (v[:, 0] - v[:, 1])
 
@@ -311,6 +369,8 @@ class ImageDiffusion(GenerativeModel):
             raise ValueError(f"need steps >= 1 and a finite guidance >= 0, got {steps}, {guidance}")
         T, S = context["tokens"].shape[0], self.image_size
         z = task_randn((T, n, self.channels, S, S), generator, context["tokens"].device)  # z_1 ~ N(0, I)
+        if self.template == "shot":  # each sample's template shot, uniformly among the present ones
+            context = self._with_pick(context, normal_cdf(task_randn((T, n), generator, z.device)))
         x_hat = self.ddim_loop(z, lambda zt, t: self.guided_v(zt, t, context, guidance), steps,
                                0.0 if sampler == "ddim" else 1.0, generator)
         return (x_hat + 1) / 2
@@ -323,8 +383,9 @@ def build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageD
     c, s, _ = data_meta["example_shape"]
     check_extra_keys("image_diffusion", cfg.extra, ('heads', 'p_uncond', 'template'))
     template = cfg.extra.get("template", True)
-    if not isinstance(template, bool):
-        raise ConfigError(f"model.extra.template must be true or false, got {template!r}")
+    if not (isinstance(template, bool) or template in ("mean", "shot")):
+        raise ConfigError(f"model.extra.template must be true (the mean shot), \"shot\" (one shot per sample) "
+                          f"or false, got {template!r}")
     p = cfg.extra.get("p_uncond", 0.2)
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
         raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
