@@ -101,6 +101,7 @@ class EvalConfig:
     latent: str = "fusion"  # image samplers: fusion (blends of the support's posteriors) | prior (p(z | support))
     guidance: float = 1.0  # image_diffusion: classifier-free guidance (0 = unconditional, 1 = conditional, >1 sharper)
     sample_steps: int = 25  # image_diffusion: denoising steps per sample
+    strength: float = 1.0  # image_diffusion: 1 = samples from noise (the model's own); < 1 = variations of a shot noised to t = strength (SDEdit)
     sampler: str = "ddim"  # image_diffusion: ddim (deterministic) | ddpm (stochastic, ancestral)
 
 
@@ -244,8 +245,8 @@ _AT_LEAST = {
     "eval.max_queries": 1, "eval.max_tasks": 0, "eval.seed": 0, "data.split_fractions": 0,
     "eval.guidance": 0, "eval.sample_steps": 1,
 }
-_AT_MOST = {"eval.guidance": 20.0, "eval.sample_steps": 1000}
-_POSITIVE = {"train.lr"}
+_AT_MOST = {"eval.guidance": 20.0, "eval.sample_steps": 1000, "eval.strength": 1.0}
+_POSITIVE = {"train.lr", "eval.strength"}
 
 
 def validate(cfg: Config) -> Config:

@@ -25,7 +25,8 @@ def image_sample_options(model: GenerativeModel, ecfg: EvalConfig) -> dict[str, 
     diffusion model's ``eval.guidance``, ``eval.sample_steps`` and ``eval.sampler``, the VAE's
     latent sampler ``eval.latent``."""
     if model.family == "image_diffusion":
-        return {"guidance": ecfg.guidance, "steps": ecfg.sample_steps, "sampler": ecfg.sampler}
+        return {"guidance": ecfg.guidance, "steps": ecfg.sample_steps, "sampler": ecfg.sampler,
+                "strength": ecfg.strength}
     return {"latent": ecfg.latent}
 
 

@@ -45,14 +45,14 @@ def test_functional_call_equals_module_call_and_sample_shapes():
     mask = torch.ones(3, 4, dtype=torch.bool)
     p = params_of(m)
     c1, c2 = m.context(sup, mask), call(m, p, "context", sup, mask)
-    assert set(c1) == {"tokens", "mask", "mean"} and all(torch.equal(c1[k], c2[k]) for k in c1)
+    assert set(c1) == {"tokens", "mask", "mean", "shots", "shot_present"} and all(torch.equal(c1[k], c2[k]) for k in c1)
     assert c1["tokens"].shape == (3, 1 + 4 * 4, 16) and c1["mask"].dtype == torch.bool
     noise = m.draw_noise(x, torch.Generator().manual_seed(0))
     assert noise.shape == (3, 5, 2 + 64)
     assert torch.equal(m.loss(x, c1, noise), call(m, p, "loss", x, c1, noise))
     n1 = m.nll(x, c1, 6, 4, torch.Generator().manual_seed(2))
     assert torch.equal(n1, call(m, p, "nll", x, c1, 6, 4, torch.Generator().manual_seed(2))) and n1.shape == (3, 5)
-    for kw in ({}, {"guidance": 2.0, "steps": 3, "sampler": "ddpm"}):
+    for kw in ({}, {"guidance": 2.0, "steps": 3, "sampler": "ddpm"}, {"strength": 0.5, "steps": 4}):
         s1 = m.sample(6, c1, torch.Generator().manual_seed(3), **kw)
         assert torch.equal(s1, call(m, p, "sample", 6, c1, torch.Generator().manual_seed(3), **kw))
         assert s1.shape == (3, 6, 1, 8, 8) and s1.dtype == torch.float32 and 0 <= s1.min() and s1.max() <= 1
@@ -297,3 +297,30 @@ def test_shot_template_samples_pick_present_shots_in_an_order_free_way():
 def test_bad_template_is_a_one_line_config_error(bad):
     with pytest.raises(ConfigError, match="model.extra.template must be"):
         tiny(template=bad)
+
+
+def test_strength_makes_variations_of_a_shot_and_small_strength_returns_it():
+    m, _ = tiny()
+    perturbed(m, 0.1)
+    sup, _ = data()
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[0, 1:] = False  # task 0 has one shot: every variation starts from it
+    c = m.context(sup, mask)
+    with torch.no_grad():
+        near = m.sample(5, c, torch.Generator().manual_seed(0), steps=25, strength=0.02)
+        far = m.sample(5, c, torch.Generator().manual_seed(0), steps=25, strength=0.9)
+    shot = sup[0, 0]
+    assert ((near[0] > 0.5).float() == shot).float().mean() > 0.97  # barely noised: the shot comes back
+    assert ((far[0] > 0.5).float() != shot).float().mean() > ((near[0] > 0.5).float() != shot).float().mean()
+    for t in range(3):  # every sample is near one of its task's present shots, more than near another task's
+        d_own = torch.cdist(near[t].flatten(1), sup[t][mask[t]].flatten(1)).min(1).values
+        assert (d_own < 1.5).all()
+    with pytest.raises(ValueError, match="every task needs at least one"):
+        m.sample(2, m.context(sup[:, :0], mask[:, :0]), strength=0.5)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5"])
+def test_strength_out_of_range_is_a_one_line_config_error(value):
+    with pytest.raises(ConfigError, match="eval.strength"):
+        from fewgen.config import validate
+        validate(apply_overrides(Config(), [f"eval.strength={value}"]))

@@ -40,12 +40,16 @@ def add_diffusion_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-steps", type=int, default=None, help="image_diffusion: denoising steps per sample")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
                    help="image_diffusion: ddim (deterministic) or ddpm (stochastic)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="image_diffusion: 1 = the model's own samples, from noise (default); below 1 = variations "
+                        "of a support shot noised to t = strength and denoised given the support (SDEdit)")
 
 
 def diffusion_eval_config(cfg: Config, args: argparse.Namespace, latent: str | None = None) -> EvalConfig:
     """``cfg.eval`` with the sampler options given on the command line, validated (one-line errors)."""
     changes = {k: v for k, v in (("guidance", args.guidance), ("sample_steps", args.sample_steps),
-                                 ("sampler", args.sampler), ("latent", latent)) if v is not None}
+                                 ("sampler", args.sampler), ("strength", args.strength), ("latent", latent))
+               if v is not None}
     return validate(replace(cfg, eval=changes)).eval
 
 

@@ -42,9 +42,11 @@ of the bound, not an importance-weighted one. Soft (non-binary) pixels give the 
 cross-entropy convention as the VAE's Bernoulli decoder. It scores the conditional model
 (guidance 1): a guided mixture has no tractable likelihood.
 
-Context (contract v2): ``{"tokens": (T, L, D), "mask": (T, L) bool, "mean": (T, C, S, S)}`` with
-``L = 1 + K*(S/4)^2``; ``mean`` is the support's mean image, which (with ``template``, the
-default) also enters the U-Net as input channels.
+Context (contract v2): ``{"tokens": (T, L, D), "mask": (T, L) bool, "mean": (T, C, S, S),
+"shots": (T, K, C, S, S), "shot_present": (T, K) bool}`` with ``L = 1 + K*(S/4)^2``; ``mean`` is
+the support's mean image, which (with ``template``, the default) also enters the U-Net as input
+channels; ``shots`` are the shots in a canonical order (present first; zeros where absent), the
+templates of ``template="shot"`` and the starting points of ``strength`` < 1.
 
 Shapes: T tasks, K shots, N examples, B = T*N images (task-major), images (C, S, S), S divisible
 by 4. The U-Net runs at S/2 (after a 2x2 pixel unshuffle) and S/4.
@@ -190,18 +192,27 @@ class ImageDiffusion(GenerativeModel):
         """Each image's template (B, C, S, S), zero where dropped: its task's mean support image,
         or (``template="shot"``) the shot ``context["pick"]`` (T, B/T) chooses for it."""
         mean = context["mean"]  # (T, C, S, S)
-        T, n, X = mean.shape[0], batch // mean.shape[0], mean.shape[1:]
+        T, X = mean.shape[0], mean.shape[1:]
         if self.template == "shot" and context["shots"].shape[1] > 0:
-            pick = context["pick"].reshape(T, n, 1, 1, 1, 1).expand(T, n, 1, *X)
-            tmpl = context["shots"][:, None].expand(T, n, -1, *X).gather(2, pick).reshape(batch, *X)
+            tmpl = self._picked_shots(context, batch)
         else:
-            tmpl = mean[:, None].expand(T, n, *X).reshape(batch, *X)
+            tmpl = mean[:, None].expand(T, batch // T, *X).reshape(batch, *X)
         return tmpl if keep is None else tmpl * keep.reshape(batch, 1, 1, 1).to(tmpl.dtype)
 
-    def _with_pick(self, context: Context, u: Tensor) -> Context:
-        """The context with ``pick`` (T, n): which present shot each example's template is, from
-        uniforms ``u`` (T, n) (the present shots come first in the context's canonical order)."""
-        if self.template != "shot":
+    @staticmethod
+    def _picked_shots(context: Context, batch: int) -> Tensor:
+        """The shot (B, C, S, S) that ``context["pick"]`` (T, B/T) names for each image."""
+        shots = context["shots"]  # (T, K, C, S, S)
+        T, X = shots.shape[0], shots.shape[2:]
+        n = batch // T
+        pick = context["pick"].reshape(T, n, 1, 1, 1, 1).expand(T, n, 1, *X)
+        return shots[:, None].expand(T, n, -1, *X).gather(2, pick).reshape(batch, *X)
+
+    def _with_pick(self, context: Context, u: Tensor, force: bool = False) -> Context:
+        """The context with ``pick`` (T, n): which present shot each example's template (or, with
+        ``force``, its SDEdit start) is, from uniforms ``u`` (T, n) (the present shots come first in
+        the context's canonical order)."""
+        if self.template != "shot" and not force:
             return context
         count = context["shot_present"].sum(1, keepdim=True)  # (T, 1)
         pick = torch.minimum((u * count).long(), (count - 1).clamp_min(0))
@@ -219,15 +230,15 @@ class ImageDiffusion(GenerativeModel):
             mean = support.new_zeros(T, C, S, S)
         else:
             mean = masked_mean(support.flatten(2), mask)[0].reshape(T, C, S, S)  # zeros for an empty set
-        ctx = {"tokens": tokens, "mask": tok_mask, "mean": mean}
-        if self.template == "shot":  # the shots in a canonical order: present first, by a fixed projection
-            flat = support.flatten(2) * mask[..., None].to(support.dtype)  # (T, K, C*S*S), absent: zeros
-            proj = torch.cos(torch.arange(flat.shape[-1], device=flat.device, dtype=flat.dtype) * 1.618)
-            key = torch.where(mask, flat @ proj, torch.full_like(mask, float("inf"), dtype=flat.dtype))
-            order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
-            ctx["shots"] = flat.gather(1, order[..., None].expand_as(flat)).reshape(T, K, C, S, S)
-            ctx["shot_present"] = mask.gather(1, order)
-        return ctx
+        # The shots themselves (templates with template="shot", SDEdit starts), in a canonical
+        # order: present first, then by a fixed projection, so the context ignores the support's order.
+        flat = support.flatten(2) * mask[..., None].to(support.dtype)  # (T, K, C*S*S), absent: zeros
+        proj = torch.cos(torch.arange(flat.shape[-1], device=flat.device, dtype=flat.dtype) * 1.618)
+        key = torch.where(mask, flat @ proj, torch.full_like(mask, float("inf"), dtype=flat.dtype))
+        order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+        return {"tokens": tokens, "mask": tok_mask, "mean": mean,
+                "shots": flat.gather(1, order[..., None].expand_as(flat)).reshape(T, K, C, S, S),
+                "shot_present": mask.gather(1, order)}
 
     def draw_noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """(T, N, E + C*S*S) standard normals: the time (as a normal quantile), the support-drop
@@ -335,12 +346,12 @@ class ImageDiffusion(GenerativeModel):
         return v[:, 1] + guidance * (v[:, 0] - v[:, 1])
 
     def ddim_loop(self, z: Tensor, predict_v: Callable[[Tensor, Tensor], Tensor], steps: int, eta: float,
-                  generator: torch.Generator | None) -> Tensor:
-        """DDIM (Song et al. 2021) from z_1 (T, n, C, S, S) down t = 1 -> 0 in ``steps`` equal steps;
-        ``eta`` 0 is deterministic, 1 ancestral. Returns the last x_hat in [-1, 1]."""
+                  generator: torch.Generator | None, start: float = 1.0) -> Tensor:
+        """DDIM (Song et al. 2021) from z_start (T, n, C, S, S) down t = start -> 0 in ``steps`` equal
+        steps; ``eta`` 0 is deterministic, 1 ancestral. Returns the last x_hat in [-1, 1]."""
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        ts = torch.linspace(1.0, 0.0, steps + 1, device=z.device)
+        ts = torch.linspace(start, 0.0, steps + 1, device=z.device)
         x_hat = z
         for i in range(steps):
             a_t, s_t = self.alpha_sigma(ts[i])
@@ -360,19 +371,34 @@ class ImageDiffusion(GenerativeModel):
         return x_hat
 
     def sample(self, n: int, context: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
-               steps: int = 25, sampler: str = "ddim") -> Tensor:
+               steps: int = 25, sampler: str = "ddim", strength: float = 1.0) -> Tensor:
         """n samples per task, (T, n, C, S, S) in [0, 1]: ``steps`` DDIM (``sampler="ddim"``) or
-        ancestral (``"ddpm"``) steps at classifier-free guidance ``guidance`` (see the module docstring)."""
+        ancestral (``"ddpm"``) steps at classifier-free guidance ``guidance`` (see the module docstring).
+
+        ``strength`` 1 draws from the model's own distribution, starting at z_1 ~ N(0, I). Below 1
+        each sample is a *variation of a shot* (SDEdit, Meng et al. 2022): a present shot, drawn
+        uniformly (the template shot with ``template="shot"``), is noised to t = ``strength``,
+        z = alpha_t x_k + sigma_t eps, and denoised given the support in ``ceil(steps * strength)``
+        steps. The shot's coarse layout survives, the strokes are redrawn: samples follow the
+        support closely, as the VAE's ``fusion`` sampler does, but sharp; they are not draws of
+        the density ``nll`` scores (memorisation grows as ``strength`` falls)."""
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if steps < 1 or not 0 <= guidance < math.inf:
-            raise ValueError(f"need steps >= 1 and a finite guidance >= 0, got {steps}, {guidance}")
+        if steps < 1 or not 0 <= guidance < math.inf or not 0 < strength <= 1:
+            raise ValueError(f"need steps >= 1, a finite guidance >= 0 and strength in (0, 1], "
+                             f"got {steps}, {guidance}, {strength}")
         T, S = context["tokens"].shape[0], self.image_size
         z = task_randn((T, n, self.channels, S, S), generator, context["tokens"].device)  # z_1 ~ N(0, I)
-        if self.template == "shot":  # each sample's template shot, uniformly among the present ones
-            context = self._with_pick(context, normal_cdf(task_randn((T, n), generator, z.device)))
+        u = normal_cdf(task_randn((T, n), generator, z.device))  # each sample's shot, uniformly among the present
+        context = self._with_pick(context, u, force=strength < 1)
+        if strength < 1:
+            if not bool(context["shot_present"].any(1).all()):
+                raise ValueError("strength below 1 makes variations of a shot: every task needs at least one")
+            a, s_ = self.alpha_sigma(torch.tensor(strength, device=z.device))
+            z = a * (2 * self._picked_shots(context, T * n).reshape(z.shape) - 1) + s_ * z
+            steps = max(1, math.ceil(steps * strength))
         x_hat = self.ddim_loop(z, lambda zt, t: self.guided_v(zt, t, context, guidance), steps,
-                               0.0 if sampler == "ddim" else 1.0, generator)
+                               0.0 if sampler == "ddim" else 1.0, generator, start=strength)
         return (x_hat + 1) / 2
 
 
