@@ -116,11 +116,11 @@ def test_bench_rows_for_named_checkpoints_vae_samplers_and_diffusion(omniglot_di
     res = run_bench(cfg, tmp_path / "b", progress=False)
     vq, dq = res["methods"]["vae"]["quality"], res["methods"]["diffusion"]["quality"]
     assert set(vq) == {"0", "0:prior"} and vq["0"]["sampler"] == "fusion" and vq["0:prior"]["sampler"] == "prior"
-    assert set(dq) == {"0"} and dq["0"]["sampler"] == "guidance 1, 3 ddim steps"
+    assert set(dq) == {"0"} and dq["0"]["sampler"] == "guidance 3, 3 ddim steps"
     for q in (vq["0"], vq["0:prior"], dq["0"]):
         assert q["seconds_per_64"] > 0 and 0 <= q["fidelity"] <= 1
     assert vq["0"]["fid"] != vq["0:prior"]["fid"]  # two samplers, two sets of samples
     md = (tmp_path / "b" / "results.md").read_text()
-    assert "| vae | 0 | prior |" in md and "| diffusion | 0 | guidance 1, 3 ddim steps |" in md
+    assert "| vae | 0 | prior |" in md and "| diffusion | 0 | guidance 3, 3 ddim steps |" in md
     with pytest.raises(FewgenError, match="unknown method 'nope'.*--ckpt NAME=PATH"):
         run_bench(dc_replace(cfg, methods=("nope",)), tmp_path / "c", progress=False)
