@@ -8,8 +8,9 @@ K-shot NLL of their query drawings (:func:`fewgen.evaluate.conditional_nll`, the
 ``fewgen eval``, amortized adaptation), an IWAE bound with ``--importance-samples`` (10: a few
 nats above ``fewgen eval``'s 100-sample figure), always on the same tasks, queries and noise.
 
-The training clock is the run's own (:meth:`fewgen.training.Run.call_back` pauses it while
-evaluating): it counts every step, validation and checkpoint write of ``fewgen train``, not
+The training clock is the run's own (``train.clock``: wall seconds by default, ``--set
+train.clock=cpu`` for the process's CPU seconds, all threads; :meth:`fewgen.training.Run.call_back`
+pauses it while evaluating): it counts every step, validation and checkpoint write of ``fewgen train``, not
 the evaluations, whose seconds are reported separately, nor loading the data. A target's time
 is that of the first evaluation at or below it, so it is late by at most ``--eval-every``
 steps. The run stops when every target is reached or after ``--max-seconds`` of training.
@@ -76,13 +77,14 @@ def make_evaluator(test, cfg, args, targets: list[float], record: dict):
         step = run.state.step
         if step % args.eval_every:
             return False
-        train_s, started = time.time() - run.t0, time.time()
+        train_s, started = run.clock() - run.t0, time.time()
         run.model.eval()
 
         def adapt_fn(support, mask, steps):
-            return adapt(run.model, support, mask, params=run.params, conditional=True)
+            return adapt(run.model, support, mask, conditional=True)
 
-        nll = conditional_nll(adapt_fn, test, args.shots, 0, ecfg)["nll_nats"]
+        with run.averaged():  # the weights validation scores and checkpoints keep (train.ema)
+            nll = conditional_nll(adapt_fn, test, args.shots, 0, ecfg)["nll_nats"]
         eval_s = time.time() - started
         record["evals"].append({"step": step, "train_seconds": train_s, "nll": nll, "eval_seconds": eval_s})
         for t in targets:
@@ -123,7 +125,8 @@ def main() -> None:
     finally:
         if not args.out:
             shutil.rmtree(out, ignore_errors=True)
-    print(f"\n{res.steps} steps in {res.seconds:.0f} s of training; {len(record['evals'])} evaluations took "
+    print(f"\n{res.steps} steps in {res.seconds:.0f} s of training ({cfg.train.clock} clock); "
+          f"{len(record['evals'])} evaluations took "
           f"{sum(e['eval_seconds'] for e in record['evals']):.0f} s (not counted); data loading {setup_s:.1f} s")
     print(f"held-out K={args.shots} NLL ({len(test)} tasks, IWAE {args.importance_samples}), first evaluation at or below:")
     for tgt in targets:
@@ -135,7 +138,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "threads": torch.get_num_threads(), "overrides": args.set, "targets": targets, "shots": args.shots,
             "importance_samples": args.importance_samples, "eval_tasks": len(test), "eval_every": args.eval_every,
-            "steps": res.steps, "train_seconds": res.seconds, "setup_seconds": setup_s, "load_average_end": load_average(),
+            "steps": res.steps, "train_seconds": res.seconds, "clock": cfg.train.clock, "setup_seconds": setup_s,
+            "load_average_end": load_average(),
             "config": config_to_dict(cfg), **record}, indent=2), encoding="utf-8")
 
 

@@ -434,17 +434,17 @@ class Run:
         return out_of_time
 
     def call_back(self, callback: StepCallback) -> bool:
-        """Call ``callback(self)`` after a step, e.g. to evaluate the live ``self.model`` on
-        held-out tasks. The run's clock stops meanwhile: the callback's time counts neither
-        toward ``train.max_seconds`` nor in the logged times and speeds (``time.time() -
-        self.t0`` stays the training seconds). A true result ends the run at this step, with a
-        resumable state saved, as a time budget would. The callback must leave the weights
-        alone; under ``torchrun`` every rank calls it and all must return the same."""
-        started = time.time()
+        """Call ``callback(self)`` after a step, e.g. to evaluate ``self.model`` on held-out tasks
+        (inside ``with self.averaged():`` to see the weights validation sees). The run's clock
+        stops meanwhile: the callback's time counts neither toward ``train.max_seconds`` nor in
+        the logged times and speeds (``self.clock() - self.t0`` stays the training seconds). A
+        true result ends the run at this step, with a resumable state saved, as a time budget
+        would. The callback must leave the weights alone; under ``torchrun`` every rank calls
+        it and all must return the same."""
+        started, wall = self.clock(), time.time()
         stop = bool(callback(self))
-        paused = time.time() - started
-        self.t0 += paused
-        self.last_log = (self.last_log[0] + paused, self.last_log[1])
+        self.t0 += self.clock() - started
+        self.last_log = (self.last_log[0] + time.time() - wall, self.last_log[1])
         if stop:
             self.save_state()
         return stop
