@@ -18,7 +18,9 @@ Four figures, each the median of ``--repeats`` after warm-up runs, on ``--thread
 
 Latency does not depend on training, so without ``--ckpt`` the script makes a checkpoint of
 the default model with a 2-step :func:`fewgen.training.train` on the Omniglot archives.
-``uptime``'s load average is printed: on a shared machine the figures are upper bounds.
+``uptime``'s load average is printed: on a shared machine the wall figures are upper bounds,
+and the CPU seconds printed beside them (this process's, or the subprocess's) the steadier
+figure (with one thread about the wall time an idle machine gives).
 
     PYTHONPATH=src python benchmarks/latency.py [--ckpt runs/omni2] [--threads 2] [--json lat.json]
 """
@@ -90,15 +92,22 @@ def env(threads: int) -> dict[str, str]:
             "OMP_NUM_THREADS": str(threads)}
 
 
-def median_subprocess_s(cmd: list[str], threads: int, repeats: int) -> float:
-    """Median wall seconds of a command (after one warm-up run that fills the OS file cache)."""
-    times = []
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def median_subprocess_s(cmd: list[str], threads: int, repeats: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of a command (after one warm-up run that fills the OS file cache)."""
+    wall, cpu = [], []
     for i in range(repeats + 1):
-        t = time.perf_counter()
+        w, c = time.perf_counter(), children_cpu_s()
         subprocess.run(cmd, check=True, capture_output=True, env=env(threads))
         if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+            wall.append(time.perf_counter() - w)
+            cpu.append(children_cpu_s() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def iwae_worker(ckpt: str, tasks: int, shots: int, threads: int) -> None:
@@ -113,12 +122,12 @@ def iwae_worker(ckpt: str, tasks: int, shots: int, threads: int) -> None:
     test = load_split(ck.config.data.spec, ck.config.data, "test").seeded_subset(tasks, 0)
     adapter, ecfg = adapter_for_checkpoint(ck), ck.config.eval
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     r = conditional_nll(adapter, test, shots, 0, ecfg)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # KiB -> MiB (Linux)
     print(json.dumps({"images": r["queries"], "importance_samples": ecfg.importance_samples, "chunk": ecfg.chunk,
-                      "batch_tasks": ecfg.batch_tasks, "seconds": dt, "tasks": r["tasks"],
+                      "batch_tasks": ecfg.batch_tasks, "seconds": dt, "cpu_seconds": cpu, "tasks": r["tasks"],
                       "image_samples_per_s": r["queries"] * ecfg.importance_samples / dt, "peak_rss_growth_mib": grown}))
 
 
@@ -174,19 +183,22 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
               f"process CPU {res['finetune10_cpu_ms']:.1f} ms)")
     if "c" in args.only:
         py = [sys.executable]
-        res["python_import_torch_s"] = median_subprocess_s([*py, "-c", "import torch"], args.threads, few)
-        res["cli_sample_s"] = median_subprocess_s(
+        res["python_import_torch_s"], res["python_import_torch_cpu_s"] = median_subprocess_s(
+            [*py, "-c", "import torch"], args.threads, few)
+        res["cli_sample_s"], res["cli_sample_cpu_s"] = median_subprocess_s(
             [*py, "-m", "fewgen", "sample", str(ckpt), "--support", str(tmp / "support"), "--n", "64",
              "--out", str(tmp / "grid.png")], args.threads, few)
-        print(f"(c) fewgen sample, end to end:          {res['cli_sample_s']:8.2f} s    (target < 3 s; "
-              f"python -c 'import torch' alone: {res['python_import_torch_s']:.2f} s)")
+        print(f"(c) fewgen sample, end to end:          {res['cli_sample_s']:8.2f} s    (target < 3 s; CPU "
+              f"{res['cli_sample_cpu_s']:.2f} s; python -c 'import torch' alone: {res['python_import_torch_s']:.2f} s, "
+              f"CPU {res['python_import_torch_cpu_s']:.2f} s)")
     if "d" in args.only:
         out = subprocess.run([sys.executable, __file__, "--iwae-worker", "--ckpt", str(ckpt), "--eval-tasks",
                               str(args.eval_tasks), "--shots", str(args.shots), "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True, env=env(args.threads)).stdout
         res["iwae"] = d = json.loads(out.strip().splitlines()[-1])
         print(f"(d) held-out IWAE, K={args.shots}: {d['image_samples_per_s']:8.0f} images x importance samples / s "
-              f"({d['images']} images x {d['importance_samples']} in {d['seconds']:.1f} s, {d['tasks']} tasks, "
+              f"({d['images']} images x {d['importance_samples']} in {d['seconds']:.1f} s, CPU {d['cpu_seconds']:.1f} s, "
+              f"{d['tasks']} tasks, "
               f"chunks of {d['chunk']}, {d['batch_tasks']} tasks a batch); peak RSS +{d['peak_rss_growth_mib']:.0f} MiB")
     res["load_average_end"] = load_average()
     print(f"load average after: {res['load_average_end']}")
