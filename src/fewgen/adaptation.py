@@ -89,8 +89,11 @@ def adapt(model: GenerativeModel, support: Tensor, mask: Tensor | None = None, p
             return phi, ctx
         return phi, {k: v[0] for k, v in task_context(model, phi, sup[None], msk[None], conditional).items()}
 
+    # One task runs as a loop of one: the same computation without vmap's batching overhead
+    # (the Adam update alone is hundreds of small ops a step; 10 steps ~20% faster measured).
+    vectorize = vectorize and model.vmappable and support.shape[0] > 1
     with torch.no_grad():  # torch.func.grad still computes the inner gradients
-        phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize and model.vmappable)
+        phi, ctx = map_tasks(one, (support, mask, noise, fixed), (True,) * 4, vectorize)
     return Adapted(model, phi, ctx, per_task=True)
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from .errors import ConfigError
+
+
+# train.adapt_params: what fine-tuning changes (fewgen.meta.inner implements each); here, free
+# of torch, so that the command line can offer the choices without importing it.
+ADAPT_PARAMS = ("all", "bias", "film", "lora")
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
-    for key, value, valid in (("train.adapt_params", cfg.train.adapt_params, ("all", "bias", "film", "lora")),
+    for key, value, valid in (("train.adapt_params", cfg.train.adapt_params, ADAPT_PARAMS),
                               ("train.inner_select", cfg.train.inner_select, ("last", "heldout"))):
         if value not in valid:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(valid)}, got {_short(value)}")
@@ -294,6 +298,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> Config:
     """Load a TOML preset; missing keys keep their defaults."""
+    import tomllib  # imported where TOML is read: most commands read none
+
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -306,6 +312,8 @@ def load_config(path: str | Path) -> Config:
 
 def _parse_scalar(text: str) -> Any:
     """A --set value: TOML syntax when it parses (numbers, booleans, lists), else a string."""
+    import tomllib
+
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

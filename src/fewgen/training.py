@@ -167,9 +167,11 @@ def compiled(fn: Callable, build: Callable[[], Callable] | None = None) -> Calla
 
 
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
-          tasks: TaskSet | None = None) -> TrainResult:
+          tasks: TaskSet | None = None, callback: StepCallback | None = None) -> TrainResult:
     """Meta-train ``cfg.model.family`` with ``cfg.train.algo`` on ``cfg.data.spec``; write a
     checkpoint folder at ``out``. With ``resume`` an interrupted run continues exactly.
+    ``callback(run)`` is called after every step (see :meth:`Run.call_back`; families fit by
+    counting take no steps).
 
     Under ``torchrun`` every process calls this; they join one process group for the run."""
     device = distributed.resolve_device(cfg.train.device)
@@ -187,7 +189,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
             return fit_by_counting(cfg, Path(out), tasks, device, progress)
         run = Run(cfg, Path(out), tasks, device)
         run.restore(resume)
-        return run.train(progress)
+        return run.train(progress, callback)
     finally:
         distributed.teardown(created)
 
@@ -222,6 +224,10 @@ def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch
                   flush=True)
     distributed.barrier()
     return TrainResult(out, 0, None, seconds)
+
+
+# Called after every training step with the Run; True stops the run there (see Run.call_back).
+StepCallback = Callable[["Run"], "bool | None"]
 
 
 @dataclass
@@ -320,8 +326,9 @@ class Run:
             self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),
                                                 purge_step=None if saved is None else self.state.step + 1)
 
-    def train(self, progress: bool) -> TrainResult:
-        """Step until ``train.steps``, the time budget, early stopping or a signal; save; report."""
+    def train(self, progress: bool, callback: StepCallback | None = None) -> TrainResult:
+        """Step until ``train.steps``, the time budget, early stopping, a signal or ``callback``
+        (:meth:`call_back`, after every step); save; report."""
         tc, s = self.tc, self.state
         interrupted = False
         bar = Progress(tc.steps, s.step, f"train {tc.algo}", enabled=progress and self.main)
@@ -338,6 +345,8 @@ class Run:
                         bar.show(loss=f"{loss:.2f}", best_val=f"{s.best_val:.2f}" if s.best_val else "-")
                         self.log_step(loss)
                     if self.after_step(out_of_time):
+                        break
+                    if callback is not None and self.call_back(callback):
                         break
                     if stop:
                         raise KeyboardInterrupt
@@ -423,6 +432,22 @@ class Run:
         if out_of_time:
             self.note(f"time budget of {tc.max_seconds:.0f}s reached at step {s.step}")
         return out_of_time
+
+    def call_back(self, callback: StepCallback) -> bool:
+        """Call ``callback(self)`` after a step, e.g. to evaluate ``self.model`` on held-out tasks
+        (inside ``with self.averaged():`` to see the weights validation sees). The run's clock
+        stops meanwhile: the callback's time counts neither toward ``train.max_seconds`` nor in
+        the logged times and speeds (``self.clock() - self.t0`` stays the training seconds). A
+        true result ends the run at this step, with a resumable state saved, as a time budget
+        would. The callback must leave the weights alone; under ``torchrun`` every rank calls
+        it and all must return the same."""
+        started, wall = self.clock(), time.time()
+        stop = bool(callback(self))
+        self.t0 += self.clock() - started
+        self.last_log = (self.last_log[0] + time.time() - wall, self.last_log[1])
+        if stop:
+            self.save_state()
+        return stop
 
     def validate(self) -> bool:
         """Meta-validate; keep the weights if they are the best so far. True if improved."""

@@ -66,6 +66,21 @@ def test_fine_tuning_gives_per_task_params_equal_to_a_manual_sgd_loop(conditiona
     assert adapted_sample(a, 7, torch.Generator().manual_seed(0)).shape == (3, 7, 2)
 
 
+def test_one_task_fine_tunes_as_its_row_of_a_vmapped_batch(monkeypatch):
+    import fewgen.adaptation as adaptation
+
+    model, (sup, mask) = toy_model(), toy_support()
+    calls = []
+    real = adaptation.map_tasks
+    monkeypatch.setattr(adaptation, "map_tasks", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    batch = adapt(model, sup[1:], mask[1:], steps=3, lr=0.02)
+    alone = adapt(model, sup[1:2], mask[1:2], steps=3, lr=0.02)
+    assert calls == [True, False]  # vmap over tasks; one task is a loop of one
+    for k in batch.params:
+        torch.testing.assert_close(alone.params[k][0], batch.params[k][0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(alone.context["vec"][0], batch.context["vec"][0], atol=1e-6, rtol=1e-5)
+
+
 def test_per_task_nll_and_samples_match_each_task_alone():
     model, (sup, mask) = toy_model(), toy_support()
     a = adapt(model, sup, mask, steps=2, lr=0.02)

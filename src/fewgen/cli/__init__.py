@@ -22,7 +22,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``fewgen`` parser. Every subcommand is listed with its help; with ``command`` only
+    that subcommand gets its arguments (None: all do), so that a command imports what it needs
+    and no other's dependencies (torch, Gradio, ...) at parse time."""
     from importlib import import_module
 
     parser = _Parser(
@@ -40,14 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        mod.add_arguments(p)
+        if command is None or name == command:
+            mod.add_arguments(p)
         p.set_defaults(run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fewgen`` script; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(named_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -67,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fewgen: interrupted", file=sys.stderr)
         return 130
+
+
+def named_command(argv: list[str]) -> str:
+    """The subcommand an argument list names: its first argument that is not an option ('' if
+    none; the top-level options, --help and --version, take no value)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def one_line(message: str) -> str:

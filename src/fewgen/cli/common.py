@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, EvalConfig, apply_overrides, load_config, replace, validate
+from ..config import ADAPT_PARAMS, Config, EvalConfig, apply_overrides, load_config, replace, validate
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,6 @@ def diffusion_eval_config(cfg: Config, args: argparse.Namespace, latent: str | N
 
 def add_adapt_args(p: argparse.ArgumentParser) -> None:
     """Test-time fine-tuning options (default: the checkpoint's meta-trained ones)."""
-    from ..meta.inner import ADAPT_PARAMS
-
     p.add_argument("--adapt-params", choices=ADAPT_PARAMS, default=None,
                    help="what fine-tuning changes (default: the checkpoint's train.adapt_params)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.client
 import io
 import math
 import os
 import unicodedata
-import urllib.request
 import warnings
 import zipfile
 import zlib
@@ -176,6 +174,9 @@ def md5_of(path: Path) -> str:
 
 def download_omniglot(dest: Path, url: str = OMNIGLOT_URL) -> list[Path]:
     """Download and checksum-verify the two official Omniglot archives into ``dest``."""
+    import http.client  # here: reading images needs no network modules
+    import urllib.request
+
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for name, md5 in OMNIGLOT_MD5.items():
