@@ -29,6 +29,7 @@ from ..noise import task_randn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import Context, GenerativeModel, check_extra_keys
+from .task_conv import TaskConv2d
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 
 
@@ -77,11 +78,11 @@ class ImageVAE(GenerativeModel):
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
         self.up1 = deconv_block(2 * hidden + channels, hidden)
         self.up2 = deconv_block(hidden + channels, hidden)
-        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), nn.Conv2d(hidden, channels, 3, 1, 1))
+        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), TaskConv2d(hidden, channels, 3, 1, 1))
         # A direct path from the support's mean image to the output logits: the decoder learns a
         # residual on top of the template, so conditioning pays off from the first step instead
         # of losing out to the per-example latent (which otherwise learns to ignore the context).
-        self.template = nn.Conv2d(channels, channels, 5, 1, 2)
+        self.template = TaskConv2d(channels, channels, 5, 1, 2)
         with torch.no_grad():
             self.template.weight.zero_()
             self.template.weight[:, :, 2, 2] = 4.0 * torch.eye(channels)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .task_conv import TaskConv2d, TaskConvTranspose2d
+
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
     """Linear layers with activations between them (none after the last)."""
@@ -71,11 +73,11 @@ def log_mean_exp(x: Tensor, dim: int) -> Tensor:
 def conv_block(cin: int, cout: int, stride: int, groups: int = 8) -> nn.Sequential:
     """Conv -> GroupNorm -> SiLU (GroupNorm, not BatchNorm: no state shared across tasks)."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 4 if stride == 2 else 3, stride, 1),
+        TaskConv2d(cin, cout, 4 if stride == 2 else 3, stride, 1),
         nn.GroupNorm(min(groups, cout), cout), nn.SiLU(),
     )
 
 
 def deconv_block(cin: int, cout: int, groups: int = 8) -> nn.Sequential:
     """Transposed conv (x2 upsampling) -> GroupNorm -> SiLU."""
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU())
+    return nn.Sequential(TaskConvTranspose2d(cin, cout, 4, 2, 1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU())
