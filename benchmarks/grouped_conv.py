@@ -20,7 +20,10 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.func import vmap
+
+from fewgen.models.task_conv import task_conv2d
 
 
 def timed(fn, repeats: int = 5) -> float:
@@ -32,6 +35,15 @@ def timed(fn, repeats: int = 5) -> float:
     return (time.perf_counter() - t0) / repeats * 1e3
 
 
+def im2col_conv(x: Tensor, w: Tensor) -> Tensor:
+    """``F.conv2d(x, w, padding=1)`` (3x3) for x (N, C, H, W) as im2col + one matrix product:
+    under vmap over tasks, one ``bmm`` of (T, O, C*9) by (T, C*9, N*H*W)."""
+    n, _, h, wd = x.shape
+    cols = F.unfold(x, w.shape[-2:], padding=1)  # (N, C*9, H*W)
+    out = w.reshape(w.shape[0], -1) @ cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (O, N*H*W)
+    return out.reshape(w.shape[0], n, h, wd).transpose(0, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -39,8 +51,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tasks, queries, size = 16, 15, 28
     print(f"forward + backward, ms ({tasks} tasks x {queries} images, {size}x{size}, {args.threads} threads)\n")
-    print("| layer | vmap (grouped NCHW) | loop over tasks | vmap, NHWC layouts | one shared weight |")
-    print("|---|---|---|---|---|")
+    print("| layer | vmap (grouped NCHW) | loop over tasks | vmap, NHWC layouts | one shared weight "
+          "| vmap, im2col + bmm | vmap, task_conv |")
+    print("|---|---|---|---|---|---|---|")
     for cin, cout in ((33, 32), (32, 1)):
         x = torch.randn(tasks, queries, cin, size, size)
         w = torch.randn(tasks, cout, cin, 3, 3, requires_grad=True)
@@ -59,7 +72,9 @@ def main() -> None:
 
         row = [timed(lambda: vmap(conv)(x, w).sum().backward()), timed(loop),
                timed(lambda: vmap(conv)(x_cl, w_cl).sum().backward()),
-               timed(lambda: conv(shared_x, shared_w).sum().backward())]
+               timed(lambda: conv(shared_x, shared_w).sum().backward()),
+               timed(lambda: vmap(im2col_conv)(x, w).sum().backward()),
+               timed(lambda: vmap(lambda a, b: task_conv2d(a, b, padding=(1, 1)))(x, w).sum().backward())]
         print(f"| {cin} -> {cout}, 3x3 | " + " | ".join(f"{v:.0f}" for v in row) + " |")
 
 
