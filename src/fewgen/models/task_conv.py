@@ -23,7 +23,8 @@ they call the ordinary kernels.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,11 @@ from torch._C._functorch import is_functorch_wrapped_tensor
 CONV, DX, DW = 0, 1, 2  # which of the three bilinear maps (module docstring)
 
 
-class Spec(NamedTuple):
+@dataclass(frozen=True)
+class Spec:
     """A convolution's geometry: stride, padding, dilation, and the input image's (C, H, W) and
-    the weight's shape (what ``dx`` / ``dw`` cannot infer from their arguments)."""
+    the weight's shape (what ``dx`` / ``dw`` cannot infer from their arguments). A plain class,
+    not a tuple: functorch flattens the arguments of every call, and this stays one leaf."""
 
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -58,49 +61,57 @@ def _kernel(kind: int, a: Tensor, b: Tensor, s: Spec) -> Tensor:
 
 
 class _Conv2d(torch.autograd.Function):
-    """``_kernel(kind, a, b, spec)`` as a differentiable, vmappable function."""
+    """``_kernel(kind, a, b, spec)`` as a differentiable, vmappable function. ``looped``: a and b
+    carry a leading task axis, and the map runs once per task (what the vmap rule calls: one
+    function call for all tasks, so its Python overhead is paid once, not per task)."""
 
     @staticmethod
-    def forward(a: Tensor, b: Tensor, kind: int, spec: Spec) -> Tensor:
-        return _kernel(kind, a, b, spec)
+    def forward(a: Tensor, b: Tensor, kind: int, spec: Spec, looped: bool) -> Tensor:
+        if not looped:
+            return _kernel(kind, a, b, spec)
+        return torch.stack([_kernel(kind, x, y, spec) for x, y in zip(a.unbind(0), b.unbind(0))])
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        a, b, ctx.kind, ctx.spec = inputs
+        a, b, ctx.kind, ctx.spec, ctx.looped = inputs
         ctx.save_for_backward(a, b)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
         a, b = ctx.saved_tensors
-        kind, s = ctx.kind, ctx.spec
+        kind, s, lp = ctx.kind, ctx.spec, ctx.looped
         need_a, need_b = ctx.needs_input_grad[:2]
-        ga = gb = None
         if kind == CONV:  # y = conv(x, w): dx = DX(g, w), dw = DW(x, g)
-            ga = conv_map(DX, g, b, s) if need_a else None
-            gb = conv_map(DW, a, g, s) if need_b else None
+            ga = _Conv2d.apply(g, b, DX, s, lp) if need_a else None
+            gb = _Conv2d.apply(a, g, DW, s, lp) if need_b else None
         elif kind == DX:  # dx = DX(gy, w), g x-shaped: d gy = conv(g, w), d w = DW(g, gy)
-            ga = conv_map(CONV, g, b, s) if need_a else None
-            gb = conv_map(DW, g, a, s) if need_b else None
+            ga = _Conv2d.apply(g, b, CONV, s, lp) if need_a else None
+            gb = _Conv2d.apply(g, a, DW, s, lp) if need_b else None
         else:  # dw = DW(x, gy), g w-shaped: d x = DX(gy, g), d gy = conv(x, g)
-            ga = conv_map(DX, b, g, s) if need_a else None
-            gb = conv_map(CONV, a, g, s) if need_b else None
-        return ga, gb, None, None
+            ga = _Conv2d.apply(b, g, DX, s, lp) if need_a else None
+            gb = _Conv2d.apply(a, g, CONV, s, lp) if need_b else None
+        return ga, gb, None, None, None
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, kind: int, spec: Spec) -> tuple[Tensor, int]:
-        da, db = in_dims[0], in_dims[1]
-        if db is None and kind != DW:  # a weight shared by the tasks: the tasks are more images
-            a = a.movedim(da, 0)
-            out = _Conv2d.apply(a.reshape(-1, *a.shape[2:]), b, kind, spec)
-            return out.reshape(a.shape[0], a.shape[1], *out.shape[1:]), 0
-        per_a = a.movedim(da, 0).unbind(0) if da is not None else (a,) * info.batch_size
-        per_b = b.movedim(db, 0).unbind(0) if db is not None else (b,) * info.batch_size
-        return torch.stack([_Conv2d.apply(x, y, kind, spec) for x, y in zip(per_a, per_b)]), 0
+    def vmap(info: Any, in_dims: tuple, a: Tensor, b: Tensor, kind: int, spec: Spec, looped: bool
+             ) -> tuple[Tensor, int]:
+        da, db = in_dims[:2]
+        n = info.batch_size
+        a = a.movedim(da, 0) if da is not None else a.expand(n, *a.shape)
+        if db is None and kind != DW and not looped:  # a weight shared by the tasks: they are more images
+            out = _Conv2d.apply(a.reshape(-1, *a.shape[2:]), b, kind, spec, False)
+            return out.reshape(n, a.shape[1], *out.shape[1:]), 0
+        b = b.movedim(db, 0) if db is not None else b.expand(n, *b.shape)
+        if not looped:  # per-task weights: one ordinary convolution per task
+            return _Conv2d.apply(a, b, kind, spec, True), 0
+        # a vmap around an already looped call (nested vmap): its tasks are more tasks
+        out = _Conv2d.apply(a.flatten(0, 1), b.flatten(0, 1), kind, spec, True)
+        return out.unflatten(0, (n, a.shape[1])), 0
 
 
 def conv_map(kind: int, a: Tensor, b: Tensor, spec: Spec) -> Tensor:
     """One of the three maps (``CONV``, ``DX``, ``DW``), differentiable and vmappable."""
-    return _Conv2d.apply(a, b, kind, spec)
+    return _Conv2d.apply(a, b, kind, spec, False)
 
 
 def _transformed(*ts: Tensor | None) -> bool:
