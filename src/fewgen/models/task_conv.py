@@ -115,7 +115,11 @@ def conv_map(kind: int, a: Tensor, b: Tensor, spec: Spec) -> Tensor:
 
 
 def _transformed(*ts: Tensor | None) -> bool:
-    """Whether any tensor is inside a torch.func transform (vmap, grad)."""
+    """Whether any tensor is inside a torch.func transform (vmap, grad), outside ``torch.compile``
+    (which fails to lower the function: inductor's dynamic shapes, torch 2.13; it gets torch's
+    own convolutions)."""
+    if torch.compiler.is_compiling():
+        return False
     return any(t is not None and is_functorch_wrapped_tensor(t) for t in ts)
 
 
