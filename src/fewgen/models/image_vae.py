@@ -29,8 +29,8 @@ from ..noise import task_randn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import Context, GenerativeModel, check_extra_keys
-from .task_conv import TaskConv2d
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
+from .task_conv import TaskConv2d
 
 
 class ImageVAE(GenerativeModel):
@@ -82,7 +82,7 @@ class ImageVAE(GenerativeModel):
         # A direct path from the support's mean image to the output logits: the decoder learns a
         # residual on top of the template, so conditioning pays off from the first step instead
         # of losing out to the per-example latent (which otherwise learns to ignore the context).
-        self.template = TaskConv2d(channels, channels, 5, 1, 2)
+        self.template = nn.Conv2d(channels, channels, 5, 1, 2)
         with torch.no_grad():
             self.template.weight.zero_()
             self.template.weight[:, :, 2, 2] = 4.0 * torch.eye(channels)
