@@ -18,7 +18,17 @@ The derivative of each is made of the other two (see ``_Conv2d.backward``). A tr
 convolution is ``dx`` of the convolution it transposes. :class:`TaskConv2d` and
 :class:`TaskConvTranspose2d` are ``nn.Conv2d`` / ``nn.ConvTranspose2d`` with that forward (same
 parameters, names and values: checkpoints load either way); outside any torch.func transform
-they call the ordinary kernels.
+(and under ``torch.compile``) they call the ordinary kernels.
+
+Measured (torch 2.13, CPU, ``benchmarks/grouped_conv.py``): forward + backward of the VAE's
+33 -> 32 3x3 layer under vmap runs as fast as a loop over tasks (~2x the grouped convolution);
+second-order MAML through it 1.5-1.8x, through its 32 -> 1 output layer 2.5-3.6x, through the
+stride-2 and transposed layers 1.0-1.3x. The price is Python: functorch handles an
+autograd.Function at every transform level in Python (about a millisecond a call), so small
+layers, and small task chunks, gain less or lose. Lowering the convolution to im2col + a
+batched matrix product (``F.unfold`` + ``bmm``) instead was 3-7x *slower* than the grouped
+convolution: unfold is slow and the im2col copy (9x the input) costs more than oneDNN's direct
+convolution, which already runs near the machine's matmul peak.
 """
 
 from __future__ import annotations
