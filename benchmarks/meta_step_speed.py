@@ -7,7 +7,11 @@ and first order. Implementations:
 - ``fewgen``          fewgen.meta.maml: ``torch.func.grad`` inner loop, ``vmap`` over tasks in
                       chunks of ``train.task_chunk`` (default 8), backward per chunk
 - ``fewgen-chunkN``   the same with N tasks per chunk (``fewgen-chunk2``: memory within 2x of the peers)
-- ``fewgen+compile``  with ``train.compile`` (``torch.compile`` of the vmapped chunk)
+- ``fewgen-grouped``  (also ``fewgen-chunkN-grouped``) the VAE with torch's own ``nn.Conv2d`` /
+                      ``nn.ConvTranspose2d`` instead of :mod:`fewgen.models.task_conv`'s: under
+                      vmap, per-task weights then make grouped convolutions (the state before task_conv)
+- ``fewgen+compile``  with ``train.compile`` (``torch.compile`` of the vmapped chunk, ``MAML.compiled_meta_loss``;
+                      also ``fewgen-chunkN+compile``, ``fewgen-grouped+compile``)
 - ``loop``            a plain per-task Python loop: ``functional_call`` + ``autograd.grad(create_graph=...)``
 - ``higher``          ``higher.innerloop_ctx`` per task (Grefenstette et al. 2019)
 - ``learn2learn``     ``learn2learn.algorithms.MAML`` ``clone()/adapt()`` per task (Arnold et al. 2020)
@@ -28,6 +32,14 @@ Every configuration runs in its own subprocess (fresh allocator, its own peak RS
 times; the table shows medians. Peak memory is the growth of the process's peak RSS
 (``ru_maxrss``) over its RSS after building the model, so it counts the step's activations.
 
+Efficiency: the run first measures the machine's matmul peak at the same thread count (the
+best of a few 4096 x 4096 float32 ``torch.mm``) and counts one step's floating-point operations
+once per order, on ``loop`` (``torch.utils.flop_counter.FlopCounterMode``: matrix products and
+convolutions, forward and backward; elementwise work is not counted; every implementation does
+the same arithmetic). The table gives each step's achieved GFLOP/s and its share of that peak,
+and its CPU seconds per step (``time.process_time``: less sensitive than wall time to other load
+on the machine, more sensitive to spinning threads).
+
     PYTHONPATH=src python benchmarks/meta_step_speed.py [--threads 2] [--repeats 3] [--steps 4]
 """
 
@@ -44,7 +56,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMPLS = ("fewgen", "fewgen-chunk2", "loop", "higher", "learn2learn")  # also: fewgen+compile, fewgen-chunkN
+IMPLS = ("fewgen", "fewgen-grouped", "fewgen-chunk2", "fewgen-chunk2-grouped", "loop", "higher", "learn2learn")
+# also: fewgen+compile, fewgen-chunkN[-grouped]
 TASKS, SHOTS, QUERIES, INNER_LR = 16, 5, 15, 0.05
 
 
@@ -77,6 +90,19 @@ def import_l2l_maml():
     return sys.modules["learn2learn.algorithms.maml"].MAML
 
 
+def torch_convs(model) -> None:
+    """Give ``model``'s task convolutions back torch's own forward (``fewgen-*-grouped``)."""
+    from torch import nn
+
+    from fewgen.models.task_conv import TaskConv2d, TaskConvTranspose2d
+
+    for mod in model.modules():
+        if type(mod) is TaskConv2d:
+            mod.__class__ = nn.Conv2d
+        elif type(mod) is TaskConvTranspose2d:
+            mod.__class__ = nn.ConvTranspose2d
+
+
 def build_step(impl: str, first_order: bool):
     """A zero-argument function doing one meta-training step, and the parameter count."""
     import torch
@@ -89,6 +115,9 @@ def build_step(impl: str, first_order: bool):
 
     torch.manual_seed(0)
     model = ImageVAE()  # the Omniglot default: 28x28, hidden 32, latent 32, context 128
+    if "-grouped" in impl:
+        torch_convs(model)
+        impl = impl.replace("-grouped", "")
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(TASKS, SHOTS + QUERIES, 1, 28, 28, generator=g) < 0.2).float()
     ep = Episode(x[:, :SHOTS], torch.ones(TASKS, SHOTS, dtype=torch.bool), x[:, SHOTS:], ("t",) * TASKS)
@@ -104,13 +133,18 @@ def build_step(impl: str, first_order: bool):
         opt.step()
 
     if impl.startswith("fewgen"):
-        chunk = {"task_chunk": int(impl.split("-chunk")[1])} if "-chunk" in impl else {}
+        import re
+
+        m = re.search(r"-chunk(\d+)", impl)
+        chunk = {"task_chunk": int(m.group(1))} if m else {}
+        compiled = impl.endswith("+compile")
         algo = get_algorithm(TrainConfig(algo="fomaml" if first_order else "maml", inner_steps=1, inner_lr=INNER_LR,
-                                         compile=impl == "fewgen+compile", **chunk))
+                                         compile=compiled, **chunk))
+        meta_loss = algo.compiled_meta_loss() if compiled else algo.meta_loss  # as fewgen.training does
         params = params_of(model)
 
         def step():
-            outer(algo.meta_loss(model, params, {}, ep, g))
+            outer(meta_loss(model, params, {}, ep, g))
         return step, nparams
 
     if impl == "loop":
@@ -172,12 +206,43 @@ def worker(impl: str, order: str, steps: int, warmup: int, threads: int) -> dict
     base = rss_mib()
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    return {"steps_per_s": steps / dt, "peak_mib": peak - base, "params": nparams}
+    return {"steps_per_s": steps / dt, "cpu_s": cpu / steps, "peak_mib": peak - base, "params": nparams}
+
+
+def step_gflop(order: str, threads: int) -> dict:
+    """The floating-point work of one step (GFLOP), counted on the plain per-task loop, whose
+    kernels are all ordinary ones (``FlopCounterMode`` over-counts grouped convolutions'
+    backward). Every implementation does this same arithmetic."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(threads)
+    step, _ = build_step("loop", first_order=order == "first")
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return {"gflop": counter.get_total_flops() / 1e9}
+
+
+def matmul_peak(threads: int, n: int = 4096, repeats: int = 5) -> dict:
+    """The machine's float32 matmul peak at ``threads`` threads: GFLOP/s of the fastest of
+    ``repeats`` ``torch.mm`` of two n x n matrices (after one warm-up)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return {"gflops": 2 * n**3 / best / 1e9}
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -187,6 +252,10 @@ def run_one(python: str, impl: str, order: str, args: argparse.Namespace) -> dic
     warmup = args.warmup + (2 if "compile" in impl else 0)
     cmd = [python, __file__, "--worker", impl, order, "--steps", str(args.steps), "--warmup", str(warmup),
            "--threads", str(args.threads)]
+    if impl == "matmul-peak":
+        cmd = [python, __file__, "--peak", "--threads", str(args.threads)]
+    elif impl == "flops":
+        cmd = [python, __file__, "--flops", order, "--threads", str(args.threads)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["failed"])[-1]
@@ -197,6 +266,8 @@ def run_one(python: str, impl: str, order: str, args: argparse.Namespace) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=2, metavar=("IMPL", "ORDER"), help=argparse.SUPPRESS)
+    ap.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--flops", metavar="ORDER", help=argparse.SUPPRESS)
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--orders", default="second,first")
     ap.add_argument("--threads", type=int, default=2)
@@ -211,10 +282,21 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.steps, args.warmup, args.threads)))
         return
+    if args.peak:
+        print(json.dumps(matmul_peak(args.threads)))
+        return
+    if args.flops:
+        print(json.dumps(step_gflop(args.flops, args.threads)))
+        return
+    peak = run_one(sys.executable, "matmul-peak", "", args)
+    peak_gflops = peak.get("gflops", float("nan"))
+    print(f"  matmul peak {peak_gflops:.1f} GFLOP/s ({args.threads} threads)", file=sys.stderr, flush=True)
 
     peer_python = args.peer_python if Path(args.peer_python).exists() else sys.executable
     impls, orders = args.impls.split(","), args.orders.split(",")
     results: dict[str, dict[str, dict]] = {}
+    gflop = {order: run_one(sys.executable, "flops", order, args).get("gflop", float("nan")) for order in orders}
+    print(f"  GFLOP per step {gflop}", file=sys.stderr, flush=True)
     for order in orders:
         for impl in impls:
             python = peer_python if impl in ("higher", "learn2learn") else sys.executable
@@ -225,6 +307,8 @@ def main() -> None:
             else:
                 results.setdefault(order, {})[impl] = {
                     "steps_per_s": statistics.median(r["steps_per_s"] for r in ok),
+                    "cpu_s": statistics.median(r["cpu_s"] for r in ok),
+                    "gflop": gflop[order],
                     "peak_mib": statistics.median(r["peak_mib"] for r in ok),
                     "runs": [round(r["steps_per_s"], 3) for r in ok], "params": ok[0]["params"]}
             print(f"  {order:6s} {impl:15s} {results[order][impl]}", file=sys.stderr, flush=True)
@@ -234,24 +318,28 @@ def main() -> None:
     nparams = next((r["params"] for o in results.values() for r in o.values() if "params" in r), 0)
     print(f"\nOne MAML meta-training step, image VAE ({nparams / 1e6:.2f}M params), meta-batch {TASKS}, "
           f"{SHOTS}-shot, {QUERIES} queries, 1 inner step; torch {torch.__version__}, {args.threads} threads, "
-          f"median of {args.repeats} subprocesses x {args.steps} steps\n")
+          f"median of {args.repeats} subprocesses x {args.steps} steps; matmul peak {peak_gflops:.1f} GFLOP/s "
+          f"(float32 4096^2 mm, {args.threads} threads)\n")
     peers = [p for p in ("loop", "higher", "learn2learn")]
-    head = f"| order | implementation | steps/s | peak MiB | " + " | ".join(f"x {p}" for p in peers) + " |"
+    head = ("| order | implementation | steps/s | CPU s/step | peak MiB | GFLOP/step | GFLOP/s (% of peak) | "
+            + " | ".join(f"x {p}" for p in peers) + " |")
     print(head)
-    print("|" + "---|" * (4 + len(peers)))
+    print("|" + "---|" * (7 + len(peers)))
     for order, per in results.items():
         for impl, r in per.items():
             if "error" in r:
-                print(f"| {order} | {impl} | unavailable: {r['error']} |" + " |" * (2 + len(peers)))
+                print(f"| {order} | {impl} | unavailable: {r['error']} |" + " |" * (5 + len(peers)))
                 continue
             ratios = []
             for p in peers:
                 q = per.get(p, {})
                 ratios.append(f"{r['steps_per_s'] / q['steps_per_s']:.2f}x / {r['peak_mib'] / max(q['peak_mib'], 1):.2f}x mem"
                               if "steps_per_s" in q else "-")
-            print(f"| {order} | {impl} | {r['steps_per_s']:.2f} | {r['peak_mib']:.0f} | " + " | ".join(ratios) + " |")
+            rate = r["gflop"] * r["steps_per_s"]
+            print(f"| {order} | {impl} | {r['steps_per_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} | "
+                  f"{r['gflop']:.1f} | {rate:.1f} ({100 * rate / peak_gflops:.0f}%) | " + " | ".join(ratios) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"matmul_peak_gflops": peak_gflops, **results}, indent=2))
 
 
 if __name__ == "__main__":

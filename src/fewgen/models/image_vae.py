@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
 from .base import Context, GenerativeModel, check_extra_keys
 from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
+from .task_conv import TaskConv2d
 
 
 class ImageVAE(GenerativeModel):
@@ -88,7 +89,7 @@ class ImageVAE(GenerativeModel):
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
         self.up1 = deconv_block(2 * hidden + channels, hidden)
         self.up2 = deconv_block(hidden + channels, hidden)
-        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), nn.Conv2d(hidden, channels, 3, 1, 1))
+        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), TaskConv2d(hidden, channels, 3, 1, 1))
         # A direct path from the support's mean image to the output logits: the decoder learns a
         # residual on top of the template, so conditioning pays off from the first step instead
         # of losing out to the per-example latent (which otherwise learns to ignore the context).
