@@ -382,8 +382,8 @@ def results_markdown(results: dict[str, Any]) -> str:
 def paired_markdown(results: dict[str, Any]) -> list[str]:
     """Lines of the paired-difference table (see :func:`paired_comparisons`), empty without one."""
     paired = results.get("paired")
-    if not paired:
-        return []
+    if not paired or not any(s != "0" for p in paired.values() for by_s in p["vs_0_steps"].values() for s in by_s):
+        return []  # no fine-tuning steps: nothing to pair
     lines = ["", "Paired differences over the same tasks, mean ± 95% CI (nats; negative = lower NLL): "
              "after s steps minus 0 steps, and minus transfer at the same K and s.", "",
              "| method | K | s | vs 0 steps | vs transfer |", "|---|---|---|---|---|"]
