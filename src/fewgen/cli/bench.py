@@ -6,6 +6,8 @@ examples:
   fewgen bench --data glyphs --eval-data omniglot:../shared/data/omniglot --methods amortized,maml,transfer,scratch --out runs/x
   fewgen bench --data omniglot --ckpt amortized=runs/omni --methods amortized,scratch --out runs/y
   fewgen bench --data words --methods amortized,transfer,ngram --out runs/t   # text: the n-gram baseline, fidelity
+  fewgen bench --data omniglot --ckpt vae=runs/vae --ckpt diffusion=runs/diff --methods vae,diffusion --steps 0 --out runs/z
+                                  # any checkpoints side by side under names of your choice (both VAE samplers shown)
 
 On text the method ngram (a byte n-gram counted on the meta-train tasks, mixed with one fit on
 the support) is the classical baseline; on images it is skipped.
@@ -31,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-steps", type=int, default=1500, help="meta-training steps per method")
     p.add_argument("--train-seconds", type=float, default=0.0, help="time budget per method (0 = none)")
     p.add_argument("--eval-tasks", type=int, default=40)
-    p.add_argument("--ckpt", action="append", default=[], metavar="METHOD=PATH", help="use an existing checkpoint")
+    p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
+                   help="use an existing checkpoint for a method, or add one as a row named NAME (list it in --methods)")
     p.add_argument("--quick", action="store_true", help="a small budget: about 10 minutes on 2 CPU cores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     ckpts = {}
     for item in args.ckpt:
         if "=" not in item:
-            raise FewgenError(f"--ckpt '{item}' must look like METHOD=PATH")
+            raise FewgenError(f"--ckpt '{item}' must look like NAME=PATH")
         m, path = item.split("=", 1)
         ckpts[m] = path
     cfg = BenchConfig(data=args.data, eval_data=args.eval_data,
