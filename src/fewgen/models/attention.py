@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import LayerNorm, conv_block, masked_mean, mlp
+from .nn import LayerNorm, canonical_order, conv_block, masked_mean, mlp
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor) -> Tensor:
@@ -68,8 +68,7 @@ class SupportEncoder(nn.Module):
         set_tok = self.set_mlp(torch.cat([pooled, torch.log1p(count)], -1))  # (T, D)
         # Shots in a canonical order (present ones first, by their pooled first feature), so the
         # tokens themselves, not only what attention reads from them, ignore the support's order.
-        key = torch.where(mask, tok[..., 0].mean(2), torch.full_like(tok[..., 0, 0], float("inf")))  # (T, K)
-        order = torch.sort(key, dim=1, stable=True).indices
+        order = canonical_order(tok[..., 0].mean(2), mask)  # (T, K)
         tok = tok.gather(1, order[:, :, None, None].expand_as(tok))
         mask = mask.gather(1, order)
         tokens = torch.cat([set_tok[:, None], tok.reshape(T, K * self.patches, self.dim)], 1)  # (T, L, D)

@@ -127,6 +127,18 @@ def check_extra_keys(family: str, extra: dict[str, Any], valid: Sequence[str]) -
                           + ", ".join("model.extra." + k for k in valid))
 
 
+def check_heads(cfg: Any, default: int = 4) -> int:
+    """``model.extra.heads`` of a family with attention blocks (``default`` when absent), or a
+    one-line :class:`~fewgen.errors.ConfigError` unless it is a positive integer dividing ``model.hidden``."""
+    from ..errors import ConfigError
+
+    heads = cfg.extra.get("heads", default)
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
+        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
+                          f"got {heads!r}")
+    return heads
+
+
 def check_byte_tokenizer(family: str, data_meta: dict[str, Any]) -> None:
     """A one-line :class:`~fewgen.errors.ConfigError` unless the data use fewgen's UTF-8 byte tokens."""
     from ..errors import ConfigError

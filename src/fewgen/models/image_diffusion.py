@@ -65,8 +65,8 @@ from ..config import ModelConfig
 from ..errors import ConfigError, FewgenError
 from ..noise import task_randn
 from .attention import CrossAttention, SupportEncoder
-from .base import GenerativeModel, check_extra_keys
-from .nn import masked_mean, mlp
+from .base import GenerativeModel, check_extra_keys, check_heads
+from .nn import canonical_order, masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 SAMPLERS = ("ddim", "ddpm")
@@ -234,8 +234,7 @@ class ImageDiffusion(GenerativeModel):
         # order: present first, then by a fixed projection, so the context ignores the support's order.
         flat = support.flatten(2) * mask[..., None].to(support.dtype)  # (T, K, C*S*S), absent: zeros
         proj = torch.cos(torch.arange(flat.shape[-1], device=flat.device, dtype=flat.dtype) * 1.618)
-        key = torch.where(mask, flat @ proj, torch.full_like(mask, float("inf"), dtype=flat.dtype))
-        order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+        order = canonical_order(flat @ proj, mask)  # (T, K)
         return {"tokens": tokens, "mask": tok_mask, "mean": mean,
                 "shots": flat.gather(1, order[..., None].expand_as(flat)).reshape(T, K, C, S, S),
                 "shot_present": mask.gather(1, order)}
@@ -415,10 +414,7 @@ def build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageD
     p = cfg.extra.get("p_uncond", 0.2)
     if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
         raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
-    heads = cfg.extra.get("heads", 4)
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
-        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
-                          f"got {heads!r}")
+    heads = check_heads(cfg)
     if s % 4:
         raise ConfigError(f"data.image_size must be divisible by 4 for image_diffusion, got {s}")
     return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, heads=heads,

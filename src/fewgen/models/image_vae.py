@@ -36,8 +36,8 @@ from ..noise import task_randn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
-from .base import Context, GenerativeModel, check_extra_keys
-from .nn import conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
+from .base import Context, GenerativeModel, check_extra_keys, check_heads
+from .nn import canonical_order, conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 from .task_conv import TaskConv2d
 
 
@@ -188,8 +188,7 @@ class ImageVAE(GenerativeModel):
                     "shot_present": mask, **att}
         present = mask.to(vec.dtype)[..., None]  # (T, K, 1)
         mu_k, lv_k = self._posterior(feats, vec[:, None, :])  # (T, K, Z)
-        key = torch.where(mask, mu_k[..., 0], torch.full_like(mu_k[..., 0], float("inf")))
-        order = torch.sort(key, dim=1, stable=True).indices  # (T, K)
+        order = canonical_order(mu_k[..., 0], mask)  # (T, K)
         idx = order[..., None].expand_as(mu_k)
         return {"vec": vec, "mean_image": mean_img, "shot_mu": (mu_k * present).gather(1, idx),
                 "shot_logvar": (lv_k * present).gather(1, idx), "shot_present": mask.gather(1, order), **att}
@@ -313,10 +312,7 @@ def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
     attention = cfg.extra.get("attention", False)
     if not isinstance(attention, bool):
         raise ConfigError(f"model.extra.attention must be true or false, got {attention!r}")
-    heads = cfg.extra.get("heads", 4)
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
-        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
-                          f"got {heads!r}")
+    heads = check_heads(cfg)
     prior = cfg.extra.get("prior", "mlp")
     if prior not in ("mlp", "mixture"):
         raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")

@@ -55,6 +55,14 @@ def masked_mean(h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return (h * m).sum(1) / count.clamp_min(1.0), count
 
 
+def canonical_order(key: Tensor, mask: Tensor) -> Tensor:
+    """The order (T, K) that puts each task's shots in a canonical order: present ones (``mask``
+    (T, K)) first, by ascending ``key`` (T, K), absent ones last; stable. A context stored in it
+    does not depend on the order the support came in."""
+    key = torch.where(mask, key, torch.full_like(key, float("inf")))
+    return torch.sort(key, dim=1, stable=True).indices
+
+
 def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
     """KL(N(mu_q, var_q) || N(mu_p, var_p)) summed over the last axis."""
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0).sum(-1)
