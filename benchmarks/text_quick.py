@@ -2,7 +2,7 @@
 
 Meta-trains the set-conditioned byte-level GRU (context from a support set of 0..K words,
 loss on query words of the same language, Adam; half the tasks rewritten in a random new
-byte "script" by ``permute_scripts``) on the meta-train languages, then prints
+byte "script" by ``fewgen.tasks.augment.permute_script``) on the meta-train languages, then prints
 bits per character of query words of held-out languages given K = 0 (unconditional), 1, 5
 and 10 support words from the same language (same queries for every K), with a 95% CI over
 episodes, and samples for a few held-out languages.
@@ -22,7 +22,8 @@ import torch
 
 from fewgen.config import DataConfig
 from fewgen.metrics.text import bits_per_char, novelty, validity
-from fewgen.tasks.text import decode_batch, load_words, permute_scripts
+from fewgen.tasks.augment import permute_script
+from fewgen.tasks.text import decode_batch, load_words
 from fewgen.models.text_lm import TextLM
 
 
@@ -81,7 +82,7 @@ def main() -> None:
     aug = torch.Generator().manual_seed(args.seed)
     for step in range(args.steps):
         ep = train.sample_episode(args.seed, step, args.tasks, args.shots, args.queries, min_shots=0)
-        ep = permute_scripts(ep, aug, args.augment)  # new scripts: learn to take letters from the support
+        ep = permute_script(ep, aug, args.augment)  # new scripts: learn to take letters from the support
         c = model.context(ep.support, ep.support_mask)  # (T, C)
         loss = model.loss(ep.query, c, None).mean()  # nats per word
         opt.zero_grad(set_to_none=True)

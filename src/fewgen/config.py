@@ -20,6 +20,9 @@ from .errors import ConfigError
 # train.adapt_params: what fine-tuning changes (fewgen.meta.inner implements each); here, free
 # of torch, so that the command line can offer the choices without importing it.
 ADAPT_PARAMS = ("all", "bias", "film", "lora")
+# data.task_augment: the task transforms (fewgen.tasks.augment implements each), "default" the
+# modality's measured default; named here so that config validation needs no torch.
+TASK_AUGMENTS = ("letters", "script", "reverse", "mix", "rot90", "flip", "invert", "channels", "hue")
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,10 @@ class DataConfig:
     binarize: bool = True  # threshold at 0.5 after an antialiased resize (ink = 1)
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test, by group
     split_seed: int = 0
-    split_file: str = ""  # optional JSON {"train": [...], "val": [...], "test": [...]} of task or group names
+    split_file: str = ""  # optional JSON {"train": [...], "val": [...], "test": [...]} of task or group names; "" = the source's own split if it has one (words), else by split_fractions; "random" = by split_fractions always
     max_examples_per_task: int = 0  # 0 = all
-    augment: bool = True  # meta-train tasks are augmented (flips / rotations make new tasks)
+    augment: bool = True  # false: no task augmentation at all (whatever task_augment says)
+    task_augment: tuple[str, ...] = ("default",)  # meta-train task transforms, NAME or NAME@P (fewgen.tasks.augment): letters, script, reverse, mix | rot90, flip, invert, channels, hue; "default" = the modality's measured best
     strict: bool = False  # unreadable files are errors (default: skipped with a warning)
     cache_dir: str = ""  # where downloads and prepared data go ("" = $FEWGEN_CACHE or ~/.cache/fewgen)
 
@@ -277,11 +281,29 @@ def validate(cfg: Config) -> Config:
                               ("train.inner_select", cfg.train.inner_select, ("last", "heldout"))):
         if value not in valid:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(valid)}, got {_short(value)}")
+    _check_task_augment(cfg.data.task_augment)
     if cfg.eval.latent not in ("fusion", "prior"):
         raise ConfigError(f"config key 'eval.latent' must be fusion or prior, got {_short(cfg.eval.latent)}")
     if cfg.eval.sampler not in ("ddim", "ddpm"):
         raise ConfigError(f"config key 'eval.sampler' must be ddim or ddpm, got {_short(cfg.eval.sampler)}")
     return cfg
+
+
+def _check_task_augment(items: tuple[str, ...]) -> None:
+    """Each ``data.task_augment`` item is ``NAME`` or ``NAME@P`` with a known name and 0 < P <= 1."""
+    for item in items:
+        name, at, p = item.partition("@")
+        if name not in TASK_AUGMENTS + ("default",):
+            raise ConfigError(f"config key 'data.task_augment': unknown transform {_short(item)}; valid: "
+                              f"default, {', '.join(TASK_AUGMENTS)} (each NAME or NAME@P)")
+        if at:
+            try:
+                prob = float(p)
+            except ValueError:
+                prob = math.nan
+            if name == "default" or not 0 < prob <= 1:
+                raise ConfigError(f"config key 'data.task_augment': {_short(item)} needs a probability "
+                                  f"in (0, 1] after '@', e.g. {name}@0.5")
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

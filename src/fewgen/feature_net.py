@@ -37,7 +37,7 @@ from .checkpoint import CONFIG_FILE, MODEL_FILE, atomic_write, sha256_of
 from .errors import CheckpointError, DataError
 from .models.nn import conv_block
 from .tasks.base import TaskSet, episode_generator
-from .tasks.images import augment_images
+from .tasks.augment import flip, rotate90
 from .metrics.quality import embed  # noqa: F401 (re-exported: the features of this network)
 
 FORMAT = "fewgen-feature-net"
@@ -96,7 +96,7 @@ def train_feature_net(taskset: TaskSet, steps: int = 300, ways: int = 20, shots:
     Episode ``i`` is ``taskset.sample_episode(seed, i, ways, shots, queries)``: ``ways``
     distinct tasks (fewer if the set has fewer) with ``shots + queries`` examples each; tasks
     with fewer examples are left out. With ``augment`` each task of an episode is rotated by a
-    multiple of 90 degrees and maybe flipped (:func:`fewgen.tasks.images.augment_images`), so a
+    multiple of 90 degrees and maybe flipped (:func:`fewgen.tasks.augment.rotate90`, :func:`~fewgen.tasks.augment.flip`), so a
     transformed character is a new class: 8x the classes, which narrows the gap between
     meta-train and held-out accuracy on small data sets. Adam at ``lr``; the init is seeded by
     ``seed`` without touching the global random state. Returns the net in eval mode on ``device`` with
@@ -120,7 +120,8 @@ def train_feature_net(taskset: TaskSet, steps: int = 300, ways: int = 20, shots:
     for i in bar:
         ep = ts.sample_episode(seed, i, ways, shots, queries)
         if augment:
-            ep = augment_images(ep, episode_generator(seed + 1, i))
+            g = episode_generator(seed + 1, i)
+            ep = flip(rotate90(ep, g), g)
         ep = ep.to(device)
         loss, acc = proto_loss(net, ep.support, ep.query)
         opt.zero_grad(set_to_none=True)

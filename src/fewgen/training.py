@@ -38,6 +38,7 @@ from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm
 from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_data, params_of
 from .progress import Progress
+from .tasks import augment
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
@@ -56,19 +57,6 @@ class TrainResult:
 def data_meta(ts: TaskSet) -> dict[str, Any]:
     """The facts about the data a model needs to be rebuilt (stored in checkpoints)."""
     return {**ts.meta, "example_shape": list(ts.example_shape), "modality": ts.modality}
-
-
-def augmenter(ts: TaskSet):
-    """The task augmentation for a modality (None where there is none)."""
-    if ts.modality == "image":
-        from .tasks.images import augment_images
-
-        return augment_images
-    if ts.modality == "text":
-        from .tasks.text import permute_scripts
-
-        return permute_scripts
-    return None
 
 
 def validation_loss(model: GenerativeModel, algo, algo_params, val: TaskSet, cfg: Config,
@@ -254,6 +242,8 @@ class Run:
             summary_writer()  # a missing package fails before any work
         torch.manual_seed(tc.seed)
         ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
+        # "default" becomes the modality's transforms: the run's stored config says what was used
+        cfg = self.cfg = replace(cfg, data={"task_augment": augment.resolve(cfg.data.task_augment, ts.modality)})
         splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
         # A task needs K + 1 examples (K shots, one query); smaller ones get fewer than train.queries queries.
         self.train_ts, self.val_ts = (splits[s].with_min_examples(tc.shots + 1) for s in ("train", "val"))
@@ -278,7 +268,7 @@ class Run:
             distributed.warn_main("train.precision bf16 on CPU: autocast works but is usually slower than fp32")
         if self.world > 1:
             distributed.shard(tc.meta_batch)  # fail early (every rank) when meta_batch < world size
-        self.augment = augmenter(ts) if cfg.data.augment else None
+        self.augment = augment.task_augmenter(cfg.data, ts.modality)  # data.task_augment
         self.modality = ts.modality
         self.info = {"data": meta, "algo": tc.algo, "splits": {k: len(v) for k, v in splits.items()}}
         self.state = RunState()

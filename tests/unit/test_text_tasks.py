@@ -67,24 +67,20 @@ def test_text_folder_errors(tmp_path):
         load_text(str(tmp_path), DataConfig())
 
 
-def test_permute_scripts_keeps_utf8_and_makes_new_scripts():
-    from fewgen.tasks.base import stack_tasks, Task
-    from fewgen.tasks.text import encode_batch, permute_scripts
+def test_words_holds_out_languages_of_the_training_scripts():
+    from fewgen.metrics.text_fidelity import dominant_script
+    from fewgen.tasks.spec import load_split
 
-    words = ["ĉirkaŭ", "привет", "漢字", "ðoʊ", "hello", "𝔘𝔫", "한국어", "é"]
-    ids = encode_batch(words, 16)
-    ep = stack_tasks([Task(str(i), ids[:4], ids[4:]) for i in range(6)])
-    out = permute_scripts(ep, torch.Generator().manual_seed(0), p=1.0)
-    changed = 0
-    for t in range(6):
-        sup, qry = decode_batch(out.support[t]), decode_batch(out.query[t])
-        new = sup + qry
-        assert all(w.encode("utf-8").decode("utf-8") == w and "\ufffd" not in w for w in new)
-        assert [len(w.encode()) for w in new] == [len(w.encode()) for w in words]  # lengths kept
-        assert new[4] == "hello"  # ASCII untouched
-        assert len(set(new)) == len(words)  # a bijection: distinct words stay distinct
-        changed += new != words
-    assert changed == 6
-    assert torch.equal(out.support_mask, ep.support_mask) and out.names == ep.names
-    same = permute_scripts(ep, torch.Generator().manual_seed(0), p=0.0)
-    assert torch.equal(same.support, ep.support) and torch.equal(same.query, ep.query)
+    cfg = DataConfig(spec="words", max_examples_per_task=200)
+    splits = {s: load_split("words", cfg, s) for s in ("train", "val", "test")}
+    test, train = splits["test"], splits["train"]
+    scripts = {n: dominant_script(decode_batch(test.examples(i))) for i, n in enumerate(test.names)}
+    train_scripts = {dominant_script(decode_batch(train.examples(i))) for i in range(len(train))}
+    familiar = [n for n, s in scripts.items() if s in ("LATIN", "CYRILLIC")]
+    assert len(familiar) >= 7 and len(familiar) > len(test) / 2  # mostly new languages of familiar scripts
+    assert {"LATIN", "CYRILLIC", "ARABIC"} <= train_scripts
+    groups = set(train.groups)
+    assert not any(g in groups for g in test.groups) and "id+ms" not in groups  # no twin of a test language trained
+    assert not set(train.names) & set(splits["val"].names)
+    rnd = load_split("words", DataConfig(spec="words", split_file="random", max_examples_per_task=5), "test")
+    assert set(rnd.names) != set(test.names)  # "random": by fractions, as before

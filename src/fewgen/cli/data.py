@@ -6,6 +6,8 @@ examples:
   fewgen data show folder:./my_images --out t.png --set data.strict=true   # unreadable files are errors
   fewgen data show words --out -                    # text: a few tasks and examples, one task a line
   fewgen data show text:./my_texts --tasks 3 --out tasks.txt
+  fewgen data show words --out - --set data.task_augment=letters@1   # tasks as meta-training sees them
+  fewgen data show omniglot --out aug.png --augment                 # the default augmentation (rot90, flip)
   fewgen data list                                  # the data sources
 """
 
@@ -27,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--tasks", type=int, default=8)
     s.add_argument("--examples", type=int, default=12)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--augment", action="store_true",
+                   help="draw the tasks as meta-training sees them, transformed by data.task_augment (implied by "
+                        "--set data.task_augment=...)")
     add_config_args(s)  # data.* keys: image_size, binarize, strict, split_*, cache_dir
     sub.add_parser("list", help="the available data sources")
 
@@ -51,35 +56,61 @@ def run(args: argparse.Namespace) -> int:
     ts = load_split(args.spec, cfg, args.split)
     if len(ts) == 0:
         raise FewgenError(f"{args.spec}: split '{args.split}' has no tasks")
-    if ts.modality == "text":
-        return _show_text(ts, args)
-    if ts.modality != "image":
+    if ts.modality not in ("text", "image"):
         for i in torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist():
             print(ts.names[i], "|", ", ".join(ts.meta["decode"](ts.examples(i)[: args.examples])) if "decode" in ts.meta else "")
         return 0
-    ids = torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist()
-    path = tasks_picture(args.out, [ts.examples(i) for i in ids], [ts.names[i] for i in ids], args.examples)
-    print(f"wrote {path}: {len(ids)} of {len(ts)} tasks ({len(set(ts.groups))} groups), "
-          f"{int(ts.counts.sum())} examples of shape {tuple(ts.example_shape)}")
+    augment = args.augment or any(o.strip().startswith("data.task_augment=") for o in args.set)
+    names, examples = _pick(ts, args, cfg if augment else None)
+    if ts.modality == "text":
+        return _show_text(ts, names, examples, args)
+    path = tasks_picture(args.out, examples, names, args.examples)
+    print(f"wrote {path}: {len(names)} of {len(ts)} tasks ({len(set(ts.groups))} groups), "
+          f"{int(ts.counts.sum())} examples of shape {tuple(ts.example_shape)}"
+          + (f"; augmented by {', '.join(_transforms(cfg, ts))}" if augment else ""))
     return 0
 
 
-def _show_text(ts, args: argparse.Namespace) -> int:
-    """Text tasks: one line per task, ``name (N examples): ex1 | ex2 | ...`` (random examples, seeded)."""
-    import sys
+def _transforms(cfg, ts) -> tuple[str, ...]:
+    from ..tasks.augment import resolve
+
+    return resolve(cfg.task_augment, ts.modality) if cfg.augment else ()
+
+
+def _pick(ts, args: argparse.Namespace, cfg) -> tuple[list[str], list]:
+    """``--tasks`` seeded tasks and up to ``--examples`` seeded examples of each; with a data
+    config ``cfg``, transformed as meta-training would (its ``task_augment``, seeded by --seed)."""
+    import dataclasses
 
     import torch
 
+    from ..tasks.augment import task_augmenter
+    from ..tasks.base import Episode, episode_generator
+
+    ids = torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist()
+    picks = [ts.examples(i)[torch.randperm(int(ts.counts[i]), generator=episode_generator(args.seed, i))[: args.examples]]
+             for i in ids]
+    names = [ts.names[i] for i in ids]
+    fn = task_augmenter(cfg, ts.modality) if cfg is not None else None
+    if fn is None:
+        return names, picks
+    n = min(len(p) for p in picks)  # an episode holds the same number of examples per task
+    ep = Episode(torch.stack([p[:n] for p in picks]), torch.ones(len(ids), n, dtype=torch.bool),
+                 torch.stack([p[:0] for p in picks]), tuple(names))
+    ep = fn(ep, episode_generator(args.seed + 1, 0))
+    return list(ep.names), list(dataclasses.replace(ep).support)
+
+
+def _show_text(ts, names: list[str], examples: list, args: argparse.Namespace) -> int:
+    """Text tasks: one line per task, ``name (N examples): ex1 | ex2 | ...`` (random examples, seeded)."""
+    import sys
+
     from ..sample import write_lines
-    from ..tasks.base import episode_generator
     from ..tasks.text import decode_batch
 
-    g = torch.Generator().manual_seed(args.seed)
-    lines = []
-    for i in torch.randperm(len(ts), generator=g)[: args.tasks].tolist():
-        ex = ts.examples(i)
-        pick = torch.randperm(len(ex), generator=episode_generator(args.seed, i))[: args.examples]
-        lines.append(f"{ts.names[i]} ({len(ex)} examples): " + " | ".join(decode_batch(ex[pick])))
+    counts = dict(zip(ts.names, ts.counts.tolist()))
+    lines = [f"{name} ({counts.get(name.split('+')[0], len(ex))} examples): " + " | ".join(decode_batch(ex))
+             for name, ex in zip(names, examples)]
     summary = f"{min(args.tasks, len(ts))} of {len(ts)} tasks ({len(set(ts.groups))} groups), {int(ts.counts.sum())} examples"
     if args.out == "-":
         write_lines(sys.stdout, lines + [summary])

@@ -157,10 +157,14 @@ class TaskSet:
         meta-test take whole groups until they hold their fraction of the tasks (at least one
         group each when there are three or more groups); the rest is meta-train. A
         ``split_file`` (JSON ``{"train": [...], "val": [...], "test": [...]}`` of group or task
-        names) overrides this.
+        names) overrides this. A source may carry its own split (``meta["split"]``, the same
+        JSON form: ``words`` holds out languages of the training scripts); ``split_file``
+        ``"random"`` ignores it and splits by ``fractions``.
         """
-        if split_file:
+        if split_file and split_file != "random":
             return self._split_from_file(Path(split_file))
+        if not split_file and "split" in self.meta:
+            return self._split_from_lists(self.meta["split"], f"{self.source or 'data'}'s own split")
         uniq = sorted(set(self.groups))
         order = torch.randperm(len(uniq), generator=torch.Generator().manual_seed(seed)).tolist()
         shuffled = [uniq[i] for i in order]
@@ -195,6 +199,11 @@ class TaskSet:
             raise DataError(f"{path}: split file is not valid JSON ({e})") from None
         if not isinstance(spec, dict) or not set(spec) <= set(SPLITS):
             raise DataError(f"{path}: split file must be a JSON object with keys among {', '.join(SPLITS)}")
+        return self._split_from_lists(spec, str(path))
+
+    def _split_from_lists(self, spec: dict[str, Sequence[str]], origin: str) -> dict[str, "TaskSet"]:
+        """The splits named by ``{"train": [...], ...}`` lists of task or group names (``origin``
+        names them in errors); a task in no list is in no split."""
         out = {}
         for s in SPLITS:
             wanted = set(spec.get(s, []))
@@ -203,7 +212,7 @@ class TaskSet:
         for s in SPLITS:
             overlap = seen & set(out[s].names)
             if overlap:
-                raise DataError(f"{path}: task '{sorted(overlap)[0]}' is in more than one split")
+                raise DataError(f"{origin}: task '{sorted(overlap)[0]}' is in more than one split")
             seen |= set(out[s].names)
         return out
 

@@ -7,7 +7,6 @@ by default, binarised at 0.5.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import math
@@ -27,7 +26,7 @@ from PIL import Image
 from ..config import DataConfig
 from ..digest import file_digest
 from ..errors import DataError
-from .base import Episode, TaskSet
+from .base import TaskSet
 from .spec import register, user_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -400,23 +399,3 @@ def _limit(ts: TaskSet, cfg: DataConfig) -> TaskSet:
         return ts
     return TaskSet.from_lists(ts.names, ts.groups, [ts.examples(i)[: cfg.max_examples_per_task] for i in range(len(ts))],
                               ts.modality, ts.source)
-
-
-# ----------------------------------------------------------------------------- augmentation
-
-def augment_images(ep: Episode, generator: torch.Generator) -> Episode:
-    """Task augmentation for meta-training: each task gets one random rotation by a multiple of
-    90 degrees and an optional flip, applied to its support and query alike, so a transformed
-    character is a new task (Santoro et al. 2016; standard for Omniglot)."""
-    T = ep.num_tasks
-    rot = torch.randint(0, 4, (T,), generator=generator)
-    flip = torch.rand(T, generator=generator) < 0.5
-    sup, qry = ep.support.clone(), ep.query.clone()
-    for r in range(4):  # 8 cases, not a loop over examples
-        for f in (False, True):
-            sel = (rot == r) & (flip == f)
-            if sel.any():
-                for x in (sup, qry):
-                    y = torch.rot90(x[sel], r, dims=(-2, -1))
-                    x[sel] = torch.flip(y, dims=(-1,)) if f else y
-    return dataclasses.replace(ep, support=sup, query=qry)

@@ -13,20 +13,25 @@ no information lost, including letters never seen in training.
 Sources (registered in :mod:`fewgen.tasks.spec`):
 
 - ``words`` / ``words:LANG,LANG,...``: the word lists of the ``wordfreq`` package (offline).
-  Each language is a task (and its own split group); its examples are the words of its
-  top-``WORDS_TOP_N`` list that contain a letter and fit in ``WORDS_MAX_LEN`` bytes incl. EOS.
+  Each language is a task; its examples are the words of its top-``WORDS_TOP_N`` list that
+  contain a letter and fit in ``WORDS_MAX_LEN`` bytes incl. EOS. Near-twin languages share a
+  split group (:data:`WORDS_GROUPS`: Malay and Indonesian, Czech and Slovak, ...), so a held-out
+  language is never a dialect of a training one. ``words`` carries its own split
+  (:data:`WORDS_SPLIT`): the held-out languages are mostly of the training scripts (six Latin,
+  one Cyrillic), because a language in a script no training language has tests something
+  easier (taking the script from the support) than the new language in a familiar script that
+  users bring; Persian (Arabic script, shared with ar and ur) and Hebrew (a script of its own)
+  are held out too and reported apart.
 - ``text:PATH``: ``PATH/<task>.txt``, one example per line (UTF-8); a file is a task. Lines
   are stripped and empty lines skipped; lines longer than ``TEXT_MAX_LEN - 1`` bytes are
   dropped (their count is kept in ``TaskSet.meta["dropped_too_long"]``).
 
-Augmentation (:func:`permute_scripts`, an ``Augment``): a task rewritten in a new "script" by
-a random byte permutation that keeps UTF-8 valid, so meta-training sees scripts it cannot
-memorise and the model learns to take letters from the support.
+Task augmentation for text (letter substitution, new scripts, reversal, mixtures) lives in
+:mod:`fewgen.tasks.augment`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +42,7 @@ from torch import Tensor
 
 from ..config import DataConfig
 from ..errors import DataError
-from .base import Episode, TaskSet
+from .base import TaskSet
 from .spec import register, user_path
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -122,6 +127,23 @@ def _language_words(lang: str, top_n: int, max_len: int) -> tuple[str, ...]:
     return tuple(w for w in words if _has_letter(w) and _is_clean(w) and len(w.encode("utf-8")) + 1 <= max_len)
 
 
+# Near-twins (mutually intelligible, or one language in two standards) are one split group.
+WORDS_GROUPS = {"id": "id+ms", "ms": "id+ms", "cs": "cs+sk", "sk": "cs+sk", "da": "da+nb", "nb": "da+nb",
+                "bg": "bg+mk", "mk": "bg+mk"}
+# The split of the full ``words`` source, by language or group. Test: six Latin-script
+# languages of six families (Finnic, Ugric, Malayic, Baltic, West Slavic, Turkic), one
+# Cyrillic (Ukrainian), and Persian and Hebrew; validation (selection only): Dutch, Romanian,
+# Bulgarian and Macedonian, and Malay (Indonesian's twin: neither is trained on).
+WORDS_SPLIT = {"val": ["nl", "ro", "bg+mk", "ms"], "test": ["fi", "hu", "id", "lv", "pl", "tr", "uk", "fa", "he"]}
+
+
+def _words_split(names: Sequence[str], groups: Sequence[str]) -> dict[str, list[str]]:
+    """:data:`WORDS_SPLIT`, with every group none of whose languages is held out in train."""
+    held = {x for xs in WORDS_SPLIT.values() for x in xs}
+    touched = {g for n, g in zip(names, groups) if n in held or g in held}
+    return {"train": sorted(set(groups) - touched), **WORDS_SPLIT}
+
+
 def _cap(strings: Sequence[str], cfg: DataConfig) -> Sequence[str]:
     return strings[: cfg.max_examples_per_task] if cfg.max_examples_per_task > 0 else strings
 
@@ -146,8 +168,9 @@ def load_words(arg: str, cfg: DataConfig) -> TaskSet:
             continue
         names.append(lang)
         examples.append(encode_batch(words, WORDS_MAX_LEN))
-    return TaskSet.from_lists(names, names, examples, "text", source="words" + (":" + arg if arg else ""),
-                              meta=tokenizer_meta(WORDS_MAX_LEN))
+    groups = [WORDS_GROUPS.get(n, n) for n in names]
+    meta = tokenizer_meta(WORDS_MAX_LEN) | ({} if arg else {"split": _words_split(names, groups)})
+    return TaskSet.from_lists(names, groups, examples, "text", source="words" + (":" + arg if arg else ""), meta=meta)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -207,30 +230,3 @@ def load_text(arg: str, cfg: DataConfig) -> TaskSet:
     meta = tokenizer_meta(max_len) | {"dropped_too_long": dropped}
     return TaskSet.from_lists(names, names, [encode_batch(lines, max_len) for _, lines in per_task], "text",
                               source=f"text:{arg}", meta=meta)
-
-
-# ----------------------------------------------------------------------------- augmentation
-# Byte blocks permuted among themselves. Every permutation keeps UTF-8 valid: lead bytes
-# stay in their length class (C2, E0, ED, F0 and F4 stay fixed because they restrict the
-# next byte) and continuation bytes stay in 80..8F, 90..9F or A0..BF, the ranges those
-# restrictions are made of. ASCII is left alone.
-_SCRIPT_BLOCKS = [range(0xC3, 0xE0), [*range(0xE1, 0xED), 0xEE, 0xEF], range(0xF1, 0xF4),
-                  range(0x80, 0x90), range(0x90, 0xA0), range(0xA0, 0xC0)]
-
-
-def permute_scripts(episode: Episode, generator: torch.Generator, p: float = 0.5) -> Episode:
-    """With probability ``p`` per task, rewrite its support and query in a new byte "script"
-    (one random UTF-8-preserving byte permutation per task; ASCII and special ids unchanged)."""
-    T = episode.num_tasks
-    maps = torch.arange(VOCAB_SIZE).repeat(T, 1)  # (T, V) token -> token
-    for block in _SCRIPT_BLOCKS:
-        idx = torch.tensor(list(block))
-        perm = torch.rand(T, len(idx), generator=generator).argsort(1)  # (T, n)
-        maps[:, idx] = idx[perm]
-    apply = torch.rand(T, generator=generator) < p
-    maps = torch.where(apply[:, None], maps, torch.arange(VOCAB_SIZE))
-
-    def remap(x: Tensor) -> Tensor:  # (T, M, L)
-        return maps.gather(1, x.reshape(T, -1)).reshape(x.shape)
-
-    return dataclasses.replace(episode, support=remap(episode.support), query=remap(episode.query))
