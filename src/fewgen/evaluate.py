@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -157,42 +157,77 @@ def evaluate(adapt_fn: AdaptFn, ts: TaskSet, cfg: EvalConfig, progress: bool = T
     return report
 
 
-def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
-                       n: int = 20, seed: int = 0, batch_tasks: int = 8, fidelity: bool = False,
-                       real_per_task: int = 50) -> dict[str, Any]:
-    """Novelty and validity of text samples (:mod:`fewgen.metrics.text`): for every task with at
-    least K examples, K seeded support examples, ``steps`` adaptation steps and n samples.
+def add_script_groups(report: dict[str, Any], scripts: Mapping[str, str]) -> dict[str, Any]:
+    """Add ``by_script`` (:func:`fewgen.metrics.text_groups.group_means` of the per-task bits per
+    character: ``{script: {"tasks": n, "bits_per_char": mean}}``) to the unconditional entry and
+    every K x steps entry of an :func:`evaluate` report of text; returns the report."""
+    from .metrics.text_groups import group_means
 
-    ``novelty``: share of samples in neither the support nor ``training_strings`` (the
-    meta-training data); ``in_task``: share that are real held-out examples of the task (in its
-    data, not in the support); ``validity``: share of valid, non-empty UTF-8. Means over tasks.
-    With ``fidelity`` (tasks with at least K + 2 examples): the text fidelity figures of
-    :func:`fewgen.metrics.text_fidelity.fidelity_report`, each task's other examples split into
-    up to ``real_per_task`` real held-out strings (the ceiling) and the identifier's references.
-    """
-    from .metrics.text import novelty, validity
+    entries = [report["unconditional"], *(e for per_k in report["steps"].values() for e in per_k.values())]
+    for e in entries:
+        bits = {t: {"bits_per_char": v} for t, v in e.get("per_task_bits_per_char", {}).items()}
+        e["by_script"] = group_means(bits, scripts)
+    return report
+
+
+def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, steps: int, n: int, seed: int,
+                  batch_tasks: int) -> Iterator[tuple[int, Tensor, Tensor, list[str], list[str]]]:
+    """For each task index in ``tasks``: its examples, their seeded permutation, the K support
+    strings (the first K of the permutation) and n samples. Adaptation runs ``batch_tasks`` tasks
+    at a time; every task is sampled alone from a generator seeded with ``seed``, so two tasks'
+    samples differ only through their supports."""
     from .sample import sample_text
     from .tasks.text import decode_batch
 
-    tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots + (2 if fidelity else 0)]
-    per_task: dict[str, dict[str, Any]] = {}
-    held: dict[str, tuple[list[str], list[str]]] = {}  # task -> (real, references)
     for b in range(0, len(tasks), batch_tasks):
         ids = tasks[b : b + batch_tasks]
         exs = [ts.examples(i) for i in ids]
         perms = [torch.randperm(len(ex), generator=episode_generator(seed, i)) for i, ex in zip(ids, exs)]
         sup = torch.stack([ex[perm[:shots]] for ex, perm in zip(exs, perms)])  # (B, K, L)
         a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
-        for i, ex, perm, support, samples in zip(ids, exs, perms, decode_batch(sup) if shots else [[]] * len(ids),
-                                                 sample_text(a, n, seed + b)):
-            real = set(decode_batch(ex)) - set(support)
-            per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
-                                     "in_task": sum(x in real for x in samples) / len(samples),
-                                     "validity": validity(samples), "support": support, "samples": samples}
-            if fidelity:
-                rest = decode_batch(ex[perm[shots:]])
-                r = min(real_per_task, len(rest) // 2)
-                held[ts.names[i]] = (rest[:r], rest[r:])
+        supports = decode_batch(sup) if shots else [[]] * len(ids)
+        for j, (i, ex, perm) in enumerate(zip(ids, exs, perms)):
+            yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed)[0]
+
+
+def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
+                       n: int = 20, seed: int = 0, batch_tasks: int = 8, fidelity: bool = False,
+                       real_per_task: int = 50, scripts: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Novelty and validity of text samples (:mod:`fewgen.metrics.text`): for every task with at
+    least K examples, K seeded support examples, ``steps`` adaptation steps and n samples, every
+    task sampled alone from the same ``seed``.
+
+    ``novelty``: share of samples in neither the support nor ``training_strings`` (the
+    meta-training data); ``in_task``: share that are real held-out examples of the task (in its
+    data, not in the support); ``validity``: share of valid, non-empty UTF-8. Means over tasks.
+    ``sensitivity``: :func:`fewgen.metrics.support_sensitivity.support_sensitivity` of the
+    samples (same seed, two tasks' supports), beside n real strings of each task out of its
+    support. ``by_script``: the per-task figures' means per script (``scripts``, default
+    :func:`fewgen.metrics.text_groups.task_scripts`).
+    With ``fidelity`` (tasks with at least K + 2 examples): the text fidelity figures of
+    :func:`fewgen.metrics.text_fidelity.fidelity_report`, each task's other examples split into
+    up to ``real_per_task`` real held-out strings (the ceiling) and the identifier's references.
+    """
+    from .metrics.support_sensitivity import support_sensitivity
+    from .metrics.text import novelty, validity
+    from .metrics.text_groups import group_means, task_scripts
+    from .tasks.text import decode_batch
+
+    tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots + (2 if fidelity else 0)]
+    scripts = scripts if scripts is not None else task_scripts(ts)
+    per_task: dict[str, dict[str, Any]] = {}
+    held: dict[str, tuple[list[str], list[str]]] = {}  # task -> (real, references) for fidelity
+    words: dict[str, list[str]] = {}  # task -> n real strings out of the support, for sensitivity
+    for i, ex, perm, support, samples in _task_samples(adapt_fn, ts, tasks, shots, steps, n, seed, batch_tasks):
+        rest = decode_batch(ex[perm[shots:]])  # the task's other strings, shuffled
+        real = set(rest) - set(support)
+        per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
+                                 "in_task": sum(x in real for x in samples) / len(samples),
+                                 "validity": validity(samples), "support": support, "samples": samples}
+        words[ts.names[i]] = rest[:n]
+        if fidelity:
+            r = min(real_per_task, len(rest) // 2)
+            held[ts.names[i]] = (rest[:r], rest[r:])
     mean = {key: sum(r[key] for r in per_task.values()) / max(len(per_task), 1)
             for key in ("novelty", "in_task", "validity")}
     out = {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
@@ -205,34 +240,76 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
         for t, figures in fid.pop("per_task").items():
             per_task[t].update(figures)
         out.update(fid)
+    out["by_script"] = group_means(per_task, scripts)
+    out["sensitivity"] = support_sensitivity({t: r["samples"] for t, r in per_task.items()}, words, scripts, seed)
     return out
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A short human-readable table of an evaluation report."""
+    """A short human-readable table of an evaluation report: NLL rows (text: bits per character,
+    and per script), the text baseline's rows under them, then the sample figures."""
     lines = [f"{'support':>12} {'steps':>5} {'NLL (nats)':>12} {'±95%':>7} {'tasks':>6}"]
-    u = report["unconditional"]
-    lines.append(f"{'none (K=0)':>12} {0:>5} {u['nll_nats']:>12.2f} {u['ci95']:>7.2f} {u['tasks']:>6}"
-                 + (f"   {u['bits_per_char']:.3f} bits/char" if "bits_per_char" in u else ""))
-    for s, per_k in report["steps"].items():
-        for k, r in per_k.items():
-            lines.append(f"{'K=' + k:>12} {s:>5} {r['nll_nats']:>12.2f} {r['ci95']:>7.2f} {r['tasks']:>6}"
-                         + (f"   {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else ""))
+    lines += _nll_rows(report)
+    base = report.get("baseline")
+    if base:
+        lines.append(f"baseline: {base['name']}" + (f": skipped, {base['skipped']}" if "skipped" in base else ""))
+        lines += _nll_rows(base) if "unconditional" in base else []
     if "samples" in report:
-        r = report["samples"]
-        lines.append(f"samples (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks): "
-                     f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}")
-        if r.get("fidelity") is not None:
-            lines.append(f"fidelity: {r['fidelity']:.2f} of samples attributed to the support's task "
-                         f"(real {r['fidelity_real']:.2f}, chance {r['fidelity_chance']:.2f}); among tasks of its "
-                         f"script {r['fidelity_same_script']:.2f} (real {r['fidelity_real_same_script']:.2f}, "
-                         f"chance {r['fidelity_chance_same_script']:.2f})")
+        lines += _sample_lines(report["samples"], "samples")
+    if base and "samples" in base:
+        lines += _sample_lines(base["samples"], "baseline samples")
     for s, q in report.get("quality", {}).items():  # images: fewgen eval --metrics fid,...
         figures = ", ".join(f"{k} {q[k]:.3g}" + (f" ± {q[k + '_ci95']:.2g}" if q.get(k + "_ci95") is not None else "")
                             for k in ("fid", "kid", "fidelity", "diversity", "memorization") if q.get(k) is not None)
         lines.append(f"samples after {s} steps ({q.get('sampler', '-')}, {q.get('samples_per_task', '?')} per task, "
                      f"{q.get('tasks', '?')} tasks): {figures}; {q.get('seconds_per_64', float('nan')):.2f} s per 64 samples")
     return "\n".join(lines)
+
+
+def _nll_rows(report: dict[str, Any]) -> list[str]:
+    """The K = 0 row and one row per K x steps, each with its per-script bits/char line (text)."""
+    from .metrics.text_groups import format_groups
+
+    rows = [("none (K=0)", "0", report["unconditional"])]
+    rows += [("K=" + k, s, r) for s, per_k in report["steps"].items() for k, r in per_k.items()]
+    lines = []
+    for label, s, r in rows:
+        lines.append(f"{label:>12} {s:>5} {r['nll_nats']:>12.2f} {r['ci95']:>7.2f} {r['tasks']:>6}"
+                     + (f"   {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else ""))
+        if r.get("by_script"):
+            lines.append(f"{'':>14}bits/char by script: {format_groups(r['by_script'], 'bits_per_char')}")
+    return lines
+
+
+def _sample_lines(r: dict[str, Any], title: str) -> list[str]:
+    """The text samples' figures: novelty and validity, fidelity (per script), support sensitivity."""
+    from .metrics.text_groups import format_groups
+
+    lines = [f"{title} (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks): "
+             f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}"]
+    if r.get("fidelity") is not None:
+        lines.append(f"  fidelity: {r['fidelity']:.2f} of samples attributed to the support's task "
+                     f"(real {r['fidelity_real']:.2f}, chance {r['fidelity_chance']:.2f}); among tasks of its "
+                     f"script {r['fidelity_same_script']:.2f} (real {r['fidelity_real_same_script']:.2f}, "
+                     f"chance {r['fidelity_chance_same_script']:.2f})")
+        for script, g in r.get("by_script", {}).items():
+            tasks = f"{g['tasks']} task" + ("s" if g["tasks"] != 1 else "")
+            lines.append(f"    {script} ({tasks}): fidelity {_f(g, 'fidelity')} (real {_f(g, 'fidelity_real')}, "
+                         f"chance {_f(g, 'fidelity_chance')}); same script {_f(g, 'fidelity_same_script')} "
+                         f"(real {_f(g, 'fidelity_real_same_script')}, chance {_f(g, 'fidelity_chance_same_script')})")
+    sens = r.get("sensitivity")
+    if sens and sens["pairs"]:
+        lines.append(f"  support sensitivity ({sens['pairs']} task pairs, {sens['same_script_pairs']} of one script; "
+                     f"same seed, two supports): {_f(sens, 'identical')} identical, edit distance "
+                     f"{_f(sens, 'edit_distance')} (real words of two tasks {_f(sens, 'edit_distance_real')})")
+        if sens["by_script"]:
+            lines.append(f"    edit distance by script: {format_groups(sens['by_script'], 'edit_distance')}")
+    return lines
+
+
+def _f(figures: dict[str, Any], key: str) -> str:
+    v = figures.get(key)
+    return "-" if v is None else f"{v:.2f}"
 
 
 def parse_int_list(text: str | Sequence[int], what: str) -> tuple[int, ...]:

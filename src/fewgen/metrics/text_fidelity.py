@@ -130,22 +130,25 @@ def fidelity_report(samples: Sequence[Sequence[str]], references: Sequence[Seque
     Returns ``fidelity`` and ``fidelity_same_script`` (means over tasks, with ``_ci95``), the same
     for the real strings (``fidelity_real``, ``fidelity_real_same_script``), the chance levels
     ``fidelity_chance`` (1 / T) and ``fidelity_chance_same_script`` (mean over tasks of 1 / the
-    tasks of its script), ``scripts`` and ``per_task`` ``{name: {figure: value}}``.
+    tasks of its script), ``scripts`` and ``per_task`` ``{name: {figure: value}}`` (the chance
+    levels too, so that means over a group of tasks have theirs).
     """
     if not len(samples) == len(references) == len(real):
         raise ValueError(f"fidelity_report: {len(samples)} sample lists, {len(references)} reference lists "
                          f"and {len(real)} real lists")
     lid = fit_language_id(references, names)
+    group = Counter(lid.scripts)
     per_task: dict[str, dict[str, float]] = {}
     for t, name in enumerate(lid.names):
         gen_all, gen_same = attribute(lid, samples[t], t)
         real_all, real_same = attribute(lid, real[t], t)
         per_task[name] = {"fidelity": _share(gen_all), "fidelity_same_script": _share(gen_same),
-                          "fidelity_real": _share(real_all), "fidelity_real_same_script": _share(real_same)}
+                          "fidelity_real": _share(real_all), "fidelity_real_same_script": _share(real_same),
+                          "fidelity_chance": 1.0 / len(lid.names),
+                          "fidelity_chance_same_script": 1.0 / group[lid.scripts[t]]}
     out: dict[str, Any] = {}
     for key in ("fidelity", "fidelity_same_script", "fidelity_real", "fidelity_real_same_script"):
         _summary(out, key, [r[key] for r in per_task.values()])
-    group = Counter(lid.scripts)
     out.update({"fidelity_chance": 1.0 / len(lid.names) if lid.names else None,
                 "fidelity_chance_same_script": sum(1.0 / group[s] for s in lid.scripts) / max(len(lid.scripts), 1),
                 "fidelity_tasks": len(lid.names), "scripts": dict(zip(lid.names, lid.scripts)),
