@@ -118,3 +118,37 @@ def test_text_folder_eval_and_show(words_run, tmp_path, capsys):
     assert main(["data", "show", "words:en,fr", "--out", str(tmp_path / "t.txt"), "--examples", "5"]) == 0
     shown = _read_utf8_lines(tmp_path / "t.txt")
     assert len(shown) == 2 and all(len(line.split(": ", 1)[1].split(" | ")) == 5 for line in shown)
+
+
+def test_eval_text_reports_scripts_sensitivity_and_the_baseline(words_run, tmp_path, capsys):
+    root = tmp_path / "scripts"
+    root.mkdir()
+    words = {"el": "άλφα βήτα γάμμα δέλτα έψιλον ζήτα ήτα θήτα ιώτα κάπα",
+             "ru": "один два три четыре пять шесть семь восемь девять десять",
+             "uk": "один два три чотири пʼять шість сім вісім девʼять десять",
+             "eo": "unu du tri kvar kvin ses sep ok naŭ dek"}
+    for name, text in words.items():
+        (root / f"{name}.txt").write_text("\n".join(text.split()), encoding="utf-8")
+    js = tmp_path / "eval.json"
+    assert main(["eval", str(words_run), "--data", f"text:{root}", "--split", "all", "--shots", "1,3",
+                 "--samples", "6", "--metrics", "nll,fidelity", "--json", str(js), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "bits/char by script: CYRILLIC (2 tasks)" in out and "support sensitivity" in out
+    assert "baseline: trigram + support trigram" in out
+    r = json.loads(js.read_text())
+    for entry in (r["unconditional"], r["shots"]["3"]):
+        assert entry["by_script"]["CYRILLIC"]["tasks"] == 2 and set(entry["by_script"]) == {"CYRILLIC", "GREEK", "LATIN"}
+        cyr = [entry["per_task_bits_per_char"][t] for t in ("ru", "uk")]
+        assert entry["by_script"]["CYRILLIC"]["bits_per_char"] == pytest.approx(sum(cyr) / 2)
+    s = r["samples"]
+    assert s["by_script"]["GREEK"]["fidelity_chance_same_script"] == 1.0 and "fidelity_same_script" in s["by_script"]["LATIN"]
+    sens = s["sensitivity"]
+    assert sens["pairs"] == 4 and sens["per_pair"]["ru"]["partner"] == "uk" and 0 <= sens["identical"] <= 1
+    assert 0 <= sens["edit_distance"] <= 1 and sens["edit_distance_real"] > 0.5
+    b = r["baseline"]
+    assert b["name"].startswith("trigram") and b["fit"]["train_strings"] > 0
+    assert set(b["shots"]) == {"1", "3"} and b["shots"]["3"]["tasks"] == 4 and "by_script" in b["unconditional"]
+    assert "sensitivity" in b["samples"] and b["samples"]["fidelity_tasks"] == 4
+    assert main(["eval", str(words_run), "--data", f"text:{root}", "--split", "all", "--shots", "1", "--samples", "0",
+                 "--no-baseline", "--json", str(js), "--quiet"]) == 0
+    assert "baseline" not in json.loads(js.read_text())

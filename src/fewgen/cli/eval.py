@@ -11,13 +11,25 @@ examples:
   fewgen eval runs/maml --algo scratch --steps 0,1,5,10           # baseline: fresh init + fine-tuning
 
 Text models add bits per character (per Unicode character, EOS counted as one; a task's figure
-is its total bits over its total characters) to every entry, and a "samples" entry: novelty and
-validity of --samples strings per task sampled after adapting to K = max(--shots) examples
-(at the largest --steps), against the support and the checkpoint's meta-training strings.
---metrics fidelity adds text fidelity: the share of samples that character n-gram language
-identifiers, fit on each task's other examples, attribute to the support's task (among all
-tasks and among those of its script), beside the same figure for real held-out strings (the
-ceiling) and chance.
+is its total bits over its total characters) to every entry, with "by_script": the mean over the
+tasks of each script (the dominant Unicode script of a task's strings: LATIN, CYRILLIC, ...), so
+that a mean over mostly-Latin held-out languages cannot hide a script the model fails on. The
+"samples" entry (--samples N per task, after adapting to K = max(--shots) examples at the largest
+--steps, every task sampled alone from the same seed) gives novelty and validity against the
+support and the checkpoint's meta-training strings, and "sensitivity": each task is paired with
+another (of its script when there is one) and its samples set beside those drawn with the same
+seed from the other task's support: the share of identical samples (1 = the support is ignored)
+and their mean normalised edit distance, beside that of real words of the two tasks (what two
+languages differ by). --metrics fidelity adds text fidelity: the share of samples that character
+n-gram language identifiers, fit on each task's other examples, attribute to the support's task
+(among all tasks and among those of its script), beside the same figure for real held-out
+strings (the ceiling) and chance; per script too.
+
+The classical baseline comes in the same table ("baseline"; --no-baseline skips it): a trigram of
+all the checkpoint's meta-train text mixed with a trigram of the support, the mixture weight
+chosen on its meta-val split (text_ngram order 3, fit by counting in seconds, as
+`fewgen train --set model.family=text_ngram` fits it), on the same episodes, without
+fine-tuning steps; with its own samples, fidelity and sensitivity when --samples > 0.
 
   fewgen eval runs/words --data text:./my_texts --split all --shots 1,5,10 --json text.json
   fewgen eval runs/words --split test --shots 10 --metrics nll,fidelity --samples 50
@@ -57,7 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use at most N examples per task (default: the checkpoint's data.max_examples_per_task)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--samples", type=int, default=20, metavar="N",
-                   help="text: samples per task for novelty / validity (default 20; 0 = none)")
+                   help="text: samples per task for novelty, validity and support sensitivity (default 20; 0 = none)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="text: skip the classical baseline row (a trigram of the meta-train text mixed with one of "
+                        "the support, fit by counting on the checkpoint's meta-train split)")
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
     add_diffusion_arguments(p)
@@ -106,14 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if text and quality and (quality != ["fidelity"] or args.samples <= 0):
         raise FewgenError(f"--metrics {','.join(quality)}: for text only fidelity, with --samples > 0 "
                           "(fid, kid, diversity and memorization are for images)")
-    per_example = None
-    if text:
-        from ..metrics.text import bits_per_char_examples as per_example
-    report = evaluate(adapt_fn, ts, ecfg, progress=not args.quiet, per_example=per_example)
-    if text and args.samples > 0:
-        evaluated = set(report["unconditional"]["per_task"])  # the --max-tasks subset, if any
-        ts = ts.subset([i for i, name in enumerate(ts.names) if name in evaluated])
-        report["samples"] = _text_samples(cfg, ts, adapt_fn, ecfg, args.samples, "fidelity" in quality)
+    report = _text_report(ck, ts, adapt_fn, ecfg, args, "fidelity" in quality) if text else \
+        evaluate(adapt_fn, ts, ecfg, progress=not args.quiet)
     if quality and not text:
         report["quality"] = _quality(ck, cfg, ts, adapt_fn, ecfg, quality, args)
     note = steps_note(ck, algo, ecfg.steps)
@@ -138,14 +147,46 @@ def run(args: argparse.Namespace) -> int:
 QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
 
 
-def _text_samples(cfg, ts, adapt_fn, ecfg, n: int, fidelity: bool) -> dict:
+def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: bool) -> dict:
+    """The text report of the held-out tasks ``ts``: NLL and bits per character per K x steps
+    with ``by_script``, the ``samples`` entry (--samples > 0) and the classical ``baseline``
+    (unless --no-baseline, or the checkpoint is that family)."""
+    from ..evaluate import add_script_groups, evaluate
+    from ..metrics.text import bits_per_char_examples
+    from ..metrics.text_groups import task_scripts
+
+    ts = ts.seeded_subset(ecfg.max_tasks, ecfg.seed)  # the --max-tasks subset, as evaluate draws it
+    scripts = task_scripts(ts)  # once per task, for every entry
+    report = add_script_groups(evaluate(adapt_fn, ts, ecfg, not args.quiet, bits_per_char_examples), scripts)
+    seen = _training_strings(ck.config) if args.samples > 0 else set()
+    if args.samples > 0:
+        report["samples"] = _text_samples(ts, adapt_fn, ecfg, args.samples, fidelity, scripts, seen)
+    if not args.no_baseline and ck.model.family != "text_ngram":
+        report["baseline"] = _baseline(ck, ts, ecfg, args, fidelity, scripts, seen)
+    return report
+
+
+def _text_samples(ts, adapt_fn, ecfg, n: int, fidelity: bool, scripts, seen: set[str]) -> dict:
     """Samples of the held-out text tasks ``ts`` at the largest K and steps: validity, novelty
-    against the training strings, and (``fidelity``) whether they read like their task."""
+    against the training strings ``seen``, support sensitivity, and (``fidelity``) whether they
+    read like their task."""
     from ..evaluate import text_sample_report
 
-    seen = _training_strings(cfg)
     return {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps), n, ecfg.seed,
-                                 ecfg.batch_tasks, fidelity=fidelity), "training_strings": len(seen)}
+                                 ecfg.batch_tasks, fidelity=fidelity, scripts=scripts), "training_strings": len(seen)}
+
+
+def _baseline(ck, ts, ecfg, args: argparse.Namespace, fidelity: bool, scripts, seen: set[str]) -> dict:
+    """The text baseline fit on the checkpoint's own meta-train split, on the same episodes
+    (:mod:`fewgen.text_baseline`); ``{"name", "skipped": why}`` if that split cannot be read."""
+    from ..errors import FewgenError
+    from ..text_baseline import NAME, evaluate_text_baseline, fit_text_baseline
+
+    try:
+        base = fit_text_baseline(ck.config)
+    except (FewgenError, OSError) as e:
+        return {"name": NAME, "skipped": f"cannot fit it on the checkpoint's meta-train data ({e})"}
+    return evaluate_text_baseline(base, ts, ecfg, scripts, args.samples, fidelity, seen, not args.quiet)
 
 
 def _data_config(cfg, spec: str, args: argparse.Namespace):
