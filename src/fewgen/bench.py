@@ -14,7 +14,9 @@ against fine-tuning steps, one panel per K.
 Text data adds a classical baseline, ``ngram`` (:mod:`fewgen.models.text_ngram`: a byte n-gram
 counted on the meta-train tasks mixed with one fit on the support), and for every method the
 text sample figures at K = max(shots): fidelity (:mod:`fewgen.metrics.text_fidelity`, with the
-real strings' ceiling and chance), novelty and validity.
+real strings' ceiling and chance), novelty, validity and support sensitivity
+(:mod:`fewgen.metrics.support_sensitivity`), and bits per character and fidelity per script
+(:mod:`fewgen.metrics.text_groups`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from .adaptation import Adapted, adapted_sample, adapter_for_checkpoint, steps_n
 from .checkpoint import Checkpoint, load
 from .config import Config, replace
 from .errors import FewgenError
-from .evaluate import check_shots, evaluate
+from .evaluate import add_script_groups, check_shots, evaluate
 from .meta import ALGORITHMS, UNTRAINED
 from .models import family_for_data
 from .metrics.nll import paired_difference
+from .metrics.text_groups import task_scripts
 from .tasks.base import TaskSet
 from .tasks.spec import load_tasks
 from .training import train
@@ -144,6 +147,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
                                    "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
     quality = quality_setup(cfg, tasks, held_out, out, progress)
     seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()
+    scripts = task_scripts(held_out) if held_out.modality == "text" else {}  # once per task, for every method
 
     results: dict[str, Any] = {"data": cfg.data, "eval_data": eval_spec, "held_out_tasks": len(held_out),
                                "shots": list(cfg.shots), "steps": list(cfg.steps), "train_steps": cfg.train_steps,
@@ -159,7 +163,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         adapt_fn = adapter_for_checkpoint(ck, algo=_algo_of(cfg, method, ck), seed=cfg.seed)
         if progress:
             print(f"[{i + 1}/{len(methods)}] {method}: evaluating on {len(held_out)} held-out tasks", flush=True)
-        entry, per_task[method] = _evaluate_method(cfg, method, ck, adapt_fn, held_out, ecfg, quality, seen, out)
+        entry, per_task[method] = _evaluate_method(cfg, method, ck, adapt_fn, held_out, ecfg, quality, seen, out,
+                                                   scripts)
         entry = {"train_seconds": round(train_s, 1), **entry}
         results["methods"][method] = entry
         results["paired"] = paired_comparisons(per_task)
@@ -194,14 +199,16 @@ def _held_out(cfg: BenchConfig, tasks: TaskSet, base_data) -> TaskSet:
 
 
 def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, held_out: TaskSet, ecfg, quality,
-                     seen: set[str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One method's results entry (NLL, notes, fine-tuning settings, sample quality) and its
-    per-task NLL (steps -> K -> task -> nats) for the paired comparisons."""
+                     seen: set[str], out: Path, scripts: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One method's results entry (NLL, notes, fine-tuning settings, sample quality; text: per
+    ``scripts`` group too) and its per-task NLL (steps -> K -> task -> nats) for the paired comparisons."""
     t0 = time.time()
     per_example = None
     if held_out.modality == "text":  # bits per character beside nats per string
         from .metrics.text import bits_per_char_examples as per_example
     report = evaluate(adapt_fn, held_out, ecfg, progress=False, per_example=per_example)
+    if held_out.modality == "text":
+        add_script_groups(report, scripts)
     per_task = {s: {k: r["per_task"] for k, r in per_k.items()} for s, per_k in report["steps"].items()}
     for per_k in [report["unconditional"], *[r for s in report["steps"].values() for r in s.values()]]:
         per_k.pop("per_task", None)
@@ -218,7 +225,7 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
         entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
         entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
     if held_out.modality == "text":
-        entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg)
+        entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg, scripts)
     return entry, per_task
 
 
@@ -326,15 +333,17 @@ def _training_strings(tasks: TaskSet, cfg: BenchConfig) -> set[str]:
     return {s for i in range(len(train_ts)) for s in decode_batch(train_ts.examples(i))}
 
 
-def text_quality_for(adapt_fn, held_out: TaskSet, seen: set[str], cfg: BenchConfig) -> dict[str, Any]:
-    """Text sample figures (fidelity with its ceiling and chance, novelty, validity) at
-    K = max(shots), after no adaptation steps and after the most (as for images)."""
+def text_quality_for(adapt_fn, held_out: TaskSet, seen: set[str], cfg: BenchConfig,
+                     scripts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Text sample figures (fidelity with its ceiling and chance, novelty, validity, support
+    sensitivity; per script too) at K = max(shots), after no adaptation steps and after the most
+    (as for images)."""
     from .evaluate import text_sample_report
 
     res = {}
     for s in sorted({0, max(cfg.steps)}):
         r = text_sample_report(adapt_fn, held_out, seen, max(cfg.shots), s, cfg.quality_samples, cfg.seed,
-                               fidelity=True)
+                               fidelity=True, scripts=scripts)
         res[str(s)] = {k: v for k, v in r.items() if k != "per_task"} | {
             "per_task": {t: {k: v for k, v in f.items() if k != "support"} for t, f in r["per_task"].items()}}
     return res
@@ -406,12 +415,37 @@ def _text_quality_lines(results: dict[str, Any]) -> list[str]:
              f"strings; real held-out strings score {_fmt(r, 'fidelity_real')} (same script "
              f"{_fmt(r, 'fidelity_real_same_script')}), chance {_fmt(r, 'fidelity_chance')} "
              f"(same script {_fmt(r, 'fidelity_chance_same_script')}).", "",
-             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity |",
-             "|---|---|---|---|---|---|"]
+             "Support sensitivity: every task's samples beside those drawn with the same seed from another "
+             "task's support (of its script when there is one): the share identical (1 = the support is ignored) "
+             "and their normalised edit distance, beside that of two real words of the two tasks.", "",
+             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity | identical ↓ | "
+             "edit distance (real) |",
+             "|---|---|---|---|---|---|---|---|"]
     for m, e in results["methods"].items():
         for s, q in e.get("text_quality", {}).items():
+            sens = q.get("sensitivity", {})
             lines.append(f"| {m} | {s} | {_fmt(q, 'fidelity')} | {_fmt(q, 'fidelity_same_script')} | "
-                         f"{_fmt(q, 'novelty')} | {_fmt(q, 'validity')} |")
+                         f"{_fmt(q, 'novelty')} | {_fmt(q, 'validity')} | {_fmt(sens, 'identical')} | "
+                         f"{_fmt(sens, 'edit_distance')} ({_fmt(sens, 'edit_distance_real')}) |")
+    return lines + _script_lines(results)
+
+
+def _script_lines(results: dict[str, Any]) -> list[str]:
+    """Bits per character per script at the largest K (0 steps) and same-script fidelity, per method."""
+    k = str(max(results["shots"]))
+    rows = {m: e["nll"]["steps"].get("0", {}).get(k, {}).get("by_script") for m, e in results["methods"].items()}
+    rows = {m: g for m, g in rows.items() if g}
+    if not rows:
+        return []
+    groups = next(iter(rows.values()))
+    lines = ["", f"Per script (K={k}, 0 steps): bits per character, and same-script fidelity of the samples.", "",
+             "| method | " + " | ".join(f"{g} ({v['tasks']})" for g, v in groups.items()) + " |",
+             "|---|" + "---|" * len(groups)]
+    for m, by in rows.items():
+        fid = results["methods"][m].get("text_quality", {}).get("0", {}).get("by_script", {})
+        cells = [f"{_fmt(by.get(g, {}), 'bits_per_char')} / {_fmt(fid.get(g, {}), 'fidelity_same_script')}"
+                 for g in groups]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
 
 
