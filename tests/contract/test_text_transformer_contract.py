@@ -21,10 +21,10 @@ from fewgen.tasks.text import BOS, EOS, PAD, decode_batch, encode_batch, tokeniz
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ", "hell", "ŝipoj", "ĉiro", "helo"]
 
 
-def tiny(seed=0, match_order=3):
+def tiny(seed=0, match_order=3, track=True):
     torch.manual_seed(seed)
     m = TextTransformer(d_model=16, layers=2, heads=2, max_len=12, window=128, train_window=96,
-                        match_order=match_order)
+                        match_order=match_order, track=track)
     if match_order >= 0:
         with torch.no_grad():  # cache weights that depend on the state and the evidence (they start at zero)
             m.gate.weight.normal_(0.0, 0.3)
@@ -65,9 +65,9 @@ def test_save_load_round_trips_exactly(tmp_path):
     assert torch.equal(m2.sample(3, c, torch.Generator().manual_seed(0)), m.sample(3, c, torch.Generator().manual_seed(0)))
 
 
-@pytest.mark.parametrize("match_order", [-1, 0, 3])
-def test_loss_is_the_exact_nll_of_the_prefixed_string(match_order):
-    m, (s, mask, q) = tiny(match_order=match_order), episode()
+@pytest.mark.parametrize("match_order,track", [(-1, False), (0, True), (3, True), (3, False)])
+def test_loss_is_the_exact_nll_of_the_prefixed_string(match_order, track):
+    m, (s, mask, q) = tiny(match_order=match_order, track=track), episode()
     c = m.context(s, mask)
     shot = [i for i in s[1, 0].tolist() if i != PAD]  # task 1 has one shot: its bytes, then EOS
     assert c["prefix"][1].tolist() == [BOS, *shot] + [PAD] * (c["prefix"].shape[1] - 1 - len(shot))
@@ -83,11 +83,11 @@ def test_loss_is_the_exact_nll_of_the_prefixed_string(match_order):
     assert torch.allclose(m.nll(q, c, 1, 1), full, atol=1e-5)  # chunking does not either
 
 
-@pytest.mark.parametrize("match_order", [-1, 3])
-def test_packed_every_k_loss_equals_the_explicit_prefix_loss(match_order):
+@pytest.mark.parametrize("match_order,track", [(-1, False), (3, True), (3, False)])
+def test_packed_every_k_loss_equals_the_explicit_prefix_loss(match_order, track):
     """Query j of an episode is scored given the present shots and queries 0..j-1: for every j
     (i.e. every K), the packed pass equals loss(query_j | context(those strings))."""
-    m, (s, mask, q) = tiny(match_order=match_order), episode()
+    m, (s, mask, q) = tiny(match_order=match_order, track=track), episode()
     packed = m.episode_loss(s, mask, q)  # (T, Q)
     assert packed.shape == (2, 2)
     for t in range(2):
@@ -109,9 +109,9 @@ def test_the_base_episode_loss_is_context_then_loss():
     assert torch.allclose(base, m.loss(q, m.context(s, mask)))
 
 
-@pytest.mark.parametrize("match_order", [-1, 3])
-def test_kv_cached_decoding_gives_the_full_recompute_distribution(match_order):
-    m, (s, mask, q) = tiny(match_order=match_order), episode()
+@pytest.mark.parametrize("match_order,track", [(-1, False), (3, True), (3, False)])
+def test_kv_cached_decoding_gives_the_full_recompute_distribution(match_order, track):
+    m, (s, mask, q) = tiny(match_order=match_order, track=track), episode()
     c = m.context(s, mask)
     full = m._query_log_probs(q, c).reshape(4, 12, -1)  # teacher forcing over prefix + string
     state, tok = m._start(c, 2, 12)  # 2 strings per task: rows are the 4 queries in order
@@ -226,7 +226,7 @@ def test_build_from_config():
                     tokenizer_meta(20))
     assert isinstance(m, TextTransformer) and m.family == "text_transformer" and m.modality == "text"
     assert m.config_dict() == {"d_model": 16, "layers": 1, "heads": 2, "max_len": 20, "window": 1024,
-                               "train_window": 256, "match_order": 4}
+                               "train_window": 256, "match_order": 4, "track": True}
     with pytest.raises(ConfigError, match="model.extra.bogus"):
         build_text_transformer(ModelConfig(extra={"bogus": 1}), tokenizer_meta(20))
     with pytest.raises(ConfigError, match="multiple of"):

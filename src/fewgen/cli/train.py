@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import config_from_dict, replace
+from ..config import TrainConfig, config_from_dict, replace
 from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
 from .paths import out_folder
+
+UNLIMITED_STEPS = 10**9  # train.steps when --max-seconds is given without a step count
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="meta-training steps")
     p.add_argument("--shots", type=int, help="maximum support size K")
     p.add_argument("--seed", type=int, help="seed (fixes everything)")
-    p.add_argument("--max-seconds", type=float, help="stop and save after this much time")
+    p.add_argument("--max-seconds", type=float, help="stop and save after this much time (train.clock: wall or "
+                   "cpu seconds); without --steps (or train.steps) the budget alone ends the run")
     p.add_argument("--device", help="auto (CUDA if visible, else CPU; the default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast of the meta-loss (GPUs)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_dict(json.loads(stored.read_text(encoding="utf-8")))
     else:
         cfg = with_data(base_config(args), args.data)
+    if args.max_seconds and args.steps is None and not args.resume and cfg.train.steps == TrainConfig.steps:
+        args.steps = UNLIMITED_STEPS  # a time budget and no step count: the budget decides
     changes = {k: v for k, v in {"algo": args.algo, "steps": args.steps, "shots": args.shots, "seed": args.seed,
                                  "max_seconds": args.max_seconds, "device": args.device,
                                  "precision": args.precision, "compile": args.compile}.items() if v is not None}

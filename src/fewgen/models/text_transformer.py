@@ -161,7 +161,7 @@ class TextTransformer(GenerativeModel):
     permutation_invariant = False
 
     def __init__(self, d_model: int = 128, layers: int = 4, heads: int = 4, max_len: int = 24,
-                 window: int = 1024, train_window: int = 256, match_order: int = 4) -> None:
+                 window: int = 1024, train_window: int = 256, match_order: int = 4, track: bool = False) -> None:
         super().__init__()
         if d_model % heads or (d_model // heads) % 2:
             raise ConfigError(f"text_transformer: model.hidden ({d_model}) must be a multiple of 2 x heads ({heads})")
@@ -172,13 +172,16 @@ class TextTransformer(GenerativeModel):
                               f"two strings of max_len {max_len}")
         self.d_model, self.layers, self.heads = d_model, layers, heads
         self.max_len, self.window, self.train_window, self.match_order = max_len, window, train_window, match_order
+        self.track = bool(track) and match_order >= 0
         self.embed = nn.Embedding(VOCAB_SIZE, d_model)  # tied: the output head is embed[:NUM_OUTPUTS]
         self.blocks = nn.ModuleList(Block(d_model, heads) for _ in range(layers))
         self.ln_f = LayerNorm(d_model)
         if match_order >= 0:
             n = match_order + 1
             self.cache_logits = nn.Linear(d_model, n)  # weights of the cache's log-probs in the logits
-            self.gate = nn.Linear(d_model + 2 * n, n + 1)  # mixture weights of [Transformer, cache orders]
+            # mixture weights of [Transformer, cache orders], from the state, the cache's evidence and
+            # (track) each expert's running log-likelihood on this task's text so far
+            self.gate = nn.Linear(d_model + 2 * n + (n + 2 if self.track else 0), n + 1)
             with torch.no_grad():
                 for lin in (self.cache_logits, self.gate):
                     lin.weight.zero_()
@@ -202,7 +205,8 @@ class TextTransformer(GenerativeModel):
 
     def config_dict(self) -> dict[str, Any]:
         return {"d_model": self.d_model, "layers": self.layers, "heads": self.heads, "max_len": self.max_len,
-                "window": self.window, "train_window": self.train_window, "match_order": self.match_order}
+                "window": self.window, "train_window": self.train_window, "match_order": self.match_order,
+                "track": self.track}
 
     # ------------------------------------------------------------------ the network
     def _run(self, ids: Tensor, pos: Tensor, mask: Tensor | None = None,
@@ -217,26 +221,64 @@ class TextTransformer(GenerativeModel):
             kvs.append(kv)
         return self.ln_f(x), kvs
 
-    def _mix(self, h: Tensor, counts: list[Tensor] | None) -> Tensor:
-        """Next-token log-probs (..., NUM_OUTPUTS) from states h (..., D) and the match cache's
-        votes (orders 0..n, each (..., NUM_OUTPUTS)): ``log sum_c w_c(h, evidence) p_c`` where
-        the Transformer's own p_0 also reads the cache, ``softmax(logits + sum_n b_n(h) log p_n)``
-        (a product of experts, as text_lm adds its support caches: bytes of a script never seen
-        in training get mass inside the network's distribution too)."""
+    def _experts(self, h: Tensor, counts: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+        """The mixture's experts at states h (..., D) given the match cache's votes (orders
+        0..n, each (..., NUM_OUTPUTS)): probabilities [Transformer, order 0, ..., order n], each
+        (..., NUM_OUTPUTS), and the gate's cues (..., 2 (n + 1)): evidence and confidence per
+        order. The Transformer's own distribution also reads the cache,
+        ``softmax(logits + sum_n b_n(h) log p_n)`` (a product of experts, as text_lm adds its
+        support caches: bytes of a script never seen in training get mass inside the network's
+        distribution too)."""
         logits = h @ self.embed.weight[:NUM_OUTPUTS].T
-        if counts is None:
-            return F.log_softmax(logits, -1)
         uniform = torch.full((NUM_OUTPUTS,), 1.0 / NUM_OUTPUTS, dtype=h.dtype, device=h.device)
         per_order, evidence = match_probs(counts, uniform)
         b = self.cache_logits(h)  # (..., n)
         for i, p in enumerate(per_order):
             logits = logits + b[..., i : i + 1] * p.clamp_min(1e-30).log()
         confidence = torch.stack([p.max(-1).values for p in per_order], -1).log()  # (..., n)
-        w = F.softmax(self.gate(torch.cat([h, evidence, confidence], -1)), -1)  # (..., n + 1)
-        mix = w[..., :1] * F.softmax(logits, -1)
-        for i, p in enumerate(per_order, start=1):  # in probability space: cheaper than a logsumexp
+        return [F.softmax(logits, -1), *per_order], torch.cat([evidence, confidence], -1)
+
+    def _combine(self, h: Tensor, experts: list[Tensor], cues: Tensor, track: Tensor | None) -> Tensor:
+        """Next-token log-probs ``log sum_c w_c p_c`` with gate weights w from the state, the
+        cues and (``track``, (..., n + 2)) the experts' running log-likelihoods."""
+        gate_in = [h, cues] if track is None else [h, cues, track]
+        w = F.softmax(self.gate(torch.cat(gate_in, -1)), -1)  # (..., n + 1)
+        mix = w[..., :1] * experts[0]
+        for i, p in enumerate(experts[1:], start=1):  # in probability space: cheaper than a logsumexp
             mix = mix + w[..., i : i + 1] * p
         return mix.clamp_min(1e-30).log()
+
+    def _mix(self, h: Tensor, counts: list[Tensor] | None, track: Tensor | None = None) -> Tensor:
+        """Next-token log-probs (..., NUM_OUTPUTS) from states h (..., D) and the match cache's
+        votes: the Transformer alone without a cache, else the gated mixture of its experts."""
+        if counts is None:
+            return F.log_softmax(h @ self.embed.weight[:NUM_OUTPUTS].T, -1)
+        return self._combine(h, *self._experts(h, counts), track)
+
+    # ------------------------------------------------------------------ tracking
+    # How well has each expert predicted this task's text so far? On a language the Transformer
+    # knows, it beats the cache; on a new one the cache catches up within a few words. The gate
+    # reads the running mean of each expert's log-likelihood of the tokens before the current
+    # one (support and string so far), as a Bayesian mixture weighs its experts by their
+    # likelihood, instead of guessing from the state alone whether the language is familiar.
+    @staticmethod
+    def _at(experts: list[Tensor], target: Tensor) -> Tensor:
+        """Each expert's log-probability (..., n + 1) of ``target`` (...) (no gradient)."""
+        idx = target.clamp(max=EOS)[..., None]
+        return torch.stack([p.detach().gather(-1, idx).squeeze(-1) for p in experts], -1).clamp_min(1e-30).log()
+
+    @staticmethod
+    def _track(scored: Tensor, valid: Tensor, sums: Tensor | None = None, count: Tensor | None = None) -> Tensor:
+        """Running features (..., S, n + 2) before every position of a sequence: the mean
+        log-likelihood of each expert over the earlier valid positions (scored (..., S, n + 1),
+        valid (..., S)) plus ``sums`` (..., n + 1) over ``count`` (...) positions before the
+        sequence, and log(1 + positions)."""
+        scored = scored * valid[..., None]
+        run = scored.cumsum(-2) - scored  # exclusive: the positions before
+        n = (valid.cumsum(-1) - valid.long()).to(scored.dtype)
+        if sums is not None:
+            run, n = run + sums[..., None, :], n + count[..., None]
+        return torch.cat([run / n.clamp_min(1)[..., None], torch.log1p(n)[..., None]], -1)
 
     def _codes(self, inp: Tensor, offset: Tensor | None = None) -> list[Tensor]:
         """History codes of orders 1..match_order of inputs (..., S) (see :func:`history_codes`)."""
@@ -257,15 +299,29 @@ class TextTransformer(GenerativeModel):
             prefix = prefix[:, : max(longest, 1)]
         return {"prefix": prefix}
 
-    def _prefix_state(self, prefix: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor]:
-        """Keys and values of the prefix (T, P) per layer (T, H, P, hd), its length (T,) and which
+    def _prefix_state(self, prefix: Tensor) -> tuple[list[tuple[Tensor, Tensor]], Tensor, Tensor, Tensor | None]:
+        """Keys and values of the prefix (T, P) per layer (T, H, P, hd), its length (T,), which
         prefix positions a new string reads (T, P): all but the last (the separator, which is
-        the new string's first input)."""
+        the new string's first input), and (``track``) the experts' log-likelihood sums over the
+        prefix with their count, (T, n + 2)."""
         P = prefix.shape[1]
         pos = torch.arange(P, device=prefix.device).expand_as(prefix)
-        _, kvs = self._run(prefix, pos)
+        h, kvs = self._run(prefix, pos)
         length = (prefix != PAD).sum(1)
-        return kvs, length, pos < (length - 1)[:, None]
+        readable = pos < (length - 1)[:, None]
+        return kvs, length, readable, self._prefix_track(prefix, h, readable) if self.track else None
+
+    def _prefix_track(self, prefix: Tensor, h: Tensor, readable: Tensor) -> Tensor:
+        """Each expert's summed log-likelihood of the prefix's own tokens, each given the ones
+        before it (exactly as :meth:`episode_loss` scores a packed sequence), and how many
+        tokens: (T, n + 2)."""
+        tgt = torch.where(readable, prefix.roll(-1, 1), torch.full_like(prefix, PAD))
+        codes = self._codes(prefix, _string_offsets(prefix))
+        P = prefix.shape[1]
+        earlier = torch.ones(P, P, dtype=torch.bool, device=prefix.device).tril(-1)[None]
+        experts, _ = self._experts(h, match_counts(codes, codes, tgt, earlier, h.dtype))
+        scored = self._at(experts, tgt) * readable[..., None]
+        return torch.cat([scored.sum(1), readable.sum(1, keepdim=True).to(h.dtype)], -1)
 
     # ------------------------------------------------------------------ likelihood
     def _query_log_probs(self, x: Tensor, context: dict[str, Tensor]) -> Tensor:
@@ -273,7 +329,7 @@ class TextTransformer(GenerativeModel):
         T, N, L = x.shape
         prefix = context["prefix"]
         P = prefix.shape[1]
-        kvs, length, readable = self._prefix_state(prefix)
+        kvs, length, readable, prior = self._prefix_state(prefix)
         sep = prefix.gather(1, (length - 1)[:, None])  # (T, 1): EOS, or BOS for an empty support
         inp = torch.cat([sep[:, None, :].expand(T, N, 1), x[..., :-1]], -1)  # (T, N, L)
         inp = torch.where(inp == PAD, torch.full_like(inp, EOS), inp)  # after the end: masked in the loss
@@ -293,7 +349,12 @@ class TextTransformer(GenerativeModel):
             own = match_counts([c.reshape(B, L) for c in q], [c.reshape(B, L) for c in q], x.reshape(B, L),
                                causal.tril(-1)[None], h.dtype)  # source j < query i: its next token x_j is known
             counts = [a.reshape(B, L, -1) + b for a, b in zip(from_prefix, own)]
-        return self._mix(h, counts).reshape(T, N, L, NUM_OUTPUTS)
+        if not self.track:
+            return self._mix(h, counts).reshape(T, N, L, NUM_OUTPUTS)
+        experts, cues = self._experts(h, counts)
+        prior = prior.repeat_interleave(N, 0)  # (B, n + 2): the prefix's sums and count
+        track = self._track(self._at(experts, x.reshape(B, L)), (x != PAD).reshape(B, L), prior[:, :-1], prior[:, -1])
+        return self._combine(h, experts, cues, track).reshape(T, N, L, NUM_OUTPUTS)
 
     def loss(self, x: Tensor, context: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:
         """Exact -log p(x | context) in nats per string, EOS included: x (T, N, L) -> (T, N)."""
@@ -330,7 +391,11 @@ class TextTransformer(GenerativeModel):
             S = inp.shape[1]
             earlier = torch.ones(S, S, dtype=torch.bool, device=inp.device).tril(-1)[None]
             counts = match_counts(codes, codes, tgt, earlier, h.dtype)
-        logp = self._mix(h, counts)  # (T, S, NUM_OUTPUTS)
+        if self.track:  # each expert's running log-likelihood of the sequence so far
+            experts, cues = self._experts(h, counts)
+            logp = self._combine(h, experts, cues, self._track(self._at(experts, tgt), tgt != PAD))
+        else:
+            logp = self._mix(h, counts)  # (T, S, NUM_OUTPUTS)
         tok = logp.gather(-1, tgt.clamp(max=EOS)[..., None]).squeeze(-1) * (tgt != PAD).to(h.dtype)
         per_string = torch.zeros(T, K + Q + 1, dtype=h.dtype, device=h.device).scatter_add(1, owner, -tok)
         return per_string[:, K : K + Q]
@@ -340,7 +405,7 @@ class TextTransformer(GenerativeModel):
         """The decoding state of n strings per task after the prefix (its keys and values computed
         once), and the first input of each (B = T n,): the prefix's separator."""
         prefix = context["prefix"]
-        kvs, length, readable = self._prefix_state(prefix)
+        kvs, length, readable, prior = self._prefix_state(prefix)
         B, hd = prefix.shape[0] * n, self.d_model // self.heads
 
         def rep(t: Tensor) -> Tensor:  # task rows -> sample rows (the samples of a task are adjacent)
@@ -361,6 +426,8 @@ class TextTransformer(GenerativeModel):
                                   for _ in range(self.match_order)]
             state["own_next"] = torch.full((B, max_len), PAD, dtype=torch.long, device=prefix.device)
             state["hist"] = torch.full((B, max(self.match_order, 1)), BOS, dtype=torch.long, device=prefix.device)
+        if self.track:  # the experts' log-likelihood sums and count, and the last step's experts
+            state["track"], state["experts"] = rep(prior), None
         return state, rep(prefix.gather(1, (length - 1)[:, None]).squeeze(1))
 
     @torch.no_grad()
@@ -387,7 +454,14 @@ class TextTransformer(GenerativeModel):
             allow = torch.ones(1, 1, k_next.shape[1], dtype=torch.bool, device=tok.device)
             counts = [c[:, 0] for c in match_counts([c[:, None] for c in q], k_codes, k_next, allow, h.dtype)]
         state["t"] = t + 1
-        return self._mix(h, counts)
+        if not self.track:
+            return self._mix(h, counts)
+        if state["experts"] is not None:  # the token just fed, as the experts predicted it
+            state["track"] = state["track"] + torch.cat([self._at(state["experts"], tok), torch.ones_like(h[:, :1])], -1)
+        experts, cues = self._experts(h, counts)
+        state["experts"] = experts
+        run, n = state["track"][:, :-1], state["track"][:, -1:]
+        return self._combine(h, experts, cues, torch.cat([run / n.clamp_min(1), torch.log1p(n)], -1))
 
     @torch.no_grad()
     def sample(self, n: int, context: dict[str, Tensor], generator: torch.Generator | None = None,
@@ -411,7 +485,7 @@ class TextTransformer(GenerativeModel):
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("layers", "heads", "max_len", "window", "train_window", "match_order")
+EXTRA_KEYS = ("layers", "heads", "max_len", "window", "train_window", "match_order", "track")
 
 
 def build_text_transformer(model_cfg: ModelConfig, taskset_meta: dict) -> TextTransformer:
@@ -419,8 +493,9 @@ def build_text_transformer(model_cfg: ModelConfig, taskset_meta: dict) -> TextTr
     ``extra.layers`` (4), ``extra.heads`` (4), ``extra.max_len`` (bytes per string incl. EOS;
     default the data's), ``extra.window`` (most bytes of support plus string read at test time,
     1024), ``extra.train_window`` (tokens per packed training sequence, 256) and
-    ``extra.match_order`` (the cache's highest order, 4; -1 = no cache). The strings per
-    training episode are ``train.shots + train.queries``."""
+    ``extra.match_order`` (the cache's highest order, 4; -1 = no cache) and ``extra.track``
+    (true: the gate reads each expert's running log-likelihood of the task's text; checkpoints
+    from before it load without). The strings per training episode are ``train.shots + train.queries``."""
     check_extra_keys("text_transformer", model_cfg.extra, EXTRA_KEYS)
     check_byte_tokenizer("text_transformer", taskset_meta)
     values = {}
@@ -430,4 +505,7 @@ def build_text_transformer(model_cfg: ModelConfig, taskset_meta: dict) -> TextTr
         if not isinstance(v, int) or isinstance(v, bool) or (v < 1 and key != "match_order"):
             raise ConfigError(f"model.extra.{key} must be a positive integer, got {v!r}")
         values[key] = v
-    return TextTransformer(d_model=model_cfg.hidden, **values)
+    track = model_cfg.extra.get("track", True)
+    if not isinstance(track, bool):
+        raise ConfigError(f"model.extra.track must be true or false, got {track!r}")
+    return TextTransformer(d_model=model_cfg.hidden, track=track, **values)
