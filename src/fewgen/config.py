@@ -111,6 +111,7 @@ class EvalConfig:
     sample_steps: int = 10  # image_diffusion: denoising steps per sample (10, 15 and 25 DDIM steps measured equal on held-out Omniglot)
     strength: float = 1.0  # image_diffusion: 1 = samples from noise (the model's own); < 1 = variations of a shot noised to t = strength (SDEdit)
     sampler: str = "ddim"  # image_diffusion: ddim (deterministic) | ddpm (stochastic, ancestral)
+    text_guidance: float = 2.0  # text_transformer: classifier-free guidance toward the support when sampling (1 = the model's own distribution, the one its NLL scores; >1 follows the support more)
 
 
 @dataclass(frozen=True)
@@ -251,9 +252,9 @@ _AT_LEAST = {
     "train.patience": 0, "train.max_seconds": 0,
     "eval.shots": 0, "eval.steps": 0, "eval.importance_samples": 1, "eval.chunk": 1, "eval.batch_tasks": 1,
     "eval.max_queries": 1, "eval.max_tasks": 0, "eval.seed": 0, "data.split_fractions": 0,
-    "eval.guidance": 0, "eval.sample_steps": 1,
+    "eval.guidance": 0, "eval.sample_steps": 1, "eval.text_guidance": 0,
 }
-_AT_MOST = {"eval.guidance": 20.0, "eval.sample_steps": 1000, "eval.strength": 1.0}
+_AT_MOST = {"eval.guidance": 20.0, "eval.text_guidance": 20.0, "eval.sample_steps": 1000, "eval.strength": 1.0}
 _POSITIVE = {"train.lr", "eval.strength"}
 
 

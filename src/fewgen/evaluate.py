@@ -171,12 +171,14 @@ def add_script_groups(report: dict[str, Any], scripts: Mapping[str, str]) -> dic
 
 
 def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, steps: int, n: int, seed: int,
-                  batch_tasks: int) -> Iterator[tuple[int, Tensor, Tensor, list[str], list[str]]]:
+                  batch_tasks: int, guidance: float | None = None) -> Iterator[tuple[int, Tensor, Tensor, list[str], list[str]]]:
     """For each task index in ``tasks``: its examples, their seeded permutation, the K support
     strings (the first K of the permutation) and n samples. Adaptation runs ``batch_tasks`` tasks
     at a time; every task is sampled alone from a generator seeded with ``seed``, so two tasks'
-    samples differ only through their supports."""
-    from .sample import sample_text
+    samples differ only through their supports. ``guidance``: text guidance toward the support
+    (None: the family's default, :func:`fewgen.sample.text_guidance`)."""
+    from .config import EvalConfig
+    from .sample import sample_text, text_guidance
     from .tasks.text import decode_batch
 
     for b in range(0, len(tasks), batch_tasks):
@@ -187,12 +189,14 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
         a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
         supports = decode_batch(sup) if shots else [[]] * len(ids)
         for j, (i, ex, perm) in enumerate(zip(ids, exs, perms)):
-            yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed)[0]
+            g = text_guidance(a.model, EvalConfig()) if guidance is None else guidance
+            yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed, guidance=g)[0]
 
 
 def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
                        n: int = 20, seed: int = 0, batch_tasks: int = 8, fidelity: bool = False,
-                       real_per_task: int = 50, scripts: Mapping[str, str] | None = None) -> dict[str, Any]:
+                       real_per_task: int = 50, scripts: Mapping[str, str] | None = None,
+                       guidance: float | None = None) -> dict[str, Any]:
     """Novelty and validity of text samples (:mod:`fewgen.metrics.text`): for every task with at
     least K examples, K seeded support examples, ``steps`` adaptation steps and n samples, every
     task sampled alone from the same ``seed``.
@@ -204,6 +208,7 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     samples (same seed, two tasks' supports), beside n real strings of each task out of its
     support. ``by_script``: the per-task figures' means per script (``scripts``, default
     :func:`fewgen.metrics.text_groups.task_scripts`).
+    ``guidance``: the samplers' text guidance (None: each family's default).
     With ``fidelity`` (tasks with at least K + 2 examples): the text fidelity figures of
     :func:`fewgen.metrics.text_fidelity.fidelity_report`, each task's other examples split into
     up to ``real_per_task`` real held-out strings (the ceiling) and the identifier's references.
@@ -218,7 +223,7 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     per_task: dict[str, dict[str, Any]] = {}
     held: dict[str, tuple[list[str], list[str]]] = {}  # task -> (real, references) for fidelity
     words: dict[str, list[str]] = {}  # task -> n real strings out of the support, for sensitivity
-    for i, ex, perm, support, samples in _task_samples(adapt_fn, ts, tasks, shots, steps, n, seed, batch_tasks):
+    for i, ex, perm, support, samples in _task_samples(adapt_fn, ts, tasks, shots, steps, n, seed, batch_tasks, guidance):
         rest = decode_batch(ex[perm[shots:]])  # the task's other strings, shuffled
         real = set(rest) - set(support)
         per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
@@ -285,7 +290,8 @@ def _sample_lines(r: dict[str, Any], title: str) -> list[str]:
     """The text samples' figures: novelty and validity, fidelity (per script), support sensitivity."""
     from .metrics.text_groups import format_groups
 
-    lines = [f"{title} (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks): "
+    guided = f", guidance {r['guidance']:g}" if r.get("guidance", 1.0) != 1.0 else ""
+    lines = [f"{title} (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks{guided}): "
              f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}"]
     if r.get("fidelity") is not None:
         lines.append(f"  fidelity: {r['fidelity']:.2f} of samples attributed to the support's task "

@@ -8,6 +8,7 @@ strings (always valid UTF-8) and ``write_lines`` writes one a line. Everything i
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
@@ -48,14 +49,26 @@ def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Pat
     return save_grid(path, support_and_samples(support, samples), gap_after=[0])
 
 
+def text_guidance(model: GenerativeModel, ecfg: EvalConfig) -> float:
+    """The guidance a text model samples with by default: ``eval.text_guidance`` where its
+    ``sample`` takes one (``text_transformer``), else 1 (its own distribution)."""
+    return ecfg.text_guidance if "guidance" in inspect.signature(model.sample).parameters else 1.0
+
+
 def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0,
-                top_p: float = 1.0) -> list[list[str]]:
+                top_p: float = 1.0, guidance: float = 1.0) -> list[list[str]]:
     """n strings per adapted task, seeded: T lists of n strings, each valid UTF-8 (the text
-    model samples under a UTF-8 grammar; ``temperature`` 0 is greedy)."""
+    model samples under a UTF-8 grammar; ``temperature`` 0 is greedy). ``guidance`` != 1 is
+    classifier-free guidance toward the support (``text_transformer``; see its ``sample``)."""
+    from .errors import ConfigError
     from .tasks.text import decode_batch
 
-    ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), temperature=temperature,
-                         top_p=top_p)  # (T, n, L)
+    options: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
+    if guidance != 1.0:
+        if "guidance" not in inspect.signature(adapted.model.sample).parameters:
+            raise ConfigError(f"guidance {guidance:g}: {adapted.model.family} samples without guidance (use 1)")
+        options["guidance"] = guidance
+    ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **options)  # (T, n, L)
     return decode_batch(ids)
 
 

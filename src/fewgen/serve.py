@@ -253,7 +253,7 @@ def personalise_text(served: Served, text: str, n: int = 20, seed: int = 0, step
                      progress: Progress | None = None) -> Result:
     """Adapt a text checkpoint to the pasted lines, generate n lines, score the support in bits
     per character (in-sample: under the model adapted to those very lines)."""
-    from .sample import sample_text
+    from .sample import sample_text, text_guidance
 
     if served.modality != "text":
         raise DataError(f"{served.name} is an {served.modality} model: upload images instead")
@@ -263,8 +263,9 @@ def personalise_text(served: Served, text: str, n: int = 20, seed: int = 0, step
     if not 0 < top_p <= 1:
         raise DataError(f"top-p must be in (0, 1], got {top_p}")
     support = decode_lines(text, served.checkpoint.model.max_len, limits)  # (K, L)
+    guidance = text_guidance(served.checkpoint.model, served.checkpoint.config.eval)
     return _personalise(served, support, n, seed, steps,
-                        lambda a: sample_text(a, n, seed, temperature, top_p)[0], progress)
+                        lambda a: sample_text(a, n, seed, temperature, top_p, guidance)[0], progress)
 
 
 def _personalise(served: Served, support: Tensor, n: int, seed: int, steps: int,

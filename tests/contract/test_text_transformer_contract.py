@@ -233,3 +233,34 @@ def test_build_from_config():
         build_text_transformer(ModelConfig(hidden=18, extra={"heads": 4}), tokenizer_meta(20))
     with pytest.raises(ConfigError, match="match_order"):
         build_text_transformer(ModelConfig(hidden=16, extra={"match_order": 9}), tokenizer_meta(20))
+
+
+def test_guided_sampling_draws_from_the_guided_plausible_distribution(monkeypatch):
+    """Guidance g: the first byte is drawn from log p(.|-) + g (log p(.|support) - log p(.|-)),
+    over the legal bytes the conditional model gives at least GUIDANCE_PLAUSIBLE x its top one."""
+    import math
+
+    import fewgen.models.text_transformer as tt
+
+    m, (s, mask, q) = tiny(), episode()
+    c = m.context(s, mask)
+    seen = []
+    real_draw = tt.draw_token
+    monkeypatch.setattr(tt, "draw_token", lambda logits, *a: seen.append(logits.clone()) or real_draw(logits, *a))
+    x = m.sample(3, c, torch.Generator().manual_seed(0), guidance=2.5)
+    assert x.shape == (2, 3, 12) and validity([w for t in decode_batch(x) for w in t]) == 1.0
+    cond = m._query_log_probs(q[:, :1], c)[:, 0, 0]  # (T, V): the first byte given the support
+    empty = m.context(s, torch.zeros_like(mask))
+    uncond = m._query_log_probs(q[:, :1], empty)[:, 0, 0]
+    want = uncond + 2.5 * (cond - uncond)
+    legal = tt.legal_tokens(torch.zeros(2, dtype=torch.long), 0, 12)  # the first byte of a string
+    top = cond.masked_fill(~legal, float("-inf")).max(-1, keepdim=True).values
+    want = want.masked_fill(~(legal & (cond >= top + math.log(tt.GUIDANCE_PLAUSIBLE))), float("-inf"))
+    got = seen[0].reshape(2, 3, -1)
+    for t in range(2):
+        for j in range(3):
+            assert torch.equal(torch.isinf(got[t, j]), torch.isinf(want[t]))
+            ok = ~torch.isinf(want[t])
+            assert torch.allclose(got[t, j][ok], want[t][ok], atol=1e-4)
+    plain = m.sample(3, c, torch.Generator().manual_seed(0))
+    assert torch.equal(m.sample(3, c, torch.Generator().manual_seed(0), guidance=1.0), plain)

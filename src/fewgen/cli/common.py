@@ -35,8 +35,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def add_diffusion_arguments(p: argparse.ArgumentParser) -> None:
     """The diffusion sampler's options (``eval.guidance``, ``eval.sample_steps``, ``eval.sampler``)."""
     p.add_argument("--guidance", type=float, default=None,
-                   help="image_diffusion: classifier-free guidance (0 = unconditional, 1 = conditional, "
-                        ">1 sharper; default: the checkpoint's eval.guidance)")
+                   help="classifier-free guidance (0 = unconditional, 1 = conditional, >1 follows the support more; "
+                        "default: the checkpoint's eval.guidance for image_diffusion, eval.text_guidance for "
+                        "text_transformer)")
     p.add_argument("--sample-steps", type=int, default=None, help="image_diffusion: denoising steps per sample")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
                    help="image_diffusion: ddim (deterministic) or ddpm (stochastic)")
@@ -51,6 +52,15 @@ def diffusion_eval_config(cfg: Config, args: argparse.Namespace, latent: str | N
                                  ("sampler", args.sampler), ("strength", args.strength), ("latent", latent))
                if v is not None}
     return validate(replace(cfg, eval=changes)).eval
+
+
+def text_guidance_arg(model: Any, ecfg: EvalConfig, args: argparse.Namespace) -> float:
+    """A text sampler's guidance: ``--guidance`` when given (a family that has none refuses it
+    when sampling), else the checkpoint's ``eval.text_guidance`` where the family has guidance."""
+    from ..sample import text_guidance
+
+    given = getattr(args, "guidance", None)
+    return text_guidance(model, ecfg) if given is None else given
 
 
 def add_adapt_args(p: argparse.ArgumentParser) -> None:

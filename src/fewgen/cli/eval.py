@@ -49,7 +49,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import replace
-from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, write_json
+from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, text_guidance_arg, write_json
 
 HELP = "evaluate held-out conditional NLL (JSON report)"
 
@@ -65,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--importance-samples", type=int, default=None, help="IWAE samples (default 100)")
     p.add_argument("--max-tasks", type=int, default=None, help="evaluate at most this many tasks")
+    p.add_argument("--max-queries", type=int, default=None, metavar="Q",
+                   help="query examples scored per task and K (default: the checkpoint's eval.max_queries, 15)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="use at most N examples per task (default: the checkpoint's data.max_examples_per_task)")
     p.add_argument("--seed", type=int, default=None)
@@ -160,20 +162,22 @@ def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: boo
     report = add_script_groups(evaluate(adapt_fn, ts, ecfg, not args.quiet, bits_per_char_examples), scripts)
     seen = _training_strings(ck.config) if args.samples > 0 else set()
     if args.samples > 0:
-        report["samples"] = _text_samples(ts, adapt_fn, ecfg, args.samples, fidelity, scripts, seen)
+        guidance = text_guidance_arg(ck.model, ecfg, args)
+        report["samples"] = _text_samples(ts, adapt_fn, ecfg, args.samples, fidelity, scripts, seen, guidance)
     if not args.no_baseline and ck.model.family != "text_ngram":
         report["baseline"] = _baseline(ck, ts, ecfg, args, fidelity, scripts, seen)
     return report
 
 
-def _text_samples(ts, adapt_fn, ecfg, n: int, fidelity: bool, scripts, seen: set[str]) -> dict:
+def _text_samples(ts, adapt_fn, ecfg, n: int, fidelity: bool, scripts, seen: set[str], guidance: float) -> dict:
     """Samples of the held-out text tasks ``ts`` at the largest K and steps: validity, novelty
     against the training strings ``seen``, support sensitivity, and (``fidelity``) whether they
     read like their task."""
     from ..evaluate import text_sample_report
 
     return {**text_sample_report(adapt_fn, ts, seen, max(ecfg.shots), max(ecfg.steps), n, ecfg.seed,
-                                 ecfg.batch_tasks, fidelity=fidelity, scripts=scripts), "training_strings": len(seen)}
+                                 ecfg.batch_tasks, fidelity=fidelity, scripts=scripts, guidance=guidance),
+            "guidance": guidance, "training_strings": len(seen)}
 
 
 def _baseline(ck, ts, ecfg, args: argparse.Namespace, fidelity: bool, scripts, seen: set[str]) -> dict:
@@ -202,6 +206,7 @@ def _eval_config(cfg, args: argparse.Namespace):
     changes = {"shots": parse_int_list(args.shots, "shots"), "steps": parse_int_list(args.steps, "steps"),
                "split": args.split}
     for key, val in (("importance_samples", args.importance_samples), ("max_tasks", args.max_tasks),
+                     ("max_queries", args.max_queries),
                      ("seed", args.seed), ("latent", args.latent)):
         if val is not None:
             changes[key] = val

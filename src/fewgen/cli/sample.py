@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FewgenError
-from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config
+from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, text_guidance_arg
 
 HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
@@ -87,16 +87,17 @@ def run(args: argparse.Namespace) -> int:
     a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed, train=adapt_train_config(ck.config, args))(
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)
     if m.modality == "text":
-        return _write_text(a, args, len(support))
+        ecfg = diffusion_eval_config(ck.config, args)  # validates --guidance's range
+        return _write_text(a, args, len(support), text_guidance_arg(m, ecfg, args))
     return _write_images(a, args, support, diffusion_eval_config(ck.config, args, latent=args.latent))
 
 
-def _write_text(a, args: argparse.Namespace, k: int) -> int:
+def _write_text(a, args: argparse.Namespace, k: int, guidance: float) -> int:
     import sys
 
     from ..sample import sample_text, write_lines
 
-    samples = sample_text(a, args.n, args.seed, args.temperature, args.top_p)[0]
+    samples = sample_text(a, args.n, args.seed, args.temperature, args.top_p, guidance)[0]
     if args.out in (None, "-"):
         write_lines(sys.stdout, samples)
     else:

@@ -41,6 +41,7 @@ byte per step under the UTF-8 grammar of :mod:`fewgen.models.utf8`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -57,6 +58,7 @@ from .text_cache import history_codes, match_counts, match_probs
 from .utf8 import advance, draw_token, legal_tokens
 
 ROPE_BASE = 10_000.0
+GUIDANCE_PLAUSIBLE = 0.1  # guided sampling keeps bytes with p(. | support) >= this x the most likely one's
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -465,16 +467,38 @@ class TextTransformer(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, context: dict[str, Tensor], generator: torch.Generator | None = None,
-               temperature: float = 1.0, max_len: int | None = None, top_p: float = 1.0) -> Tensor:
+               temperature: float = 1.0, max_len: int | None = None, top_p: float = 1.0,
+               guidance: float = 1.0) -> Tensor:
         """(T, n, L) ids of strings decoded under the UTF-8 grammar with a key-value cache;
-        ``temperature <= 0`` is greedy, ``top_p < 1`` nucleus sampling."""
+        ``temperature <= 0`` is greedy, ``top_p < 1`` nucleus sampling. ``guidance`` g != 1 is
+        classifier-free guidance for text (Sanchez et al. 2023, after Ho & Salimans 2022): each
+        byte is drawn from ``log p(. | -) + g (log p(. | support) - log p(. | -))``, the
+        unconditional model (an empty support) decoding the same string beside the conditional
+        one; g = 1 is the model's own distribution (the one its NLL scores), g > 1 makes the
+        samples follow what is particular to the support, g = 0 ignores it. Guided draws keep
+        to the bytes the conditional model finds plausible (probability at least
+        ``GUIDANCE_PLAUSIBLE`` times its most likely byte's, the adaptive plausibility constraint
+        of contrastive decoding, Li et al. 2023): the ratio would otherwise favour bytes both
+        models find unlikely (rare letters of other languages)."""
         T, L = context["prefix"].shape[0], max_len or self.max_len
-        state, tok = self._start(context, n, L)
+        guided = guidance != 1.0
+        if guided:  # the unconditional rows: the prefix BOS alone, after the conditional ones
+            empty = torch.full_like(context["prefix"], PAD)
+            empty[:, 0] = BOS
+            context = {"prefix": torch.cat([context["prefix"], empty])}
+        state, first = self._start(context, n, L)  # first inputs: each prefix's separator
+        tok = first[: T * n]
         fsm = torch.zeros_like(tok)  # UTF-8 automaton states
         done = torch.zeros_like(tok, dtype=torch.bool)
         out = torch.full((T * n, L), PAD, dtype=torch.long, device=tok.device)
         for t in range(L):
-            logits = self._step(state, tok).masked_fill(~legal_tokens(fsm, t, L), float("-inf"))
+            logp = self._step(state, first if t == 0 else torch.cat([tok, tok]) if guided else tok)
+            legal = legal_tokens(fsm, t, L)
+            if guided:  # among the legal bytes, those the conditional model finds plausible
+                cond, uncond = logp[: T * n].masked_fill(~legal, float("-inf")), logp[T * n :]
+                legal = legal & (cond >= cond.max(-1, keepdim=True).values + math.log(GUIDANCE_PLAUSIBLE))
+                logp = uncond + guidance * (logp[: T * n] - uncond)
+            logits = logp.masked_fill(~legal, float("-inf"))
             tok = draw_token(logits, temperature, top_p, generator)
             tok = torch.where(done, torch.full_like(tok, PAD), tok)
             out[:, t] = tok
