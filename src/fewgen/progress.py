@@ -31,9 +31,10 @@ def interactive(stream: TextIO) -> bool:
 
 
 class Progress:
-    """Steps ``initial .. total`` of a loop, shown on ``stream`` (default stderr) while ``enabled``."""
+    """Steps ``initial .. total`` of a loop (``total`` None: open-ended, e.g. a time budget),
+    shown on ``stream`` (default stderr) while ``enabled``."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "", enabled: bool = True,
+    def __init__(self, total: int | None, initial: int = 0, desc: str = "", enabled: bool = True,
                  stream: TextIO | None = None, every: float = PLAIN_EVERY,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
@@ -83,10 +84,12 @@ class Progress:
 
     def _print(self) -> None:
         rate, byte_rate = self._rates()
-        fields = [f"step {self.step}/{self.total} ({100 * self.step // max(self.total, 1)}%)",
-                  *(f"{k} {v}" for k, v in self.figures.items()), f"{rate:.3g} steps/s"]
+        done = f"step {self.step}" if self.total is None else \
+            f"step {self.step}/{self.total} ({100 * self.step // max(self.total, 1)}%)"
+        fields = [done, *(f"{k} {v}" for k, v in self.figures.items()), f"{rate:.3g} steps/s"]
         if self.units:
             fields.append(byte_rate)
-        left = self.total - self.step
-        fields.append(f"ETA {std_tqdm.format_interval(left / rate) if rate > 0 else '?'}")
+        if self.total is not None:
+            left = self.total - self.step
+            fields.append(f"ETA {std_tqdm.format_interval(left / rate) if rate > 0 else '?'}")
         print(f"{self.desc}: " + ", ".join(fields), file=self.stream, flush=True)

@@ -43,6 +43,9 @@ from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
 from .tasks.spec import load_tasks
 
 
+OPEN_ENDED_STEPS = 10**9  # train.steps this large with train.max_seconds: the budget ends the run
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -321,7 +324,9 @@ class Run:
         (:meth:`call_back`, after every step); save; report."""
         tc, s = self.tc, self.state
         interrupted = False
-        bar = Progress(tc.steps, s.step, f"train {tc.algo}", enabled=progress and self.main)
+        # A budget with no step count (fewgen train --max-seconds alone) has no step total to show.
+        total = None if tc.max_seconds > 0 and tc.steps >= OPEN_ENDED_STEPS else tc.steps
+        bar = Progress(total, s.step, f"train {tc.algo}", enabled=progress and self.main)
         self.note = bar.write if self.main else (lambda _: None)
         if progress:
             self.note(f"device: {device_name(self.device, self.tc.device)}")

@@ -177,3 +177,16 @@ def test_ema_checkpoint_holds_the_weight_average_and_resume_is_exact(tmp_path, c
 def test_ema_out_of_range_is_a_one_line_error(tmp_path, capsys):
     code, _, err = cli(["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "train.ema=1.5", *TINY], capsys)
     assert code == 2 and "train.ema must be in [0, 1)" in err
+
+
+def test_a_budget_without_a_step_count_trains_to_the_budget(tmp_path, capsys):
+    """--max-seconds alone: the budget ends the run (not train.steps' default of 2,000), and the
+    plain progress lines show no step total or ETA; with --steps the count still decides."""
+    from fewgen.training import OPEN_ENDED_STEPS
+
+    code, out, err = cli(["train", "--out", str(tmp_path / "budget"), "--max-seconds", "1.5", *TINY], capsys)
+    cfg = json.loads((tmp_path / "budget" / "resolved_config.json").read_text())
+    assert code == 0 and cfg["train"]["steps"] == OPEN_ENDED_STEPS
+    assert "ETA" not in err and re.search(r"step \d+,", err)
+    code, _, _ = cli(["train", "--out", str(tmp_path / "count"), "--max-seconds", "60", "--steps", "3", *TINY], capsys)
+    assert json.loads((tmp_path / "count" / "resolved_config.json").read_text())["train"]["steps"] == 3

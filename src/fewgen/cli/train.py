@@ -19,8 +19,6 @@ from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
 from .paths import out_folder
 
-UNLIMITED_STEPS = 10**9  # train.steps when --max-seconds is given without a step count
-
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
 
@@ -55,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = with_data(base_config(args), args.data)
     if args.max_seconds and args.steps is None and not args.resume and cfg.train.steps == TrainConfig.steps:
-        args.steps = UNLIMITED_STEPS  # a time budget and no step count: the budget decides
+        from ..training import OPEN_ENDED_STEPS
+
+        args.steps = OPEN_ENDED_STEPS  # a time budget and no step count: the budget decides
     changes = {k: v for k, v in {"algo": args.algo, "steps": args.steps, "shots": args.shots, "seed": args.seed,
                                  "max_seconds": args.max_seconds, "device": args.device,
                                  "precision": args.precision, "compile": args.compile}.items() if v is not None}
