@@ -15,10 +15,11 @@
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=src
 RUN=${1:?usage: words_heldout.sh RUN}
-FG="python -m fewgen"
+PY=${PYTHON:-python}  # e.g. PYTHON=.venv/bin/python
+FG="$PY -m fewgen"
 $FG eval $RUN --split test --shots 0,1,5,10 --max-queries 200 --metrics nll,fidelity --samples 50 --quiet \
     --json $RUN/heldout.json
 $FG eval $RUN --split test --shots 10 --max-queries 1 --metrics nll,fidelity --samples 50 --quiet --no-baseline \
     --guidance 1 --json $RUN/heldout_g1.json | grep -A20 "^samples"
-python benchmarks/char_trigram.py --shots 0,1,5,10 --queries 200 | grep -v "^w=0.3 *[a-z][a-z] "
-python benchmarks/text_support_use.py $RUN --queries 200 --json $RUN/support_use.json
+$PY benchmarks/char_trigram.py --shots 0,1,5,10 --queries 200 | grep -v "^w=0.3 *[a-z][a-z] "
+$PY benchmarks/text_support_use.py $RUN --queries 200 --json $RUN/support_use.json
