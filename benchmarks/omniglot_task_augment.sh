@@ -4,13 +4,13 @@
 # (configs/omniglot_diffusion.toml), each with data.task_augment=[] (none) and with the
 # default (rot90, flip: every rotation and mirror of a character is a new character). Then,
 # on the same held-out characters and supports: conditional NLL at K = 0, 1, 5 (the VAE's
-# IWAE bound; the diffusion model's VDM bound) and the diffusion model's own samples (FID,
+# IWAE bound, 100 samples; the diffusion model's VDM bound, 50 times) and the diffusion model's own samples (FID,
 # KID, fidelity, diversity, memorisation, each beside what real held-out drawings score).
 # Two trainings run side by side, one thread each, on the CPU clock. Run from the repository root:
 #   BUDGET=600 bash benchmarks/omniglot_task_augment.sh     (writes runs/oaug_*)
 set -e
 export OMP_NUM_THREADS=1 PYTHONPATH=src
-FG="python -m fewgen"
+FG="${PYTHON:-python} -m fewgen"  # e.g. PYTHON=.venv/bin/python
 BUDGET=${BUDGET:-600}
 COMMON="--max-seconds $BUDGET --set train.clock=cpu --quiet"
 for fam in vae diff; do
@@ -24,6 +24,6 @@ for run in vae_none vae_aug; do
   $FG eval runs/oaug_$run $EVAL --importance-samples 100 --json runs/oaug_$run.json
 done
 for run in diff_none diff_aug; do
-  $FG eval runs/oaug_$run $EVAL --importance-samples 4 --metrics nll,fid,kid,fidelity,diversity,memorization \
+  $FG eval runs/oaug_$run $EVAL --importance-samples 50 --metrics nll,fid,kid,fidelity,diversity,memorization \
       --json runs/oaug_$run.json
 done
