@@ -152,3 +152,23 @@ def test_eval_text_reports_scripts_sensitivity_and_the_baseline(words_run, tmp_p
     assert main(["eval", str(words_run), "--data", f"text:{root}", "--split", "all", "--shots", "1", "--samples", "0",
                  "--no-baseline", "--json", str(js), "--quiet"]) == 0
     assert "baseline" not in json.loads(js.read_text())
+
+
+def test_data_show_draws_tasks_as_meta_training_augments_them(tmp_path, capsys):
+    """--set data.task_augment=... (or --augment) shows the transformed tasks: the same seeded
+    examples, reversed here; without it the data as it is."""
+    root = tmp_path / "texts"
+    root.mkdir()
+    (root / "ru.txt").write_text("\n".join("один два три четыре пять шесть".split()), encoding="utf-8")
+    (root / "eo.txt").write_text("\n".join("ĉirkaŭ ŝipo ĝardeno ĵaŭdo eĥo aŭto".split()), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["data", "show", f"text:{root}", "--out", "-", "--examples", "4"]) == 0
+    plain = capsys.readouterr().out.splitlines()[:2]
+    assert main(["data", "show", f"text:{root}", "--out", "-", "--examples", "4",
+                 "--set", "data.task_augment=reverse@1"]) == 0
+    flipped = capsys.readouterr().out.splitlines()[:2]
+    for a, b in zip(plain, flipped):
+        head, words = a.split(": ", 1)
+        assert b == f"{head}: " + " | ".join(w[::-1] for w in words.split(" | "))
+    assert main(["data", "show", f"text:{root}", "--out", "-", "--set", "data.task_augment=rot90"]) == 2
+    assert "rot90" in capsys.readouterr().err  # an image transform on text: one line naming it
