@@ -188,8 +188,8 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
         sup = torch.stack([ex[perm[:shots]] for ex, perm in zip(exs, perms)])  # (B, K, L)
         a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
         supports = decode_batch(sup) if shots else [[]] * len(ids)
+        g = text_guidance(a.model, EvalConfig()) if guidance is None else guidance
         for j, (i, ex, perm) in enumerate(zip(ids, exs, perms)):
-            g = text_guidance(a.model, EvalConfig()) if guidance is None else guidance
             yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed, guidance=g)[0]
 
 

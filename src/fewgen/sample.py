@@ -49,10 +49,15 @@ def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Pat
     return save_grid(path, support_and_samples(support, samples), gap_after=[0])
 
 
+def _takes_guidance(model: GenerativeModel) -> bool:
+    """Whether a text model's ``sample`` takes a ``guidance`` (``text_transformer``)."""
+    return "guidance" in inspect.signature(model.sample).parameters
+
+
 def text_guidance(model: GenerativeModel, ecfg: EvalConfig) -> float:
     """The guidance a text model samples with by default: ``eval.text_guidance`` where its
     ``sample`` takes one (``text_transformer``), else 1 (its own distribution)."""
-    return ecfg.text_guidance if "guidance" in inspect.signature(model.sample).parameters else 1.0
+    return ecfg.text_guidance if _takes_guidance(model) else 1.0
 
 
 def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0,
@@ -65,7 +70,7 @@ def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.
 
     options: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
     if guidance != 1.0:
-        if "guidance" not in inspect.signature(adapted.model.sample).parameters:
+        if not _takes_guidance(adapted.model):
             raise ConfigError(f"guidance {guidance:g}: {adapted.model.family} samples without guidance (use 1)")
         options["guidance"] = guidance
     ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **options)  # (T, n, L)

@@ -80,8 +80,6 @@ def _transforms(cfg, ts) -> tuple[str, ...]:
 def _pick(ts, args: argparse.Namespace, cfg) -> tuple[list[str], list]:
     """``--tasks`` seeded tasks and up to ``--examples`` seeded examples of each; with a data
     config ``cfg``, transformed as meta-training would (its ``task_augment``, seeded by --seed)."""
-    import dataclasses
-
     import torch
 
     from ..tasks.augment import task_augmenter
@@ -98,7 +96,7 @@ def _pick(ts, args: argparse.Namespace, cfg) -> tuple[list[str], list]:
     ep = Episode(torch.stack([p[:n] for p in picks]), torch.ones(len(ids), n, dtype=torch.bool),
                  torch.stack([p[:0] for p in picks]), tuple(names))
     ep = fn(ep, episode_generator(args.seed + 1, 0))
-    return list(ep.names), list(dataclasses.replace(ep).support)
+    return list(ep.names), list(ep.support)
 
 
 def _show_text(ts, names: list[str], examples: list, args: argparse.Namespace) -> int:

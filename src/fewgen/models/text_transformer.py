@@ -280,6 +280,12 @@ class TextTransformer(GenerativeModel):
         n = (valid.cumsum(-1) - valid.long()).to(scored.dtype)
         if sums is not None:
             run, n = run + sums[..., None, :], n + count[..., None]
+        return TextTransformer._track_features(run, n)
+
+    @staticmethod
+    def _track_features(run: Tensor, n: Tensor) -> Tensor:
+        """The gate's tracking input (..., n + 2) from summed log-likelihoods run (..., n + 1)
+        over n (...) positions: their means and log(1 + n)."""
         return torch.cat([run / n.clamp_min(1)[..., None], torch.log1p(n)[..., None]], -1)
 
     def _codes(self, inp: Tensor, offset: Tensor | None = None) -> list[Tensor]:
@@ -462,8 +468,7 @@ class TextTransformer(GenerativeModel):
             state["track"] = state["track"] + torch.cat([self._at(state["experts"], tok), torch.ones_like(h[:, :1])], -1)
         experts, cues = self._experts(h, counts)
         state["experts"] = experts
-        run, n = state["track"][:, :-1], state["track"][:, -1:]
-        return self._combine(h, experts, cues, torch.cat([run / n.clamp_min(1), torch.log1p(n)], -1))
+        return self._combine(h, experts, cues, self._track_features(state["track"][:, :-1], state["track"][:, -1]))
 
     @torch.no_grad()
     def sample(self, n: int, context: dict[str, Tensor], generator: torch.Generator | None = None,
