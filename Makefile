@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fewgen demo --out runs/demo
+	$(BIN)/fewgen demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -29,13 +29,19 @@ def read_metrics(run: str | Path) -> tuple[dict[int, dict], dict[int, dict]]:
     if not path.is_file():
         raise FewgenError(f"{run}: no {METRICS_FILE} (not a fewgen training run folder?)")
     train, val = {}, {}
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise FewgenError(f"{path}: cannot read ({e.strerror or e})") from None
+    for i, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            r = json.loads(line)
+            r = _record(line.decode("utf-8"))
             step = int(r["step"])
-        except (ValueError, KeyError, TypeError):
+        except UnicodeDecodeError as e:
+            raise FewgenError(f"{path}: line {i} is not valid UTF-8 (byte {e.start})") from None
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise FewgenError(f"{path}: line {i} is not a metrics record") from None
         if "loss" in r:
             train[step] = r
@@ -44,6 +50,16 @@ def read_metrics(run: str | Path) -> tuple[dict[int, dict], dict[int, dict]]:
     if not train:
         raise FewgenError(f"{path}: no training records yet (one comes every train.log_every steps)")
     return train, val
+
+
+def _record(line: str) -> dict:
+    """One metrics record, checked: a training record has a numeric loss and time, a validation
+    record a numeric val_loss (a ValueError, KeyError or TypeError otherwise)."""
+    r = json.loads(line)
+    needed = (("loss", "time") if "loss" in r else ()) + (("val_loss",) if "val_loss" in r else ())
+    for key in needed:
+        float(r[key])
+    return r
 
 
 def plot_run(run: str | Path, out: str | Path | None = None) -> Path:

@@ -311,6 +311,7 @@ class Run:
         elif self.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.jsonl").unlink(missing_ok=True)
+            (out / ckpt.STATE_FILE).unlink(missing_ok=True)  # an overwritten run's resume state is not this one's
             for old in (out / TENSORBOARD_DIR).glob("events.out.tfevents.*"):  # a new run's curves only
                 old.unlink()
             (out / "resolved_config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")

@@ -108,7 +108,7 @@ def build_inputs(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         "format_version": (["eval", str(cks["v2"])], ["format version 2 is not supported"]),
         "missing_hash": (["eval", str(cks["nohash"])], ["no SHA-256"]),
         "other_family": (["eval", str(cks["family"])], ["unknown model family 'pixelcnn'"]),
-        "diverged": ([*train, "--data", f"folder:{good}", "--set", "train.lr=1e30", "--set", "train.shots=2",
+        "diverged": (["train", "--out", str(root / "out_diverged"), *TINY, "--steps", "3", "--data", f"folder:{good}", "--set", "train.lr=1e30", "--set", "train.shots=2",
                       "--set", "train.queries=3", "--steps", "20"], ["loss became", "try a lower train.lr"]),
     }
 

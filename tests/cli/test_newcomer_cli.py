@@ -40,7 +40,7 @@ def test_out_that_is_a_file_says_out_must_be_a_folder(tmp_path, capsys, command,
     assert main([*command, "--out", out]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fewgen: error: --out {out} ") and len(err.splitlines()) == 1
-    assert err.endswith("--out must be a folder (a new one, or a fewgen run folder)")
+    assert err.endswith("--out must be a folder (a new or empty one)")
     assert not (tmp_path / "afile").is_dir() and (tmp_path / "afile").read_text() == "not a folder"
 
 

@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's; 'scratch' = fresh init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the adapted checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
     add_adapt_args(p)
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import FewgenError
     from .paths import out_folder
 
-    out_folder(args.out)
+    out_folder(args.out, inputs=[args.checkpoint, *args.support], overwrite=args.overwrite)
     if args.steps < 0:
         raise FewgenError("--steps must be non-negative")
     ck = load(args.checkpoint)

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
     add_config_args(p)
 
 
@@ -46,15 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, quick, run_bench
     from ..errors import FewgenError
     from ..evaluate import parse_int_list
-    from .paths import out_folder
+    from .paths import out_folder, spec_paths
 
-    out_folder(args.out)
     ckpts = {}
     for item in args.ckpt:
         if "=" not in item:
             raise FewgenError(f"--ckpt '{item}' must look like NAME=PATH")
         m, path = item.split("=", 1)
         ckpts[m] = path
+    out_folder(args.out, inputs=[*ckpts.values(), *spec_paths(args.data), *spec_paths(args.eval_data)],
+               overwrite=args.overwrite)
     cfg = BenchConfig(data=args.data, eval_data=args.eval_data,
                       methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                       shots=parse_int_list(args.shots, "shots"), steps=parse_int_list(args.steps, "steps"),

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..pictures import tasks_picture
-    from .paths import out_file
+    from .paths import out_file, spec_paths
 
     if args.out != "-":
-        out_file(args.out, example="tasks.png")
+        out_file(args.out, example="tasks.png", inputs=spec_paths(args.spec))
 
     cfg = with_data(base_config(args), args.spec).data
     ts = load_split(args.spec, cfg, args.split)

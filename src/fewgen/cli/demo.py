@@ -17,13 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=180.0, help="training time budget (default 180)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even though it holds files, e.g. an earlier demo (replaces them)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
     from .paths import out_folder
 
-    out_folder(args.out)
+    out_folder(args.out, overwrite=args.overwrite)
     r = run_demo(args.out, args.seconds, args.seed, progress=not args.quiet)
     u, k = r["eval"]["unconditional"], r["eval"]["shots"]
     print(f"\ntrained {r['train_steps']} steps in {r['train_seconds']:.0f}s on glyphs; held-out characters "

@@ -100,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
     from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
-    from .paths import out_file
+    from .paths import out_file, spec_paths
 
     if args.json:
-        out_file(args.json, "--json", "eval.json")
+        out_file(args.json, "--json", "eval.json", inputs=[args.checkpoint, *spec_paths(args.data)])
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in metrics if m not in QUALITY_METRICS + ("nll",)]
     if bad:

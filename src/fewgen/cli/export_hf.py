@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=128, help="embedding width (n_embd)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..models.hf_causal_lm import _require_hf
     from ..tasks.spec import load_split
+    from .paths import out_folder, spec_paths
 
+    out_folder(args.out, inputs=spec_paths(args.data), overwrite=args.overwrite)
     _require_hf()
     if min(args.steps, args.vocab, args.width, args.layers) < 1 or args.width % 4:
         raise ConfigError("--steps, --vocab, --layers must be positive and --width a positive multiple of 4")

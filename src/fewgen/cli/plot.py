@@ -11,6 +11,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "plot a run's train/val loss against steps and time (PNG)"
 
@@ -25,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from .paths import out_file
 
     if args.out:
-        out_file(args.out, example="curves.png")
+        out_file(args.out, example="curves.png", inputs=[Path(args.folder) / "metrics.jsonl"])
     print(f"training curves: {plot_run(args.folder, args.out)}")
     return 0

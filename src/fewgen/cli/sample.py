@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from .paths import out_file
 
     if args.out not in (None, "-"):
-        out_file(args.out)
+        out_file(args.out, inputs=[args.checkpoint, *args.support])
     if args.n < 1:
         raise FewgenError("--n must be at least 1")
     if args.steps < 0:

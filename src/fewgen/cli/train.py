@@ -17,7 +17,7 @@ import json
 from ..config import TrainConfig, config_from_dict, replace
 from ..errors import FewgenError
 from .common import add_config_args, base_config, with_data
-from .paths import out_folder
+from .paths import out_folder, spec_paths
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
 
@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the meta-loss (falls back to eager with a warning)")
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even though it already holds a checkpoint or other files (a new run replaces it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -44,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main
     from ..training import train
 
-    out = out_folder(args.out)
+    # Only rank 0 checks: the other processes of a torchrun start may see the folder rank 0 just made.
+    out = out_folder(args.out, inputs=[*spec_paths(args.data), *([args.config] if args.config else [])],
+                     overwrite=args.overwrite or not is_main(), resume=args.resume)
     if args.resume:
         stored = out / "resolved_config.json"
         if not stored.exists():
