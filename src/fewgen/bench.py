@@ -6,7 +6,8 @@ For every method: meta-train (or take a given checkpoint), then on the held-out 
 NLL for every K x adaptation steps (the same seeded episodes for every method), the
 adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.metrics`
 (FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
-support sets. Writes ``results.json``, ``results.md``, PNG plots and a sample grid per method.
+support sets, beside the values real held-out data gets under the same protocol. Writes
+``results.json``, ``results.md``, PNG plots and a sample grid per method.
 Paired differences over the same tasks (each method after s steps minus itself at 0 steps, and
 minus *transfer* at the same K and s) come with their 95% CIs; ``nll_vs_steps.png`` plots NLL
 against fine-tuning steps, one panel per K.
@@ -371,21 +372,46 @@ def results_markdown(results: dict[str, Any]) -> str:
                         + (f" ({r['bits_per_char']:.2f} b/c)" if "bits_per_char" in r else "") + " |")
         lines.append(row)
     lines += paired_markdown(results)
-    if any("quality" in e for e in results["methods"].values()):
-        lines += ["", "Sample quality (K=" + "5" + " shots; domain feature network; mean over held-out tasks):", "",
-                  "| method | steps | sampler | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | "
-                  "s / 64 samples | adapt s/task | train s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for m, e in results["methods"].items():
-            for key, qr in e.get("quality", {}).items():
-                s = key.split(":")[0]
-                lines.append(f"| {m} | {s} | {qr.get('sampler', '-')} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | "
-                             f"{_fmt(qr, 'fidelity')} | {_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
-                             f"{_fmt(qr, 'seconds_per_64')} | "
-                             f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
+    lines += _image_quality_lines(results)
     if any("text_quality" in e for e in results["methods"].values()):
         lines += _text_quality_lines(results)
     return "\n".join(lines) + "\n"
+
+
+REAL_ROW = "real held-out data"
+
+
+def _image_quality_lines(results: dict[str, Any]) -> list[str]:
+    """The image sample-quality table: a row per method x steps (x sampler), then the row
+    ``real held-out data``: the same figures for the quality tasks' real held-out examples
+    (:func:`fewgen.metrics.quality.quality_report`'s ``<figure>_real``, the same for every method),
+    with fidelity's chance and memorisation's bound. Empty without image quality figures."""
+    reports = [(m, e, key, qr) for m, e in results["methods"].items() for key, qr in e.get("quality", {}).items()]
+    if not reports:
+        return []
+    first = reports[0][3]
+    lines = ["", f"Sample quality (K={first.get('shots', '?')} shots, {first.get('samples_per_task', '?')} samples and "
+             f"{first.get('real_per_task', '?')} real held-out examples per task, {first.get('tasks', '?')} tasks; "
+             "domain feature network; mean over tasks). The last row scores real held-out data under the same "
+             "protocol: FID, KID and diversity of half of the real examples against the other half (a noise level "
+             "at half the size, not a target), fidelity of all of them (chance: 1 / tasks), memorisation of each "
+             "against the support and the others (one reference fewer than the samples: it leans high; bound: the "
+             "most that samples copying nothing score in "
+             "expectation, 1 / (real examples + 1)).", "",
+             "| method | steps | sampler | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | "
+             "s / 64 samples | adapt s/task | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m, e, key, qr in reports:
+        s = key.split(":")[0]
+        lines.append(f"| {m} | {s} | {qr.get('sampler', '-')} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | "
+                     f"{_fmt(qr, 'fidelity')} | {_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
+                     f"{_fmt(qr, 'seconds_per_64')} | "
+                     f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
+    lines.append(f"| {REAL_ROW} | - | - | {_fmt(first, 'fid_real')} | {_fmt(first, 'kid_real')} | "
+                 f"{_fmt(first, 'fidelity_real')} (chance {_fmt(first, 'fidelity_chance')}) | "
+                 f"{_fmt(first, 'diversity_real')} | {_fmt(first, 'memorization_real')} "
+                 f"(bound {_fmt(first, 'memorization_chance')}) | - | - | - |")
+    return lines
 
 
 def paired_markdown(results: dict[str, Any]) -> list[str]:
@@ -418,14 +444,15 @@ def _text_quality_lines(results: dict[str, Any]) -> list[str]:
              "Support sensitivity: every task's samples beside those drawn with the same seed from another "
              "task's support (of its script when there is one): the share identical (1 = the support is ignored) "
              "and their normalised edit distance, beside that of two real words of the two tasks.", "",
-             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty | validity | identical ↓ | "
+             "| method | steps | fidelity ↑ | same-script fidelity ↑ | novelty (real) | validity (real) | identical ↓ | "
              "edit distance (real) |",
              "|---|---|---|---|---|---|---|---|"]
     for m, e in results["methods"].items():
         for s, q in e.get("text_quality", {}).items():
             sens = q.get("sensitivity", {})
             lines.append(f"| {m} | {s} | {_fmt(q, 'fidelity')} | {_fmt(q, 'fidelity_same_script')} | "
-                         f"{_fmt(q, 'novelty')} | {_fmt(q, 'validity')} | {_fmt(sens, 'identical')} | "
+                         f"{_fmt(q, 'novelty')} ({_fmt(q, 'novelty_real')}) | {_fmt(q, 'validity')} "
+                         f"({_fmt(q, 'validity_real')}) | {_fmt(sens, 'identical')} | "
                          f"{_fmt(sens, 'edit_distance')} ({_fmt(sens, 'edit_distance_real')}) |")
     return lines + _script_lines(results)
 

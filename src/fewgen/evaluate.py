@@ -204,6 +204,9 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     ``novelty``: share of samples in neither the support nor ``training_strings`` (the
     meta-training data); ``in_task``: share that are real held-out examples of the task (in its
     data, not in the support); ``validity``: share of valid, non-empty UTF-8. Means over tasks.
+    ``novelty_real`` / ``validity_real``: the same figures of n real strings of each task out of
+    its support (the strings support sensitivity compares; None for a task with none; means over
+    the tasks that have them): what real held-out data scores.
     ``sensitivity``: :func:`fewgen.metrics.support_sensitivity.support_sensitivity` of the
     samples (same seed, two tasks' supports), beside n real strings of each task out of its
     support. ``by_script``: the per-task figures' means per script (``scripts``, default
@@ -228,13 +231,16 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
         real = set(rest) - set(support)
         per_task[ts.names[i]] = {"novelty": novelty(samples, support, training_strings),
                                  "in_task": sum(x in real for x in samples) / len(samples),
-                                 "validity": validity(samples), "support": support, "samples": samples}
+                                 "validity": validity(samples), "support": support, "samples": samples,
+                                 "novelty_real": _finite(novelty(rest[:n], support, training_strings)),
+                                 "validity_real": _finite(validity(rest[:n]))}
         words[ts.names[i]] = rest[:n]
         if fidelity:
             r = min(real_per_task, len(rest) // 2)
             held[ts.names[i]] = (rest[:r], rest[r:])
     mean = {key: sum(r[key] for r in per_task.values()) / max(len(per_task), 1)
             for key in ("novelty", "in_task", "validity")}
+    mean |= {key: _defined_mean([r[key] for r in per_task.values()]) for key in ("novelty_real", "validity_real")}
     out = {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
     if fidelity and per_task:
         from .metrics.text_fidelity import fidelity_report
@@ -250,6 +256,17 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     return out
 
 
+def _finite(x: float) -> float | None:
+    """``x``, or None when it is not finite (an undefined figure, JSON-safe)."""
+    return x if math.isfinite(x) else None
+
+
+def _defined_mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None (None if none is)."""
+    ok = [v for v in values if v is not None]
+    return sum(ok) / len(ok) if ok else None
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of an evaluation report: NLL rows (text: bits per character,
     and per script), the text baseline's rows under them, then the sample figures."""
@@ -263,12 +280,44 @@ def format_report(report: dict[str, Any]) -> str:
         lines += _sample_lines(report["samples"], "samples")
     if base and "samples" in base:
         lines += _sample_lines(base["samples"], "baseline samples")
-    for s, q in report.get("quality", {}).items():  # images: fewgen eval --metrics fid,...
-        figures = ", ".join(f"{k} {q[k]:.3g}" + (f" ± {q[k + '_ci95']:.2g}" if q.get(k + "_ci95") is not None else "")
-                            for k in ("fid", "kid", "fidelity", "diversity", "memorization") if q.get(k) is not None)
+    lines += quality_lines(report.get("quality", {}))  # images: fewgen eval --metrics fid,...
+    return "\n".join(lines)
+
+
+QUALITY_FIGURES = ("fid", "kid", "fidelity", "diversity", "memorization", "fid_pooled", "kid_pooled")
+QUALITY_LEVELS = {"fidelity": "chance", "memorization": "bound"}  # the figure's level printed beside its real value
+
+
+def quality_lines(quality: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per steps entry of image sample-quality figures
+    (:func:`fewgen.metrics.quality.quality_report`), each figure beside its real held-out value
+    (and fidelity's chance, memorisation's bound), e.g. ``memorization 0.49 ± 0.1 (real -, bound
+    0.5)``; then one line saying what "real" and the levels are. Empty without entries."""
+    lines = []
+    for s, q in quality.items():
+        figures = ", ".join(_quality_figure(q, k) for k in QUALITY_FIGURES if q.get(k) is not None)
         lines.append(f"samples after {s} steps ({q.get('sampler', '-')}, {q.get('samples_per_task', '?')} per task, "
                      f"{q.get('tasks', '?')} tasks): {figures}; {q.get('seconds_per_64', float('nan')):.2f} s per 64 samples")
-    return "\n".join(lines)
+    if lines:
+        q = next(iter(quality.values()))
+        lines.append(f"  real: the same figure for the {q.get('real_per_task', '?')} real held-out examples per task "
+                     "(fid, kid, diversity: one half against the other, a noise level at half the size; fidelity: "
+                     "all of them; memorization: each against the support and the others, one reference fewer than the "
+                     "samples, so it leans high); chance: 1 / tasks; "
+                     "bound: the most samples that copy nothing score in expectation, 1 / (real + 1)")
+    return lines
+
+
+def _quality_figure(q: Mapping[str, Any], key: str) -> str:
+    """``key mean ± ci (real r[, level l])`` of one quality figure ('-' for an undefined real value)."""
+    ci = q.get(key + "_ci95")
+    text = f"{key} {q[key]:.3g}" + (f" ± {ci:.2g}" if ci is not None else "")
+    real = q.get(key + "_real")
+    extras = [f"real {'-' if real is None else format(real, '.3g')}"] if key + "_real" in q else []
+    level = QUALITY_LEVELS.get(key)
+    if level and q.get(f"{key}_chance") is not None:
+        extras.append(f"{level} {q[f'{key}_chance']:.3g}")
+    return text + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _nll_rows(report: dict[str, Any]) -> list[str]:
@@ -292,7 +341,8 @@ def _sample_lines(r: dict[str, Any], title: str) -> list[str]:
 
     guided = f", guidance {r['guidance']:g}" if r.get("guidance", 1.0) != 1.0 else ""
     lines = [f"{title} (K={r['shots']}, steps={r['steps']}, {r['n']} per task, {r['tasks']} tasks{guided}): "
-             f"novelty {r['novelty']:.2f}, real held-out examples {r['in_task']:.2f}, validity {r['validity']:.2f}"]
+             f"novelty {r['novelty']:.2f} (real {_f(r, 'novelty_real')}), real held-out examples {r['in_task']:.2f}, "
+             f"validity {r['validity']:.2f} (real {_f(r, 'validity_real')})"]
     if r.get("fidelity") is not None:
         lines.append(f"  fidelity: {r['fidelity']:.2f} of samples attributed to the support's task "
                      f"(real {r['fidelity_real']:.2f}, chance {r['fidelity_chance']:.2f}); among tasks of its "

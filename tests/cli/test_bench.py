@@ -28,7 +28,7 @@ def test_bench_tiny(omniglot_dir, tmp_path):
     # scratch has no meta-training: it is far worse than a meta-trained model before adaptation
     assert res["methods"]["scratch"]["nll"]["shots"]["5"]["nll_nats"] > res["methods"]["amortized"]["nll"]["shots"]["5"]["nll_nats"]
     md = (tmp_path / "b" / "results.md").read_text()
-    assert "| amortized |" in md and "| scratch |" in md
+    assert "| amortized |" in md and "| scratch |" in md and md.count("| real held-out data |") == 1
 
 
 def test_quick_budget_is_small():
@@ -48,7 +48,7 @@ def test_bench_cross_domain(omniglot_dir, image_folder, tmp_path):
     assert res["methods"]["amortized"]["nll"]["shots"]["1"]["tasks"] == 4
 
 
-def test_eval_quality_metrics(omniglot_dir, tmp_path):
+def test_eval_quality_metrics(omniglot_dir, tmp_path, capsys):
     from fewgen.cli import main
     from fewgen.training import train
 
@@ -62,6 +62,9 @@ def test_eval_quality_metrics(omniglot_dir, tmp_path):
                  "--json", str(js), "--quiet"]) == 0
     q = json.loads(js.read_text())["quality"]["0"]
     assert {"fid", "kid", "fidelity", "diversity", "memorization"} <= set(q) and q["tasks"] == 3
+    # each beside real held-out data's value under the same protocol, printed too
+    assert {"fid_real", "kid_real", "diversity_real", "memorization_real", "memorization_chance"} <= set(q)
+    assert f"(real {q['memorization_real']:.3g}, bound {q['memorization_chance']:.3g})" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "ck"), "--metrics", "nll,bogus"]) == 2
 
 

@@ -122,6 +122,9 @@ def test_fresh_real_examples_score_like_real_data(held_out):
     assert r["fidelity_chance"] == chance and r["fidelity"] > 3.5 * chance  # 0.46-0.64 over seeds
     assert 0.7 < r["diversity"] < 1.4
     assert r["memorization"] < 0.3  # at most 1 / (Q + 1) = 0.09 in expectation
+    # beside them, the real held-out examples under the same protocol (leave-one-out; half against half)
+    assert r["memorization_chance"] == 1 / 11 and 0 <= r["memorization_real"] <= 1 / 10
+    assert 0.6 < r["diversity_real"] < 1.6 and r["fidelity_real"] > 3 * chance
     assert abs(r["kid"]) < 0.2  # noise scores about 2
     assert set(r["per_task"]) == set(names)
     json.dumps(r, allow_nan=False)  # JSON-safe

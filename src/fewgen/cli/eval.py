@@ -230,9 +230,11 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     if q is None:
         raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
     per_steps = quality_for("eval", adapt_fn, q, bcfg, out, all_samplers=False)
-    keep = set(wanted) | {w + "_ci95" for w in wanted} | {"tasks", "samples_per_task", "shots", "fidelity_real",
-                                                          "fidelity_chance", "sampler", "seconds_per_64"}
-    keep |= {w + "_pooled" for w in wanted if w in ("fid", "kid")}  # defined with one real example per task too
+    # each figure beside real held-out data's value under the same protocol, and the levels to read them by
+    keep = {w + end for w in wanted for end in ("", "_ci95", "_real", "_real_ci95")}
+    keep |= {"tasks", "samples_per_task", "shots", "real_per_task", "fidelity_real", "fidelity_chance",
+             "memorization_chance", "sampler", "seconds_per_64"}
+    keep |= {w + end for w in wanted if w in ("fid", "kid") for end in ("_pooled", "_pooled_real")}  # all tasks pooled
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
 
 

@@ -21,6 +21,13 @@ Shapes: ``T`` tasks, ``n`` samples, ``K`` shots, ``Q`` real held-out examples, `
   most ``1 / (Q + 1)`` in expectation.
 - **FID / KID** per task (samples against the task's real examples) and pooled over all tasks
   (:mod:`fewgen.metrics.fid`).
+
+Every figure comes with the value *real* held-out data gets under the same protocol, computed
+by the same function (:func:`quality_report`'s ``<figure>_real``), since none of them reads
+alone: with Q = 1 real example a fresh real drawing counts as memorised with probability up to
+1/2. Fidelity and memorisation score the real examples themselves (memorisation leave-one-out,
+:func:`memorization_real`); FID, KID and diversity score one random half of them against the
+other (:func:`real_halves`).
 """
 
 from __future__ import annotations
@@ -127,9 +134,42 @@ def memorization(samples: Tensor, support: Tensor, real: Tensor, support_mask: T
         d_gr = _dist(samples[j], real[j]).amin(-1) if real.shape[1] else torch.full_like(d_gs, math.inf)  # (c, n)
         d_rs = _dist(real[j], support[j]).masked_fill(absent, math.inf).amin(-1)  # (c, Q)
         tau = d_rs.amin(-1, keepdim=True) if real.shape[1] else torch.full_like(d_gs[:, :1], math.nan)  # (c, 1)
-        hit = (d_gs <= d_gr) & (d_gs < tau)
-        share = hit.double().mean(1)
+        share = _copies(d_gs, d_gr, tau).double().mean(1)
         out.append(share.masked_fill(tau[:, 0].isnan(), math.nan))
+    return torch.cat(out)
+
+
+def _copies(d_gs: Tensor, d_gr: Tensor, tau: Tensor) -> Tensor:
+    """:func:`memorization`'s rule on distances (broadcast): nearest to a shot, ``d(g, S) <= d(g, R)``,
+    and closer to it than any reference real example is to its own, ``d(g, S) < tau``."""
+    return (d_gs <= d_gr) & (d_gs < tau)
+
+
+def memorization_real(support: Tensor, real: Tensor, support_mask: Tensor | None = None) -> Tensor:
+    """Per-task memorisation of the real examples themselves ``(T,)``, leave-one-out: what a fresh
+    real drawing scores under :func:`memorization`'s rule.
+
+    Each real example r_q ``(T, Q, D)`` is scored exactly as a sample is, against the present
+    support S and the *other* real examples ``R \\ {r_q}`` (its tau is the closest any other real
+    example comes to a shot); the task's figure is the share of its Q examples memorised.
+
+    r_q is memorised only if it is strictly closer to a shot than every other real example, which
+    at most one of them is, so the figure is at most ``1 / Q`` in every task. It has one reference
+    fewer (Q - 1) than the samples, whose bound is ``1 / (Q + 1)``: it leans high, and samples at
+    or below it show no more copying than real data does. nan when Q < 2: with no other real
+    example tau is undefined (as :func:`memorization` is nan with no real example).
+    """
+    t, q = real.shape[:2]
+    if q < 2:
+        return torch.full((t,), math.nan, dtype=torch.float64)
+    mask = _full_mask(support, support_mask)
+    others = ~torch.eye(q, dtype=torch.bool, device=real.device)  # (Q, Q): row q, the references of r_q
+    out = []
+    for j in _task_chunks(t, q * (q + support.shape[1])):
+        d_rs = _dist(real[j], support[j]).masked_fill(~mask[j, None, :], math.inf).amin(-1)  # (c, Q)
+        d_rr = _dist(real[j], real[j]).masked_fill(~others, math.inf).amin(-1)  # (c, Q): to the nearest other
+        tau = d_rs[:, None, :].masked_fill(~others, math.inf).amin(-1)  # (c, Q): tau of R \ {r_q}
+        out.append(_copies(d_rs, d_rr, tau).double().mean(1))
     return torch.cat(out)
 
 
@@ -146,10 +186,43 @@ def _summary(report: dict[str, Any], name: str, per_task: Tensor) -> None:
     report[name], report[name + "_ci95"] = _num(mean), _num(ci)
 
 
+def real_halves(real: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Two disjoint random halves of each task's real examples ``(T, Q, D) -> 2 x (T, Q // 2, D)``
+    (a seeded permutation per task; one example is left out when Q is odd): the real data that
+    FID, KID and diversity of real against real compare."""
+    t, q = real.shape[:2]
+    perm = torch.rand(t, q, generator=torch.Generator().manual_seed(seed)).argsort(1).to(real.device)
+    shuffled = real.gather(1, perm[..., None].expand_as(real))
+    return shuffled[:, : q // 2], shuffled[:, q // 2 : 2 * (q // 2)]
+
+
+def _fid_kid_per_task(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Per-task FID and KID ``(T,)`` of ``fake`` ``(T, n, D)`` against ``real`` ``(T, m, D)``
+    (KID seeded ``seed + t`` for task t); nan unless n, m >= 2."""
+    t = real.shape[0]
+    fid_t, kid_t = torch.full((t,), math.nan, dtype=torch.float64), torch.full((t,), math.nan, dtype=torch.float64)
+    if real.shape[1] >= 2 and fake.shape[1] >= 2:
+        for i in range(t):  # torchmetrics fits one pair of sets at a time
+            fid_t[i] = fid_from_features(real[i], fake[i])
+            kid_t[i] = kid_from_features(real[i], fake[i], subset_size, subsets, seed + i)[0]
+    return fid_t, kid_t
+
+
+def _fid_kid_pooled(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int
+                    ) -> tuple[float | None, float | None]:
+    """FID and KID of all tasks' ``fake`` features against all their ``real`` ones (None when
+    either pool has fewer than 2)."""
+    r, f = real.reshape(-1, real.shape[-1]), fake.reshape(-1, fake.shape[-1])
+    if len(r) < 2 or len(f) < 2:
+        return None, None
+    return _num(fid_from_features(r, f)), _num(kid_from_features(r, f, subset_size, subsets, seed)[0])
+
+
 def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Module,
                    support_mask: Tensor | None = None, names: Sequence[str] | None = None, chunk: int = 256,
                    kid_subset_size: int = 100, kid_subsets: int = 50, seed: int = 0) -> dict[str, Any]:
-    """Every sample-quality figure of T tasks, per task and as a mean with a 95% CI over tasks.
+    """Every sample-quality figure of T tasks beside the value real held-out data gets under the
+    same protocol, per task and as a mean with a 95% CI over tasks.
 
     Args:
         samples: generated images ``(T, n, C, S, S)``, floats in ``[0, 1]``.
@@ -159,14 +232,27 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
         net: the feature extractor (:class:`fewgen.feature_net.FeatureNet`).
         names: task names for ``per_task`` (default ``"0"``, ``"1"``, ...).
         chunk: images per forward pass of ``net``.
-        kid_subset_size, kid_subsets, seed: KID's subsets (size capped at min(n, Q)) and their seed.
+        kid_subset_size, kid_subsets, seed: KID's subsets (size capped at the smaller set) and
+            their seed; ``seed`` also draws :func:`real_halves`.
 
     Returns a JSON-safe dict: ``fid``, ``kid``, ``fidelity``, ``diversity``, ``memorization``
-    (each with ``<name>_ci95``; undefined figures are None and left out of the means);
-    ``fid_pooled`` / ``kid_pooled`` (all samples against all real examples);
-    ``fidelity_chance`` (1 / T); ``fidelity_real`` (+ CI): the fidelity of the real examples,
-    the ceiling the extractor allows; the sizes ``tasks``, ``samples_per_task``, ``shots``,
-    ``real_per_task``, ``feature_dim``; and ``per_task`` ``{name: {figure: value}}``.
+    (each with ``<name>_ci95``; undefined figures are None and left out of the means) and each
+    with ``<name>_real`` (+ ``<name>_real_ci95``), the same function on real data:
+
+    - ``fidelity_real``: the fidelity of the real examples, the ceiling the extractor allows;
+      ``fidelity_chance`` is 1 / T.
+    - ``memorization_real``: :func:`memorization_real`, leave-one-out (at most 1 / Q per task;
+      None when Q < 2). ``memorization_chance``: ``1 / (Q + 1)``, the most samples that copy
+      nothing (drawn like the real examples) score in expectation.
+    - ``diversity_real``, ``fid_real``, ``kid_real``: one half of the real examples against the
+      other (:func:`real_halves`; None when Q < 4). They are measured at Q // 2 against Q // 2,
+      not n against Q: FID's upward small-set bias is larger there, so ``fid_real`` is the noise
+      level of the figure at that size, to read beside ``fid``, not an equal-size target.
+
+    ``fid_pooled`` / ``kid_pooled`` (all samples against all real examples) and
+    ``fid_pooled_real`` / ``kid_pooled_real`` (all first halves against all second halves);
+    the sizes ``tasks``, ``samples_per_task``, ``shots``, ``real_per_task``, ``feature_dim``;
+    and ``per_task`` ``{name: {figure: value}}`` with every per-task figure and its real value.
     """
     t, n, q = samples.shape[0], samples.shape[1], real.shape[1]
     if support.shape[0] != t or real.shape[0] != t:
@@ -174,27 +260,25 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
                          f"({t}, {support.shape[0]}, {real.shape[0]})")
     f_gen, f_sup, f_real = embed(net, samples, chunk), embed(net, support, chunk), embed(net, real, chunk)  # (T, ., D)
     mask = _full_mask(f_sup, None if support_mask is None else support_mask.cpu())
+    half_a, half_b = real_halves(f_real, seed)
+    kid_args = (kid_subset_size, kid_subsets, seed)
 
     nan = torch.full((t,), math.nan, dtype=torch.float64)
-    fid_t, kid_t = nan.clone(), nan.clone()
-    if n >= 2 and q >= 2:
-        for i in range(t):
-            fid_t[i] = fid_from_features(f_real[i], f_gen[i])
-            kid_t[i] = kid_from_features(f_real[i], f_gen[i], kid_subset_size, kid_subsets, seed + i)[0]
+    fid_t, kid_t = _fid_kid_per_task(f_real, f_gen, *kid_args)
+    fid_r, kid_r = _fid_kid_per_task(half_a, half_b, *kid_args)
     per = {"fid": fid_t, "kid": kid_t, "fidelity": fidelity(f_gen, f_sup, mask),
            "diversity": diversity(f_gen, f_real) if q >= 2 else nan,
-           "memorization": memorization(f_gen, f_sup, f_real, mask)}
+           "memorization": memorization(f_gen, f_sup, f_real, mask),
+           "fid_real": fid_r, "kid_real": kid_r, "fidelity_real": fidelity(f_real, f_sup, mask) if q else nan,
+           "diversity_real": diversity(half_a, half_b), "memorization_real": memorization_real(f_sup, f_real, mask)}
     report: dict[str, Any] = {}
     for k, v in per.items():
         _summary(report, k, v)
-    _summary(report, "fidelity_real", fidelity(f_real, f_sup, mask) if q else nan)
-    pooled_gen, pooled_real = f_gen.reshape(t * n, -1), f_real.reshape(t * q, -1)
-    big_enough = len(pooled_gen) >= 2 and len(pooled_real) >= 2
-    report["fid_pooled"] = _num(fid_from_features(pooled_real, pooled_gen)) if big_enough else None
-    report["kid_pooled"] = (_num(kid_from_features(pooled_real, pooled_gen, kid_subset_size, kid_subsets, seed)[0])
-                            if big_enough else None)
-    report.update({"fidelity_chance": 1.0 / t if t else None, "tasks": t, "samples_per_task": n,
-                   "shots": int(support.shape[1]), "real_per_task": q, "feature_dim": int(f_gen.shape[-1])})
+    report["fid_pooled"], report["kid_pooled"] = _fid_kid_pooled(f_real, f_gen, *kid_args)
+    report["fid_pooled_real"], report["kid_pooled_real"] = _fid_kid_pooled(half_a, half_b, *kid_args)
+    report.update({"fidelity_chance": 1.0 / t if t else None, "memorization_chance": 1.0 / (q + 1) if q else None,
+                   "tasks": t, "samples_per_task": n, "shots": int(support.shape[1]), "real_per_task": q,
+                   "feature_dim": int(f_gen.shape[-1])})
     names = list(names) if names is not None else [str(i) for i in range(t)]
     report["per_task"] = {names[i]: {k: _num(v[i]) for k, v in per.items()} for i in range(t)}
     return report
