@@ -213,7 +213,8 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     """
     from .support import read_support
 
-    support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0))
+    support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0),
+                           str(ck.path))
     mask = torch.ones(1, len(support), dtype=torch.bool)
     algo = algo or ck.info.get("algo", ck.config.train.algo)
     a = adapter_for_checkpoint(ck, algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 
 from .adaptation import Adapted, adapted_sample, adapter_for_checkpoint, steps_note
-from .checkpoint import Checkpoint, load
+from .checkpoint import Checkpoint, check_data, load
 from .config import Config, replace
 from .errors import FewgenError
 from .evaluate import add_script_groups, check_shots, evaluate
@@ -144,6 +144,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     cfg.base = replace(cfg.base, model={"family": family_for_data(cfg.base.model, tasks.modality)})  # as train does
     eval_spec = cfg.eval_data or cfg.data
     held_out = _held_out(cfg, tasks, base_data)
+    for name, path in cfg.ckpts.items():  # a given checkpoint that cannot read the data: said before any training
+        check_data(load(path), held_out.modality, held_out.example_shape, eval_spec, f"--ckpt {name}={path}")
     ecfg = replace(cfg.base, eval={"shots": cfg.shots, "steps": cfg.steps, "max_tasks": cfg.eval_tasks,
                                    "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
     quality = quality_setup(cfg, tasks, held_out, out, progress)

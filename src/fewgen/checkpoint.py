@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .digest import file_digest
 from .config import Config, config_from_dict, config_to_dict
-from .errors import CheckpointError, FewgenError
+from .errors import CheckpointError, DataError, FewgenError
 from .models import GenerativeModel, model_from_dict
 
 FORMAT = "fewgen-checkpoint"
@@ -202,6 +202,8 @@ def load(path: str | Path) -> Checkpoint:
                               f"{str(e)[:100]})") from None
     except SafetensorError as e:
         raise CheckpointError(f"{weights}: corrupted weights file ({e})") from None
+    except DataError as e:  # a file the model refers to (a Hugging Face base folder): named by the error
+        raise CheckpointError(f"{e} (needed by the checkpoint {path})") from None
     except FewgenError as e:
         raise CheckpointError(f"{cfg_file}: {e}") from None
     except RuntimeError as e:  # e.g. a negative size in a hand-edited config.json
@@ -215,6 +217,20 @@ def load(path: str | Path) -> Checkpoint:
                               f"(family {family})") from None
     model.eval()
     return Checkpoint(model, config, path, meta.get("extra", {}), tensors)
+
+
+def check_data(ck: Checkpoint, modality: str, example_shape: tuple[int, ...], spec: str, name: str = "") -> None:
+    """A one-line DataError when data of ``spec`` (its ``modality`` and ``example_shape``) cannot
+    go through the checkpoint's model: another modality, or images of another size or channels."""
+    m, where = ck.model, name or str(ck.path)
+    if m.modality != modality:
+        article = "an" if m.modality[0] in "aeiou" else "a"
+        raise DataError(f"{where} is {article} {m.modality} model, but {spec} is {modality} data: give data of its kind")
+    if modality == "image":
+        want = (m.channels, m.image_size, m.image_size)
+        if tuple(example_shape) != want:
+            raise DataError(f"{where} takes images of shape {want} (channels, size, size), but {spec} gives "
+                            f"{tuple(example_shape)}; set data.image_size / data.channels as the checkpoint was trained")
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:

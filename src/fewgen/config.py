@@ -158,7 +158,10 @@ def _coerce_int(value: Any, key: str) -> int:
     raise ConfigError(f"config key '{key}' must be an integer, got {_short(value)}")
 
 
-def _coerce_float(value: Any, key: str) -> float:
+def finite_number(value: Any, what: str) -> float:
+    """The one float coercion of fewgen: ``value`` (a number or its text) as a finite float, or a
+    ConfigError "``what`` must be a (finite) number". Config values and command-line options
+    (:func:`fewgen.cli.common.finite_float`) both go through it, so NaN and infinities stop at parse time."""
     number = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = value
@@ -168,14 +171,18 @@ def _coerce_float(value: Any, key: str) -> float:
         except ValueError:
             pass
     if number is None:
-        raise ConfigError(f"config key '{key}' must be a number, got {_short(value)}")
+        raise ConfigError(f"{what} must be a number, got {_short(value)}")
     try:
         number = float(number)
     except OverflowError:  # an integer too large for a float
         number = math.inf
     if not math.isfinite(number):
-        raise ConfigError(f"config key '{key}' must be a finite number, got {_short(value)}")
+        raise ConfigError(f"{what} must be a finite number, got {_short(value)}")
     return number
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    return finite_number(value, f"config key '{key}'")
 
 
 def _coerce_str(value: Any, key: str) -> str:
@@ -205,7 +212,18 @@ def _coerce_dict(value: Any, key: str) -> dict:
             raise ConfigError(f"config key '{key}' must be a JSON object, got {_short(value)}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
-    return dict(value)
+    return {k: _finite_leaves(v, f"{key}.{k}") for k, v in value.items()}
+
+
+def _finite_leaves(value: Any, key: str) -> Any:
+    """``value`` (a free-form table's entry, e.g. ``model.extra``) with every float checked finite."""
+    if isinstance(value, float):
+        return _coerce_float(value, key)
+    if isinstance(value, dict):
+        return {k: _finite_leaves(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_finite_leaves(v, f"{key}[{i}]") for i, v in enumerate(value))
+    return value
 
 
 _SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
@@ -330,7 +348,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{p}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
 
 
 def _parse_scalar(text: str) -> Any:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from .config import finite_number
 from .errors import DataError, FewgenError
 
 Upload = tuple[str, bytes]  # (the client's file name, used only in messages; the file's bytes)
@@ -192,9 +193,10 @@ def decode_lines(text: str, max_len: int, limits: Limits) -> Tensor:
 
     if len(text) > limits.max_bytes:
         raise DataError(f"the text is over the limit of {limits.max_bytes / 2**20:.3g} MiB")
+    from .support import require_examples
+
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        raise DataError("no examples: paste a few lines of text, one example a line")
+    require_examples(len(lines), "the pasted text")
     if len(lines) > limits.max_lines:
         raise DataError(f"too many lines: at most {limits.max_lines} examples per request")
     try:
@@ -384,6 +386,14 @@ def guarded(fn: Callable[..., tuple], blank: tuple) -> Callable[..., tuple]:
     return run
 
 
+def whole(value: Any, what: str) -> int:
+    """A page's number field as an integer: finite and whole (a one-line error otherwise)."""
+    number = finite_number(value, what)
+    if number != int(number):
+        raise DataError(f"{what} must be a whole number, got {number:g}")
+    return int(number)
+
+
 def page_handlers(registry: Registry, limits: Limits, downloads: Downloads) -> tuple[Callable, ...]:
     """The page's three event handlers: image request, text request, checkpoint chosen."""
     import gradio as gr
@@ -395,15 +405,16 @@ def page_handlers(registry: Registry, limits: Limits, downloads: Downloads) -> t
         served = registry.get(name)
         uploads = read_uploaded(paths, get_upload_folder(), limits)
         sampling = dict(zip(IMAGE_SAMPLERS, sampler_values))
-        r = personalise_images(served, uploads, int(n), int(seed), int(steps), sampling, limits,
-                               lambda f, what: progress(f, desc=what))
+        r = personalise_images(served, uploads, whole(n, "n"), whole(seed, "seed"), whole(steps, "steps"), sampling,
+                               limits, lambda f, what: progress(f, desc=what))
         grid = image_grid(support_and_samples(r.support, r.samples), gap_after=[0])
         gallery = [image_grid([x[None]], scale=3, pad=0) for x in r.samples]
         return grid, gallery, stats_line(r, "image"), str(downloads.put(r.checkpoint_zip)), ""
 
     def text(name, lines, n, seed, steps, temperature, top_p, progress=gr.Progress()):
-        r = personalise_text(registry.get(name), lines or "", int(n), int(seed), int(steps), float(temperature),
-                             float(top_p), limits, lambda f, what: progress(f, desc=what))
+        r = personalise_text(registry.get(name), lines or "", whole(n, "n"), whole(seed, "seed"), whole(steps, "steps"),
+                             finite_number(temperature, "temperature"), finite_number(top_p, "top-p"), limits,
+                             lambda f, what: progress(f, desc=what))
         return "\n".join(r.samples), stats_line(r, "text"), str(downloads.put(r.checkpoint_zip)), ""
 
     def chosen(name):

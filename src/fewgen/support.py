@@ -18,6 +18,28 @@ from .config import DataConfig
 from .errors import DataError
 
 
+def require_examples(count: int, source: str) -> None:
+    """The one check for empty data: every command and the web page refuse a support (or a
+    task) with no examples with this message, naming ``source`` (the files, or "the pasted text")."""
+    if count == 0:
+        raise DataError(f"{source}: no examples (empty, or only blank lines); give at least one example")
+
+
+def check_kind(paths: Sequence[str | Path], modality: str, model: str) -> None:
+    """A one-line error when a support file given by name is of the other modality than the
+    model's (a .txt file for an image model, an image for a text model)."""
+    from .tasks.images import IMAGE_SUFFIXES
+
+    other = {"image": ((".txt",), "a text file", "an image model: give image files or folders"),
+             "text": (tuple(IMAGE_SUFFIXES), "an image", "a text model: give .txt files, one example a line")}
+    if modality not in other:
+        return
+    suffixes, kind, wanted = other[modality]
+    for p in map(Path, paths):
+        if p.is_file() and p.suffix.lower() in suffixes:
+            raise DataError(f"{p} is {kind}, but {model} is {wanted}")
+
+
 def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: str) -> list[Path]:
     """Files given directly, plus the files with one of ``suffixes`` (case-insensitive) inside
     given folders (sorted); a path that does not exist, or no file at all, is a :class:`DataError`
@@ -25,9 +47,11 @@ def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: 
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+            present = sorted(f for f in p.iterdir() if f.is_file())
+            found = [f for f in present if f.suffix.lower() in suffixes]
             if not found:
-                raise DataError(f"{p}: folder has no {what} files")
+                held = f" (it holds {present[0].name}{' and more' if len(present) > 1 else ''})" if present else ""
+                raise DataError(f"{p}: folder has no {what} files{held}")
             files += found
         elif p.is_file():
             files.append(p)
@@ -48,26 +72,34 @@ def read_support_images(paths: Sequence[str | Path], cfg: DataConfig) -> Tensor:
     return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f)) for f in files]))
 
 
-def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, max_len: int = 0) -> Tensor:
+def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, max_len: int = 0,
+                 model: str = "the checkpoint") -> Tensor:
     """A user's support files for a model of ``modality`` -> (K, *X), prepared like its data.
 
     Images: image files and/or folders of them. Text: ``.txt`` files (or folders of them), one
     example per line, byte-encoded to ``max_len``. Toy: text files of numbers, one example per row.
+    A file of the other modality, or files with no example at all, are one-line errors
+    (``model`` names the checkpoint in them).
     """
+    check_kind(paths, modality, model)
     if modality == "image":
         return read_support_images(paths, cfg)
     if modality not in ("text", "toy"):
         raise DataError(f"reading support files of '{modality}' models is not supported")
     files = support_files(paths, (".txt",), ".txt")
     if modality == "text":
-        return read_support_text(files, max_len)
+        support = read_support_text(files, max_len)
+        require_examples(len(support), ", ".join(map(str, paths)))
+        return support
     import numpy as np
 
     try:
         rows = [np.atleast_2d(np.loadtxt(f, dtype=np.float32, delimiter=None, ndmin=2)) for f in files]
     except ValueError as e:
         raise DataError(f"support: not a table of numbers ({e})") from None
-    return torch.from_numpy(np.concatenate(rows))
+    support = torch.from_numpy(np.concatenate(rows))
+    require_examples(len(support), ", ".join(map(str, paths)))
+    return support
 
 
 

@@ -17,7 +17,7 @@ import hf_tiny  # noqa: E402
 from fewgen import checkpoint  # noqa: E402
 from fewgen.adaptation import adapter_for_checkpoint, save_adapted  # noqa: E402
 from fewgen.config import Config, DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from fewgen.errors import ConfigError  # noqa: E402
+from fewgen.errors import ConfigError, DataError  # noqa: E402
 from fewgen.meta import get_algorithm  # noqa: E402
 from fewgen.metrics.text import bits_per_char  # noqa: E402
 from fewgen.models import build_model, params_of  # noqa: E402
@@ -109,7 +109,7 @@ def test_loading_is_local_and_never_trusts_remote_code(gpt2, monkeypatch):
 def test_bin_only_folder_is_refused_with_how_to_convert(gpt2, tmp_path):
     (tmp_path / "config.json").write_text((gpt2 / "config.json").read_text())
     torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
-    with pytest.raises(ConfigError, match="safetensors only.*save_pretrained") as e:
+    with pytest.raises(DataError, match="safetensors only.*save_pretrained") as e:
         build(tmp_path)
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="model.extra.path"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_adapt_args, adapt_train_config
+from .common import adapt_train_config, add_adapt_args, finite_float
 
 HELP = "adapt a checkpoint to a few support examples; write an adapted checkpoint"
 
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--support", nargs="+", required=True, metavar="FILE_OR_DIR",
                    help="support examples: image files / folders (images), text files (text)")
     p.add_argument("--steps", type=int, default=0, help="fine-tuning steps on the support (default 0)")
-    p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
+    p.add_argument("--lr", type=finite_float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's; 'scratch' = fresh init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the adapted checkpoint")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_args, base_config
+from .common import add_config_args, base_config, finite_float
 
 HELP = "benchmark meta-learning methods against the baselines (table + plots)"
 
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", default="1,5,10")
     p.add_argument("--steps", default="0,1,5,10")
     p.add_argument("--train-steps", type=int, default=1500, help="meta-training steps per method")
-    p.add_argument("--train-seconds", type=float, default=0.0, help="time budget per method (0 = none)")
+    p.add_argument("--train-seconds", type=finite_float, default=0.0, help="time budget per method (0 = none)")
     p.add_argument("--eval-tasks", type=int, default=40)
     p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
                    help="use an existing checkpoint for a method, or add one as a row named NAME (list it in --methods)")

@@ -7,7 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import ADAPT_PARAMS, Config, EvalConfig, apply_overrides, load_config, replace, validate
+from ..config import ADAPT_PARAMS, Config, EvalConfig, apply_overrides, finite_number, load_config, replace, validate
+from ..errors import ConfigError
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type`` of every float option: a finite number (NaN and infinities refused at
+    parse time by the config's own coercion, :func:`fewgen.config.finite_number`)."""
+    try:
+        return finite_number(text, "the value")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("the value ", "", 1)) from None
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -34,14 +44,14 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def add_diffusion_arguments(p: argparse.ArgumentParser) -> None:
     """The diffusion sampler's options (``eval.guidance``, ``eval.sample_steps``, ``eval.sampler``)."""
-    p.add_argument("--guidance", type=float, default=None,
+    p.add_argument("--guidance", type=finite_float, default=None,
                    help="classifier-free guidance (0 = unconditional, 1 = conditional, >1 follows the support more; "
                         "default: the checkpoint's eval.guidance for image_diffusion, eval.text_guidance for "
                         "text_transformer)")
     p.add_argument("--sample-steps", type=int, default=None, help="image_diffusion: denoising steps per sample")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default=None,
                    help="image_diffusion: ddim (deterministic) or ddpm (stochastic)")
-    p.add_argument("--strength", type=float, default=None,
+    p.add_argument("--strength", type=finite_float, default=None,
                    help="image_diffusion: 1 = the model's own samples, from noise (default); below 1 = variations "
                         "of a support shot noised to t = strength and denoised given the support (SDEdit)")
 

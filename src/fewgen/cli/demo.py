@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 
+from .common import finite_float
+
 HELP = "the quick tour: train on embedded glyphs, evaluate, write sample grids"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--seconds", type=float, default=180.0, help="training time budget (default 180)")
+    p.add_argument("--seconds", type=finite_float, default=180.0, help="training time budget (default 180)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--overwrite", action="store_true",

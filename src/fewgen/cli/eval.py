@@ -49,7 +49,8 @@ from __future__ import annotations
 import argparse
 
 from ..config import replace
-from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, text_guidance_arg, write_json
+from .common import (adapt_train_config, add_adapt_args, add_diffusion_arguments, diffusion_eval_config,
+                     finite_float, text_guidance_arg, write_json)
 
 HELP = "evaluate held-out conditional NLL (JSON report)"
 
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", default="0", help="comma-separated fine-tuning step counts")
     p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's); "
                                   "'scratch' evaluates a fresh random init of the same model")
-    p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
+    p.add_argument("--lr", type=finite_float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--importance-samples", type=int, default=None, help="IWAE samples (default 100)")
     p.add_argument("--max-tasks", type=int, default=None, help="evaluate at most this many tasks")
     p.add_argument("--max-queries", type=int, default=None, metavar="Q",
@@ -93,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..checkpoint import load
+    from ..checkpoint import check_data, load
     from ..adaptation import adapter_for_checkpoint, steps_note
     from ..errors import FewgenError
     from ..evaluate import evaluate, format_report
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     spec = args.data or cfg.data.spec
     ecfg = _eval_config(cfg, args)
     ts = load_split(spec, _data_config(cfg, spec, args), args.split)
+    check_data(ck, ts.modality, ts.example_shape, spec, args.checkpoint)
     algo = args.algo or ck.info.get("algo", cfg.train.algo)
     tc = adapt_train_config(cfg, args)
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed, train=tc)

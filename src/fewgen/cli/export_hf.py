@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import finite_float
+
 HELP = "pre-train a small GPT-2 on the meta-train text and save it as a Hugging Face model folder"
 
 
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="words", metavar="SPEC", help="text data spec (default words)")
     p.add_argument("--out", required=True, metavar="FOLDER")
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--max-seconds", type=float, default=0.0, help="wall-clock budget (0 = none)")
+    p.add_argument("--max-seconds", type=finite_float, default=0.0, help="wall-clock budget (0 = none)")
     p.add_argument("--vocab", type=int, default=512, help="BPE vocabulary size (257 = bytes only)")
     p.add_argument("--width", type=int, default=128, help="embedding width (n_embd)")
     p.add_argument("--layers", type=int, default=4)

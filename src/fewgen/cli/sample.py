@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FewgenError
-from .common import add_adapt_args, add_diffusion_arguments, adapt_train_config, diffusion_eval_config, text_guidance_arg
+from .common import (adapt_train_config, add_adapt_args, add_diffusion_arguments, diffusion_eval_config,
+                     finite_float, text_guidance_arg)
 
 HELP = "sample from a checkpoint given support examples (PNG grid for images, lines for text)"
 
@@ -30,12 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--support", nargs="*", default=[], metavar="FILE_OR_DIR",
                    help="support examples: image files / folders (images), text files (text)")
     p.add_argument("--steps", type=int, default=0, help="fine-tuning steps on the support first (default 0)")
-    p.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the checkpoint's)")
+    p.add_argument("--lr", type=finite_float, default=None, help="inner learning rate (default: the checkpoint's)")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=finite_float, default=1.0,
                    help="text: sampling temperature (default 1; 0 = greedy)")
-    p.add_argument("--top-p", type=float, default=1.0,
+    p.add_argument("--top-p", type=finite_float, default=1.0,
                    help="text: nucleus sampling, draw from the smallest set of next bytes holding this much "
                         "probability (default 1 = off; 0.9 cuts stray characters)")
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
@@ -76,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.support and not adapted:
         raise FewgenError(f"--support: give at least one example ({what}), or an adapted checkpoint")
     if args.support:
-        support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0))
-        if len(support) == 0:
-            raise FewgenError(f"--support: no examples found in {', '.join(args.support)}")
+        support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0), args.checkpoint)
     elif m.modality == "image":
         support = torch.zeros(0, m.channels, m.image_size, m.image_size)
     else:

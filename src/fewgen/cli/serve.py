@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import finite_float
+
 HELP = "serve a browser page that personalises checkpoints from a few uploaded examples (Gradio)"
 
 
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--concurrency", type=int, default=1, help="requests run at once (default 1; others queue)")
     p.add_argument("--max-files", type=int, default=d.max_files, help=f"images per request (default {d.max_files})")
-    p.add_argument("--max-mb", type=float, default=d.max_bytes / 2**20,
+    p.add_argument("--max-mb", type=finite_float, default=d.max_bytes / 2**20,
                    help=f"uploads per request in MiB (default {d.max_bytes // 2**20})")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"fine-tuning steps (default {d.max_steps})")
 

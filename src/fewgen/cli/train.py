@@ -16,7 +16,7 @@ import json
 
 from ..config import TrainConfig, config_from_dict, replace
 from ..errors import FewgenError
-from .common import add_config_args, base_config, with_data
+from .common import add_config_args, base_config, finite_float, with_data
 from .paths import out_folder, spec_paths
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="meta-training steps")
     p.add_argument("--shots", type=int, help="maximum support size K")
     p.add_argument("--seed", type=int, help="seed (fixes everything)")
-    p.add_argument("--max-seconds", type=float, help="stop and save after this much time (train.clock: wall or "
+    p.add_argument("--max-seconds", type=finite_float, help="stop and save after this much time (train.clock: wall or "
                    "cpu seconds); without --steps (or train.steps) the budget alone ends the run")
     p.add_argument("--device", help="auto (CUDA if visible, else CPU; the default), cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16: autocast of the meta-loss (GPUs)")

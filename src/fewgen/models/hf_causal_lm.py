@@ -42,6 +42,7 @@ cannot batch. :meth:`export_files` writes a standard PEFT adapter folder
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..tasks.text import decode, encode_batch
 from .base import Context, GenerativeModel, check_extra_keys, exact_nll
 from .utf8 import draw_token
@@ -74,31 +75,83 @@ def check_folder(path: str | Path) -> Path:
     """The model folder, checked: a config.json and safetensors weights (pickled .bin refused)."""
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
-        raise ConfigError(f"model.extra.path: no such folder '{folder}'")
+        raise DataError(f"model.extra.path: no such folder '{folder}'")
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"model.extra.path: '{folder}' is not a Hugging Face model folder (no config.json)")
+        raise DataError(f"model.extra.path: '{folder}' is not a Hugging Face model folder (no config.json)")
     if not any(folder.glob("*.safetensors")):
         if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
-            raise ConfigError(
+            raise DataError(
                 f"{folder}: only pickled .bin weights, which can run code when loaded; fewgen reads safetensors only. "
                 f"Convert once with: python -c \"from transformers import AutoModelForCausalLM as M; "
                 f"M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\"")
-        raise ConfigError(f"{folder}: no *.safetensors weights")
+        raise DataError(f"{folder}: no *.safetensors weights")
     return folder
 
 
+def _check_files(folder: Path) -> None:
+    """Each file a loader will read, checked on its own so that the error names it: config.json
+    and the tokenizer's JSON files parse, and every safetensors file's header covers the file
+    (a truncated or damaged download)."""
+    from safetensors import safe_open
+
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        f = folder / name
+        if f.is_file():
+            try:
+                json.loads(f.read_bytes().decode("utf-8"))
+            except (ValueError, RecursionError) as e:
+                raise DataError(f"{f}: damaged (not valid JSON: {str(e)[:80]})") from None
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as e:  # noqa: BLE001 - SafetensorError and OS errors alike: the file is unusable
+            raise DataError(f"{f}: damaged weights file ({str(e).splitlines()[0][:120]})") from None
+
+
 def load_base(folder: Path) -> tuple[nn.Module, Any]:
-    """The causal LM and its tokenizer from a checked folder: local files only, no remote code."""
+    """The causal LM and its tokenizer from a checked folder: local files only, no remote code.
+    Any failure inside transformers is a one-line DataError naming the folder and the part."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _check_files(folder)
     opts = {"local_files_only": True, "trust_remote_code": False}
     try:  # eager attention: second-order MAML needs grad of grad, which the fused SDPA kernels lack
         model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32,
                                                      attn_implementation="eager", **opts)
+    except Exception as e:  # noqa: BLE001 - a user's folder: whatever fails, it is this folder's model
+        raise DataError(f"{folder}: cannot load the model ({_what(e)})") \
+            from None
+    try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), **opts)
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{folder}: cannot load the model or its tokenizer ({str(e).splitlines()[0][:160]})") from None
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{folder}: cannot load the tokenizer ({_what(e)})") \
+            from None
+    _probe_tokenizer(folder, tokenizer)
     return model, tokenizer
+
+
+def _what(e: Exception) -> str:
+    """An exception from a third-party loader on one line: its type and the start of its message."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+
+
+PROBE = ("a", "Hello", "ĉirkaŭ", "мир", "\n")  # every tokenizer fewgen can use turns each into tokens
+
+
+def _probe_tokenizer(folder: Path, tokenizer: Any) -> None:
+    """A tokenizer that turns text into no tokens would train on nothing (a loss of 0.0): refused
+    when the folder is loaded, before any work."""
+    require_tokens(folder, list(PROBE), tokenizer(list(PROBE), add_special_tokens=False)["input_ids"])
+
+
+def require_tokens(folder: Path, texts: list[str], ids: list[list[int]]) -> None:
+    """A DataError naming the first of ``texts`` that the tokenizer of ``folder`` turned into no
+    tokens (``ids``): scored as zero nats, it would be a loss of 0.0 on nothing."""
+    empty = next((t for t, line in zip(texts, ids) if not line), None)
+    if empty is not None:
+        raise DataError(f"{folder}: the tokenizer turns {empty!r} into no tokens; it must cover the text "
+                        "(a byte-level tokenizer, as GPT-2's, covers every string)")
 
 
 def _freeze_as_buffers(module: nn.Module) -> None:
@@ -172,7 +225,9 @@ class HFCausalLM(GenerativeModel):
     def _lines(self, ids: Tensor) -> list[list[int]]:
         """Token ids of each string's line ``{x}\\n``: byte ids (N, L) -> N lists."""
         texts = [decode(row) + "\n" for row in ids.tolist()]
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        lines = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        require_tokens(self.folder, texts, lines)
+        return lines
 
     def _prompts(self, context: Context) -> list[list[int]]:
         """The real prompt tokens of each task of a context."""
