@@ -177,7 +177,7 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     if rates is not None and set(rates) != set(adapt_variables(model, params_of(model), inner)):
         raise ConfigError(f"the checkpoint's Meta-SGD rates are for train.adapt_params="
                           f"{ck.config.train.adapt_params}, not {tc.adapt_params}; give --lr for one scalar rate")
-    stored = stored_context(ck.tensors) if adapted else None
+    stored = stored_context(ck.tensors) if adapted else None  # checked by checkpoint.load
 
     def fn(support: Tensor, mask: Tensor, steps: int, on_step: Callable[[int], None] | None = None) -> Adapted:
         return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
@@ -244,12 +244,48 @@ def save_adapted(ck: "Checkpoint", adapted: Adapted, out: str | Path, info: dict
 CONTEXT_PREFIX = "context."  # checkpoint tensors holding an adapted checkpoint's stored context
 
 
-def stored_context(tensors: dict[str, Tensor]) -> Context:
-    """The context stored in an adapted checkpoint's tensors (see :func:`adapt_checkpoint`)."""
+def stored_context(tensors: dict[str, Tensor], model: GenerativeModel | None = None, where: str = "") -> Context:
+    """The context stored in an adapted checkpoint's tensors (see :func:`adapt_checkpoint`),
+    checked against what ``model`` (when given) makes (:func:`check_context`; ``where`` names the file)."""
     from .errors import CheckpointError
 
     ctx = {k[len(CONTEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(CONTEXT_PREFIX)}
     if not ctx:
         raise CheckpointError("adapted checkpoint without a stored context (made by a fewgen before contract v2, "
                               "whose context was one flat tensor): re-run `fewgen adapt` on the original checkpoint")
+    if model is not None:
+        check_context(model, ctx, where)
     return ctx
+
+
+def empty_examples(model: GenerativeModel, k: int = 0) -> Tensor:
+    """``k`` all-zero examples of the model's kind (K, *X): images (C, S, S), byte strings (max_len,)
+    or toy vectors (dim,)."""
+    if model.modality == "image":
+        return torch.zeros(k, model.channels, model.image_size, model.image_size)
+    if model.modality == "text":
+        return torch.zeros(k, model.max_len, dtype=torch.long)
+    return torch.zeros(k, model.dim)
+
+
+def check_context(model: GenerativeModel, ctx: Context, where: str) -> None:
+    """A CheckpointError when a stored one-task context is not one ``model`` could have made: its
+    keys, dtypes and the sizes that do not grow with the support (the model's own contexts of
+    one and of two shots tell which do) must match, and its floats must be finite."""
+    from .errors import CheckpointError
+
+    with torch.no_grad():
+        one, two = (model.context(empty_examples(model, k)[None], torch.ones(1, k, dtype=torch.bool)) for k in (1, 2))
+    if set(ctx) != set(one):
+        raise CheckpointError(f"{where}: the stored context has entries {sorted(ctx)}, the model needs {sorted(one)}")
+    for key, want in one.items():
+        got = ctx[key]
+        fixed = [a if a == b else None for a, b in zip(want.shape, two[key].shape)]  # None: grows with K
+        fits = got.dim() == want.dim() and got.shape[0] == 1 and got.dtype == want.dtype and all(
+            f is None or f == g for f, g in zip(fixed[1:], got.shape[1:]))
+        if not fits:
+            shape = "(1, " + ", ".join("any" if f is None else str(f) for f in fixed[1:]) + ")"
+            raise CheckpointError(f"{where}: stored context '{key}' is {got.dtype} {tuple(got.shape)}; "
+                                  f"the model needs {want.dtype} {shape}")
+        if got.is_floating_point() and not bool(got.isfinite().all()):
+            raise CheckpointError(f"{where}: stored context '{key}' holds NaN or infinite values")

@@ -216,7 +216,12 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{weights}: weights do not match the model described in config.json "
                               f"(family {family})") from None
     model.eval()
-    return Checkpoint(model, config, path, meta.get("extra", {}), tensors)
+    info = meta.get("extra", {})
+    if isinstance(info, dict) and info.get("adapted"):  # its stored context, checked against the model
+        from .adaptation import stored_context
+
+        stored_context(tensors, model, str(weights))
+    return Checkpoint(model, config, path, info if isinstance(info, dict) else {}, tensors)
 
 
 def check_data(ck: Checkpoint, modality: str, example_shape: tuple[int, ...], spec: str, name: str = "") -> None:

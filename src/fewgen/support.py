@@ -40,10 +40,10 @@ def check_kind(paths: Sequence[str | Path], modality: str, model: str) -> None:
             raise DataError(f"{p} is {kind}, but {model} is {wanted}")
 
 
-def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: str) -> list[Path]:
+def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: str, reader: str = "") -> list[Path]:
     """Files given directly, plus the files with one of ``suffixes`` (case-insensitive) inside
     given folders (sorted); a path that does not exist, or no file at all, is a :class:`DataError`
-    (``what`` names the kind of file in the message)."""
+    (``what`` names the kind of file in the message, ``reader`` what reads them)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -51,7 +51,7 @@ def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: 
             found = [f for f in present if f.suffix.lower() in suffixes]
             if not found:
                 held = f" (it holds {present[0].name}{' and more' if len(present) > 1 else ''})" if present else ""
-                raise DataError(f"{p}: folder has no {what} files{held}")
+                raise DataError(f"{p}: folder has no {what} files{held}{'; ' + reader if reader else ''}")
             files += found
         elif p.is_file():
             files.append(p)
@@ -62,13 +62,13 @@ def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: 
     return files
 
 
-def read_support_images(paths: Sequence[str | Path], cfg: DataConfig) -> Tensor:
+def read_support_images(paths: Sequence[str | Path], cfg: DataConfig, reader: str = "") -> Tensor:
     """Image files and/or folders of images -> (K, C, S, S), prepared like the training data."""
     import numpy as np
 
     from .tasks.images import IMAGE_SUFFIXES, read_image
 
-    files = support_files(paths, IMAGE_SUFFIXES, "image")
+    files = support_files(paths, IMAGE_SUFFIXES, "image", reader)
     return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f)) for f in files]))
 
 
@@ -82,11 +82,12 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     (``model`` names the checkpoint in them).
     """
     check_kind(paths, modality, model)
+    reader = f"{model} is {'an' if modality == 'image' else 'a'} {modality} model"
     if modality == "image":
-        return read_support_images(paths, cfg)
+        return read_support_images(paths, cfg, reader)
     if modality not in ("text", "toy"):
         raise DataError(f"reading support files of '{modality}' models is not supported")
-    files = support_files(paths, (".txt",), ".txt")
+    files = support_files(paths, (".txt",), ".txt", reader)
     if modality == "text":
         support = read_support_text(files, max_len)
         require_examples(len(support), ", ".join(map(str, paths)))

@@ -34,3 +34,25 @@ def test_round_trip_and_toml(tmp_path):
     f.write_text("[train\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(f)
+
+
+@pytest.mark.parametrize("override", ["train.lr=nan", "train.max_seconds=inf", "eval.guidance=-inf",
+                                      "train.lr=1e999", "model.extra.features=nan", 'model.extra={a = {b = [1, inf]}}'])
+def test_non_finite_numbers_are_refused_at_parse_time(override):
+    from fewgen.config import Config, apply_overrides
+    from fewgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        apply_overrides(Config(), [override])
+
+
+def test_one_coercion_for_options_and_config():
+    import argparse
+
+    from fewgen.cli.common import finite_float
+    from fewgen.config import finite_number
+
+    assert finite_number("0.5", "x") == finite_float("0.5") == 0.5
+    for bad in ("nan", "inf", "-inf", "1e999"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"must be a finite number, got '{bad}'"):
+            finite_float(bad)

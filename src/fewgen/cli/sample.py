@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..adaptation import adapter_for_checkpoint
+    from ..adaptation import adapter_for_checkpoint, empty_examples
     from ..checkpoint import load
     from ..support import read_support
 
@@ -78,10 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise FewgenError(f"--support: give at least one example ({what}), or an adapted checkpoint")
     if args.support:
         support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0), args.checkpoint)
-    elif m.modality == "image":
-        support = torch.zeros(0, m.channels, m.image_size, m.image_size)
     else:
-        support = torch.zeros(0, m.max_len, dtype=torch.long)
+        support = empty_examples(m)
     # An adapted checkpoint ignores the support's content (its context is stored) unless --steps > 0.
     a = adapter_for_checkpoint(ck, lr=args.lr, seed=args.seed, train=adapt_train_config(ck.config, args))(
         support[None], torch.ones(1, len(support), dtype=torch.bool), args.steps)

@@ -113,21 +113,21 @@ def load_base(folder: Path) -> tuple[nn.Module, Any]:
     """The causal LM and its tokenizer from a checked folder: local files only, no remote code.
     Any failure inside transformers is a one-line DataError naming the folder and the part."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     _check_files(folder)
     opts = {"local_files_only": True, "trust_remote_code": False}
+    try:  # the tokenizer first: it is checked before the weights load
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **opts)
+    except Exception as e:  # noqa: BLE001 - a user's folder: whatever fails, it is this folder's tokenizer
+        raise DataError(f"{folder}: cannot load the tokenizer ({_what(e)})") from None
+    _probe_tokenizer(folder, tokenizer)
+    hf_logging.disable_progress_bar()  # fewgen's own progress lines only (and one-line errors)
     try:  # eager attention: second-order MAML needs grad of grad, which the fused SDPA kernels lack
         model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32,
                                                      attn_implementation="eager", **opts)
-    except Exception as e:  # noqa: BLE001 - a user's folder: whatever fails, it is this folder's model
-        raise DataError(f"{folder}: cannot load the model ({_what(e)})") \
-            from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), **opts)
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{folder}: cannot load the tokenizer ({_what(e)})") \
-            from None
-    _probe_tokenizer(folder, tokenizer)
+    except Exception as e:  # noqa: BLE001 - whatever fails, it is this folder's model
+        raise DataError(f"{folder}: cannot load the model ({_what(e)})") from None
     return model, tokenizer
 
 
