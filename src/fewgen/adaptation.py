@@ -211,8 +211,11 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     tensors (``"context.<key>"``, each (1, ...)) beside any Meta-SGD rates; ``info["adapted"]`` is True and
     ``info["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
+    from .errors import FewgenError
     from .support import read_support
 
+    if Path(out).resolve() == ck.path.resolve():
+        raise FewgenError(f"{out} is the checkpoint being adapted; write the adapted checkpoint to a new folder")
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0),
                            str(ck.path))
     mask = torch.ones(1, len(support), dtype=torch.bool)

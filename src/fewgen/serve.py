@@ -260,6 +260,7 @@ def personalise_text(served: Served, text: str, n: int = 20, seed: int = 0, step
     if served.modality != "text":
         raise DataError(f"{served.name} is an {served.modality} model: upload images instead")
     check_request(n, steps, limits)
+    temperature, top_p = finite_number(temperature, "temperature"), finite_number(top_p, "top-p")
     if temperature < 0:
         raise DataError("temperature must be non-negative (0 = greedy)")
     if not 0 < top_p <= 1:

@@ -157,6 +157,27 @@ def compiled(fn: Callable, build: Callable[[], Callable] | None = None) -> Calla
     return call
 
 
+RUN_CONFIG = "resolved_config.json"  # the whole config of a run, what --resume continues with
+
+
+def run_config(out: str | Path) -> Config:
+    """The config a run folder was started with (``fewgen train --resume``); a one-line
+    CheckpointError naming the file when it is missing or damaged."""
+    from .config import config_from_dict
+
+    f = Path(out) / RUN_CONFIG
+    if not f.is_file():
+        raise CheckpointError(f"{out}: nothing to resume (no {RUN_CONFIG})")
+    try:
+        return config_from_dict(json.loads(f.read_bytes().decode("utf-8")))
+    except (ValueError, TypeError, AttributeError, RecursionError) as e:  # JSON, UTF-8, not a config
+        raise CheckpointError(f"{f}: damaged ({type(e).__name__}: {str(e)[:80]})") from None
+    except OSError as e:
+        raise CheckpointError(f"{f}: cannot read ({e.strerror or e})") from None
+    except FewgenError as e:
+        raise CheckpointError(f"{f}: {e}") from None
+
+
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
           tasks: TaskSet | None = None, callback: StepCallback | None = None) -> TrainResult:
     """Meta-train ``cfg.model.family`` with ``cfg.train.algo`` on ``cfg.data.spec``; write a
@@ -204,7 +225,7 @@ def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch
     seconds = time.time() - t0
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        (out / "resolved_config.json").write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+        (out / RUN_CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
         record = json.dumps({"step": 0, "fit": fit, "time": seconds})
         (out / "metrics.jsonl").write_text(record + "\n", encoding="utf-8")
         ckpt.save(out, model, cfg, {"data": meta, "algo": "amortized", "splits": {k: len(v) for k, v in splits.items()},
@@ -314,7 +335,7 @@ class Run:
             (out / ckpt.STATE_FILE).unlink(missing_ok=True)  # an overwritten run's resume state is not this one's
             for old in (out / TENSORBOARD_DIR).glob("events.out.tfevents.*"):  # a new run's curves only
                 old.unlink()
-            (out / "resolved_config.json").write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")
+            (out / RUN_CONFIG).write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")
         distributed.broadcast_(self.meta_params)  # every rank starts from rank 0's weights (a no-op alone)
         if self.tc.tensorboard and self.main:  # a resumed run drops the events logged after its saved state
             self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),

@@ -122,6 +122,7 @@ def build_workspace(root: Path) -> Workspace:
         "run_latin1": _copy_with(ck, bad / "run_latin1", "metrics.jsonl", b'{"step": 1, "loss": 1.0, "time": 0.1}\n\xff\xfe\n'),
         "run_truncated": _copy_with(ck, bad / "run_truncated", "metrics.jsonl", b'{"step": 1, "loss": 1.0, "time": 0.1}\n{"st'),
         "run_bad_state": _copy_with(ck, bad / "run_bad_state", "train_state.pt", b"PK\x03\x04 not a torch file"),
+        "run_bad_config": _copy_with(ck, bad / "run_bad_config", "resolved_config.json", b'{"train": {"lr": '),
     }
     assert b"NaN" in (damaged["ck_nan_config"] / "config.json").read_bytes()
     damaged |= hf_folders(bad)
@@ -230,6 +231,7 @@ DAMAGES: dict[str, dict[str, Damage]] = {
         "missing": _nope,
         "empty": _named("empty_run"),
         "damaged_state": lambda g: (str(g["run_bad_state"]), "train_state.pt"),
+        "damaged_config": lambda g: (str(g["run_bad_config"]), "resolved_config.json"),
     },
     "float": {  # ("-inf" as a separate argument is an option to argparse: "expected one argument")
         "nan": lambda g: ("nan", "nan"),
@@ -249,6 +251,8 @@ DAMAGES: dict[str, dict[str, Damage]] = {
 }
 
 
+DAMAGES["picture_file"] = {**DAMAGES["out_file"], "not_a_picture_name": lambda g: (str(g["imgs"].parent / "grid.xyz"),
+                                                                                    "grid.xyz")}
 # A checkpoint (or data) given with data (or a checkpoint) of the other modality is damage too.
 DAMAGES["ckpt_with_data"] = {**DAMAGES["ckpt"], "wrong_modality": _named("text_ck")}
 DAMAGES["data_for_ckpt"] = {**DAMAGES["image_data"],
@@ -289,7 +293,7 @@ COMMANDS: dict[str, Command] = {
     "sample": Command(["sample", "{ckpt}", "--support", "{support}", "--n", "2", "--guidance", "{guidance}",
                        "--out", "{out}.png"],
                       {"{ckpt}": "ckpt_with_data", "{support}": "image_support", "{guidance}": "float",
-                       "{out}.png": "out_file"},
+                       "{out}.png": "picture_file"},
                       {"{ckpt}": "image_ck", "{support}": "support_dir", "{guidance}": "1"}),
     "sample (text)": Command(["sample", "{ckpt}", "--support", "{support}", "--n", "2", "--temperature", "{t}",
                               "--out", "{out}.txt"],
@@ -306,8 +310,8 @@ COMMANDS: dict[str, Command] = {
                      {"{ckpt}": "ckpt_with_data", "{data}": "data_for_ckpt", "{s}": "float", "{out}": "out_folder"},
                      {"{ckpt}": "image_ck", "{data}": "folder:{imgs}", "{s}": "0"}, own_input="{ckpt}"),
     "data show": Command(["data", "show", "{data}", "--out", "{out}.png"],
-                         {"{data}": "image_data", "{out}.png": "out_file"}, {"{data}": "folder:{imgs}"}),
-    "plot": Command(["plot", "{run}", "--out", "{out}.png"], {"{run}": "run", "{out}.png": "out_file"},
+                         {"{data}": "image_data", "{out}.png": "picture_file"}, {"{data}": "folder:{imgs}"}),
+    "plot": Command(["plot", "{run}", "--out", "{out}.png"], {"{run}": "run", "{out}.png": "picture_file"},
                     {"{run}": "image_ck"}),
     "export-hf": Command(["export-hf", "--data", "{data}", "--out", "{out}", "--steps", "1", "--width", "8",
                           "--layers", "1", "--vocab", "257", "--max-seconds", "{s}"],

@@ -196,3 +196,16 @@ def test_fine_tuning_reports_each_step_to_the_progress_bar(registry, image_ckpt)
     assert [w for _, w in seen if w.startswith("fine-tuning")] == [f"fine-tuning: step {s} of 4" for s in (1, 2, 3, 4)]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] < 1
+
+
+def test_page_numbers_must_be_finite_and_whole(registry, text_ckpt):
+    from fewgen.errors import FewgenError
+    from fewgen.serve import personalise_text, whole
+
+    assert whole(3.0, "n") == 3
+    with pytest.raises(FewgenError, match="n must be a finite number"):
+        whole(float("nan"), "n")
+    with pytest.raises(FewgenError, match="steps must be a whole number"):
+        whole(2.5, "steps")
+    with pytest.raises(FewgenError, match="temperature must be a finite number"):
+        personalise_text(registry.get(text_ckpt.name), "kato\nhundo", temperature=float("nan"))

@@ -183,7 +183,7 @@ def test_text_folder_errors(tmp_path):
     with pytest.raises(DataError, match="no .txt files"):
         load_tasks(f"text:{tmp_path}")
     (tmp_path / "blank.txt").write_text("\n \n")
-    with pytest.raises(DataError, match="hold no non-empty lines"):
+    with pytest.raises(DataError, match="hold no usable lines"):
         load_tasks(f"text:{tmp_path}")
 
 

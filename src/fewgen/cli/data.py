@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     ts = load_split(args.spec, cfg, args.split)
     if len(ts) == 0:
         raise FewgenError(f"{args.spec}: split '{args.split}' has no tasks")
+    if ts.modality == "image":  # a picture: a file name Pillow can write
+        if args.out == "-":
+            raise FewgenError("--out -: a picture cannot go to standard output; give a file, e.g. tasks.png")
+        out_file(args.out, example="tasks.png", image=True)
     if ts.modality not in ("text", "image"):
         for i in torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist():
             print(ts.names[i], "|", ", ".join(ts.meta["decode"](ts.examples(i)[: args.examples])) if "decode" in ts.meta else "")

@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         out_file(args.json, "--json", "eval.json", inputs=[args.checkpoint, *spec_paths(args.data)])
+    if args.plot:
+        out_file(args.plot, "--plot", "steps.png", inputs=[args.checkpoint], image=True)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in metrics if m not in QUALITY_METRICS + ("nll",)]
     if bad:

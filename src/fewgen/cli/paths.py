@@ -71,6 +71,14 @@ def folder_contents(path: Path) -> str | None:
     return f"{len(entries)} file(s) or folder(s), e.g. {sorted(names)[0]}"
 
 
+def image_suffixes() -> set[str]:
+    """The file suffixes of the picture formats Pillow can write (.png, .jpg, ...)."""
+    from PIL import Image
+
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
+
+
 def out_folder(arg: str, flag: str = "--out", inputs: Iterable[str | Path] = (), overwrite: bool = False,
                resume: bool | None = None) -> Path:
     """``arg`` as a command's output folder, checked before any work (see the module docstring).
@@ -97,9 +105,11 @@ def out_folder(arg: str, flag: str = "--out", inputs: Iterable[str | Path] = (),
     return path
 
 
-def out_file(arg: str, flag: str = "--out", example: str = "grid.png", inputs: Iterable[str | Path] = ()) -> Path:
+def out_file(arg: str, flag: str = "--out", example: str = "grid.png", inputs: Iterable[str | Path] = (),
+             image: bool = False) -> Path:
     """``arg`` as an output file: a FewgenError if it is a folder, lies inside a file, is one of
-    the command's ``inputs``, or is a file of a checkpoint or model folder (config.json, weights, ...)."""
+    the command's ``inputs``, is a file of a checkpoint or model folder (config.json, weights, ...),
+    or (``image``) has no suffix of a picture format Pillow writes."""
     path = Path(arg).expanduser()
     if path.is_dir():
         raise FewgenError(f"{flag} {arg} is a folder; {flag} must be a file name, e.g. {Path(arg) / example}")
@@ -109,6 +119,9 @@ def out_file(arg: str, flag: str = "--out", example: str = "grid.png", inputs: I
     clash = _input_clash(path, inputs)
     if clash is not None:
         raise FewgenError(f"{flag} {arg} is this command's input {clash}; nothing was written: give a new file name")
+    if image and path.suffix.lower() not in image_suffixes():
+        raise FewgenError(f"{flag} {arg}: not a picture file name; end it in .png (or .jpg, .webp, ...), "
+                          f"e.g. {path.with_suffix('.png')}")
     if path.exists() and (path.name in CHECKPOINT_FILES or path.suffix == ".safetensors") \
             and (path.parent / "config.json").is_file():
         raise FewgenError(f"{flag} {arg} is a file of the model folder {path.parent}; nothing was written: "

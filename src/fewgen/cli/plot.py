@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from .paths import out_file
 
     if args.out:
-        out_file(args.out, example="curves.png", inputs=[Path(args.folder) / "metrics.jsonl"])
+        out_file(args.out, example="curves.png", inputs=[Path(args.folder) / "metrics.jsonl"], image=True)
     print(f"training curves: {plot_run(args.folder, args.out)}")
     return 0

@@ -70,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
     m = ck.model
     if m.modality not in ("image", "text"):
         raise FewgenError(f"{args.checkpoint}: sampling of '{m.modality}' models is not supported yet")
-    if m.modality == "image" and not args.out:
-        raise FewgenError("--out: give the output PNG file")
+    if m.modality == "image":
+        if args.out in (None, "-"):
+            raise FewgenError("--out: give the output PNG file")
+        out_file(args.out, image=True)
     adapted = bool(ck.info.get("adapted"))
     what = "image files or folders" if m.modality == "image" else ".txt files, one example per line"
     if not args.support and not adapted:

@@ -12,10 +12,8 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 
-from ..config import TrainConfig, config_from_dict, replace
-from ..errors import FewgenError
+from ..config import TrainConfig, replace
 from .common import add_config_args, base_config, finite_float, with_data
 from .paths import out_folder, spec_paths
 
@@ -50,10 +48,9 @@ def run(args: argparse.Namespace) -> int:
     out = out_folder(args.out, inputs=[*spec_paths(args.data), *([args.config] if args.config else [])],
                      overwrite=args.overwrite or not is_main(), resume=args.resume)
     if args.resume:
-        stored = out / "resolved_config.json"
-        if not stored.exists():
-            raise FewgenError(f"{out}: nothing to resume (no resolved_config.json)")
-        cfg = config_from_dict(json.loads(stored.read_text(encoding="utf-8")))
+        from ..training import run_config
+
+        cfg = run_config(out)
     else:
         cfg = with_data(base_config(args), args.data)
     if args.max_seconds and args.steps is None and not args.resume and cfg.train.steps == TrainConfig.steps:

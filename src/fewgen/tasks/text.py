@@ -224,7 +224,8 @@ def load_text(arg: str, cfg: DataConfig) -> TaskSet:
         if kept:
             per_task.append((f.stem, _cap(kept, cfg)))
     if not per_task:
-        raise DataError(f"text: the .txt files in '{root}' hold no non-empty lines")
+        why = f" ({dropped} line(s) longer than {TEXT_MAX_LEN - 1} bytes left out)" if dropped else ""
+        raise DataError(f"text: the .txt files in '{root}' hold no usable lines{why}")
     max_len = max(len(s.encode("utf-8")) + 1 for _, lines in per_task for s in lines)
     names = [name for name, _ in per_task]
     meta = tokenizer_meta(max_len) | {"dropped_too_long": dropped}
