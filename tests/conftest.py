@@ -60,3 +60,21 @@ def make_image_folder(root: Path, tasks: int = 6, per_task: int = 8, size: int =
 @pytest.fixture()
 def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "imgs")
+
+
+def cli_in_process(args: list[str], capsys, monkeypatch):
+    """``fewgen.cli.main(args)`` in this process -> a CompletedProcess (exit status, stdout,
+    stderr): the command line's code path without the seconds of a new interpreter."""
+    import subprocess
+    import warnings
+
+    from fewgen.cli import main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
+    capsys.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse
+        code = e.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)

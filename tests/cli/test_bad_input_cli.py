@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import cli_in_process, make_image_folder
 
 TINY = ["--set", "data.image_size=8", "--set", "model.hidden=4", "--set", "model.latent=4", "--set", "model.context=8",
         "--set", "model.extra.features=16", "--set", "train.meta_batch=4", "--quiet"]
@@ -145,18 +145,7 @@ def processes(cases, tmp_path_factory):
 
 
 def in_process(args: list[str], capsys, monkeypatch) -> subprocess.CompletedProcess:
-    import warnings
-
-    from fewgen.cli import main
-
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
-    capsys.readouterr()
-    try:
-        code = main(args)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
+    return cli_in_process(args, capsys, monkeypatch)
 
 
 CASES = ["unknown_spec", "too_few_examples", "strict_corrupt_file", "strict_in_train", "huge_image", "empty_folder",

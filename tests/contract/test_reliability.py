@@ -15,14 +15,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
-from conftest import make_image_folder
+from conftest import cli_in_process, make_image_folder
 
 from fewgen import checkpoint as ckpt
 from fewgen.cli import COMMANDS as CLI_COMMANDS
@@ -378,21 +377,14 @@ def snapshot(root: Path, skip: Path) -> dict[str, str]:
 
 
 def run_in_process(argv: list[str], capsys, monkeypatch) -> subprocess.CompletedProcess:
+    """The command in this process, with serve stopped where it would start its server."""
     import fewgen.serve
-
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
 
     def launched(*a, **k):  # serve got past loading: the damage went unnoticed
         raise AssertionError("serve would have started")
 
     monkeypatch.setattr(fewgen.serve, "build_app", launched)
-    capsys.readouterr()
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+    return cli_in_process(argv, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("name,slot,damage", cases(), ids=[f"{n}|{s}|{d}" for n, s, d in cases()])
