@@ -112,13 +112,19 @@ class Checkpoint:
 
 
 def save(path: str | Path, model: GenerativeModel, config: Config, info: dict[str, Any] | None = None,
-         tensors: dict[str, Tensor] | None = None) -> Path:
+         tensors: dict[str, Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint folder. ``info`` goes into config.json (under its historical key ``extra``);
-    ``tensors`` are stored beside the weights under ``extra/``."""
+    ``tensors`` are stored beside the weights under ``extra/``. ``dtype`` (e.g. ``torch.float16``,
+    the zoo's) stores every floating tensor in that type; loading casts back to the model's."""
     path = Path(path)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+    def stored(v: Tensor) -> Tensor:
+        v = v.detach().contiguous().cpu()
+        return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+
+    state = {k: stored(v) for k, v in model.state_dict().items()}
     for k, v in (tensors or {}).items():
-        state["extra/" + k] = v.detach().contiguous().cpu()
+        state["extra/" + k] = stored(v)
     # Both files are prepared first and then renamed back to back, so the folder never holds
     # half a file and config.json's hash always describes the weights beside it, except for
     # the instant between the two renames.
@@ -143,7 +149,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     """config.json of checkpoint folder ``path``, checked to be a fewgen checkpoint of this format."""
     cfg_file = path / CONFIG_FILE
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint folder")
+        raise CheckpointError(f"{path}: no such checkpoint folder (nor a zoo model: fewgen zoo list)")
     try:
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -180,12 +186,15 @@ def _verified_weights(path: Path, meta: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path) -> Checkpoint:
-    """Rebuild everything from a checkpoint folder: no flag has to be repeated.
+    """Rebuild everything from a checkpoint folder (or a zoo model's name, :mod:`fewgen.zoo`):
+    no flag has to be repeated.
 
     Raises :class:`CheckpointError` for a missing folder or file, a corrupted or tampered
     weights file (hash mismatch), or a checkpoint of another format version.
     """
-    path = Path(path)
+    from .zoo import resolve
+
+    path = resolve(path)
     cfg_file = path / CONFIG_FILE
     meta = _read_meta(path)
     weights = _verified_weights(path, meta)
@@ -208,6 +217,8 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{cfg_file}: {e}") from None
     except RuntimeError as e:  # e.g. a negative size in a hand-edited config.json
         raise CheckpointError(f"{cfg_file}: the model it describes cannot be built ({str(e)[:100]})") from None
+    # Half-precision storage (the zoo's) is read back in float32, the type every model computes in.
+    state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state.items()}
     tensors = {k[6:]: v for k, v in state.items() if k.startswith("extra/")}
     params = {k: v for k, v in state.items() if not k.startswith("extra/")}
     try:

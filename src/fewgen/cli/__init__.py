@@ -12,7 +12,7 @@ import warnings
 
 from ..errors import FewgenError
 
-COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "export-hf", "demo", "serve")
+COMMANDS = ("train", "adapt", "sample", "eval", "bench", "data", "plot", "export-hf", "demo", "serve", "zoo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,6 +9,7 @@ checkpoint (the folder ``fewgen adapt`` writes) downloads as a zip. Binds to 127
 others wait in the queue.
 
 examples:
+  fewgen serve                        # the whole zoo (fewgen zoo list)
   fewgen serve runs/omni runs/words
   fewgen serve runs/omni --port 8080 --concurrency 2
 """
@@ -26,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..serve import Limits
 
     d = Limits()
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint folders to offer (image or text)")
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT",
+                   help="checkpoint folders or zoo names to offer (image or text; default: the whole zoo)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--concurrency", type=int, default=1, help="requests run at once (default 1; others queue)")
@@ -47,5 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_files < 1 or args.max_mb <= 0 or args.max_steps < 0:
         raise FewgenError("--max-files and --max-mb must be positive, --max-steps non-negative")
     limits = Limits(max_files=args.max_files, max_bytes=int(args.max_mb * 2**20), max_steps=args.max_steps)
-    serve(args.checkpoints, args.host, args.port, args.concurrency, limits)
+    from .. import zoo
+
+    paths = args.checkpoints or zoo.names()
+    if not paths:
+        raise FewgenError("give checkpoint folders to serve (this installation has no zoo models)")
+    serve(paths, args.host, args.port, args.concurrency, limits)
     return 0
