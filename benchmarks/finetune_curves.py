@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from fewgen.bench import paired_comparisons, paired_markdown, plot_step_curves
+from fewgen.bench import paired_comparisons, paired_markdown
+from fewgen.plot import plot_step_curves
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ adapts to a new distribution from few samples better and more cheaply than train
 
 For every method: meta-train (or take a given checkpoint), then on the held-out split report
 NLL for every K x adaptation steps (the same seeded episodes for every method), the
-adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.metrics`
+adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.image_quality`
 (FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
 support sets, beside the values real held-out data gets under the same protocol. Writes
 ``results.json``, ``results.md``, PNG plots and a sample grid per method.
@@ -30,17 +30,18 @@ from typing import Any, Sequence
 
 import torch
 
-from .adaptation import Adapted, adapted_sample, adapter_for_checkpoint, steps_note
+from .adaptation import adapter_for_checkpoint, steps_note
 from .checkpoint import Checkpoint, check_data, load
 from .config import Config, replace
 from .errors import FewgenError
-from .evaluate import add_script_groups, check_shots, evaluate
+from .evaluate import add_script_groups, check_shots, evaluate, training_strings
+from .image_quality import QualitySet, quality_reports, quality_set
 from .meta import ALGORITHMS, UNTRAINED
 from .models import family_for_data
 from .metrics.nll import paired_difference
 from .metrics.text_groups import task_scripts
 from .tasks.base import TaskSet
-from .tasks.spec import load_tasks
+from .tasks.spec import load_tasks, splits_of
 from .training import train
 
 METHODS = ("amortized", "maml", "fomaml", "reptile", "hybrid", "transfer", "scratch", "ngram")
@@ -148,8 +149,9 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         check_data(load(path), held_out.modality, held_out.example_shape, eval_spec, f"--ckpt {name}={path}")
     ecfg = replace(cfg.base, eval={"shots": cfg.shots, "steps": cfg.steps, "max_tasks": cfg.eval_tasks,
                                    "importance_samples": cfg.importance_samples, "seed": cfg.seed}).eval
-    quality = quality_setup(cfg, tasks, held_out, out, progress)
-    seen = _training_strings(tasks, cfg) if tasks.modality == "text" else set()
+    quality = quality_set(splits_of(tasks, base_data)["train"], held_out, cfg.quality_shots, cfg.quality_tasks,
+                          cfg.seed, out / "feature_net", cfg.feature_steps, progress)
+    seen = training_strings(base_data, tasks) if tasks.modality == "text" else set()
     scripts = task_scripts(held_out) if held_out.modality == "text" else {}  # once per task, for every method
 
     results: dict[str, Any] = {"data": cfg.data, "eval_data": eval_spec, "held_out_tasks": len(held_out),
@@ -173,7 +175,9 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
         results["paired"] = paired_comparisons(per_task)
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_markdown(results), encoding="utf-8")
-    _plots(results, out)
+    from .plot import plot_bench  # matplotlib: only once there is something to draw
+
+    plot_bench(results, out)
     return results
 
 
@@ -192,8 +196,7 @@ def _held_out(cfg: BenchConfig, tasks: TaskSet, base_data) -> TaskSet:
     ``cfg.eval_data``), the same seeded subset ``fewgen eval --max-tasks`` takes, every K checked."""
     eval_spec = cfg.eval_data or cfg.data
     eval_all = tasks if not cfg.eval_data else load_tasks(eval_spec, replace(cfg.base, data={"spec": eval_spec}).data)
-    held_out = eval_all.split(base_data.split_fractions, base_data.split_seed, base_data.split_file)["test"] \
-        if not cfg.eval_data else eval_all
+    held_out = splits_of(eval_all, base_data)["test"] if not cfg.eval_data else eval_all
     if held_out.modality == "image" and tasks.modality == "image" and held_out.example_shape != tasks.example_shape:
         raise FewgenError(f"{eval_spec}: example shape {held_out.example_shape} differs from {tasks.example_shape}")
     held_out = held_out.seeded_subset(cfg.eval_tasks, cfg.seed)  # the same tasks for NLL and quality (= eval's)
@@ -201,8 +204,9 @@ def _held_out(cfg: BenchConfig, tasks: TaskSet, base_data) -> TaskSet:
     return held_out
 
 
-def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, held_out: TaskSet, ecfg, quality,
-                     seen: set[str], out: Path, scripts: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, held_out: TaskSet, ecfg,
+                     quality: QualitySet | None, seen: set[str], out: Path,
+                     scripts: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One method's results entry (NLL, notes, fine-tuning settings, sample quality; text: per
     ``scripts`` group too) and its per-task NLL (steps -> K -> task -> nats) for the paired comparisons."""
     t0 = time.time()
@@ -225,8 +229,9 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
                                              "inner_steps": ck.config.train.inner_steps,
                                              "inner_steps_random": ck.config.train.inner_steps_random}}
     if quality is not None:
-        entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality["support"], cfg.steps)
-        entry["quality"] = quality_for(method, adapt_fn, quality, cfg, out)
+        entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality.support, cfg.steps)
+        entry["quality"] = quality_reports(adapt_fn, quality, max(cfg.steps), cfg.base.eval, cfg.quality_samples,
+                                           cfg.seed, out / f"samples_{method}.png", method)
     if held_out.modality == "text":
         entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg, scripts)
     return entry, per_task
@@ -253,88 +258,7 @@ def paired_comparisons(per_task: dict[str, dict[str, dict[str, dict[str, float]]
     return out
 
 
-# ----------------------------------------------------------------------------- sample quality
-
-def quality_setup(cfg: BenchConfig, tasks: TaskSet, held_out: TaskSet, out: Path, progress: bool
-                   ) -> dict[str, Any] | None:
-    """Fixed support / real sets of a few held-out tasks and the domain feature network."""
-    if held_out.modality != "image":
-        return None
-    from .feature_net import feature_net_for
-
-    k, n_real = cfg.quality_shots, 10
-    pool = held_out.with_min_examples(k + 1)  # one real example at least (two for FID, KID and diversity per task)
-    if len(pool) < 2:
-        return None
-    ids = torch.randperm(len(pool), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.quality_tasks]
-    g = torch.Generator().manual_seed(cfg.seed + 1)
-    x = pool.gather(ids, min(k + n_real, int(pool.counts[ids].min())), g)
-    train_ts = tasks.split(cfg.base.data.split_fractions, cfg.base.data.split_seed, cfg.base.data.split_file)["train"]
-    if progress:
-        print("training the domain feature network (prototypical network on meta-train tasks)", flush=True)
-    # Episodes of 5 shots + 5 queries per task, fewer where the tasks are smaller (2 examples: 1 + 1).
-    most = int(train_ts.counts.max()) if len(train_ts) else 0
-    f_shots = min(5, max(1, most // 2))
-    f_queries = min(5, max(1, most - f_shots))
-    net = feature_net_for(train_ts, out / "feature_net", steps=cfg.feature_steps, shots=f_shots, queries=f_queries,
-                          seed=cfg.seed, progress=progress)
-    return {"support": x[:, :k], "real": x[:, k:], "names": [pool.names[i] for i in ids.tolist()], "net": net}
-
-
-def sampler_variants(model, ecfg) -> list[tuple[str, dict[str, Any]]]:
-    """The samplers a method's quality rows report, as (label, ``sample`` keyword arguments): the
-    configured one first (:func:`fewgen.sample.image_sample_options`); for the VAE also its other
-    latent sampler (``prior`` is the model's own distribution, ``fusion`` blends the shots), so
-    the table shows both side by side on the same supports."""
-    import dataclasses
-
-    from .sample import image_sample_options
-
-    opts = image_sample_options(model, ecfg)
-    if model.family == "image_diffusion":
-        return [(f"guidance {opts['guidance']:g}, {opts['steps']} {opts['sampler']} steps", opts)]
-    if model.family == "image_vae":
-        other = "prior" if ecfg.latent == "fusion" else "fusion"
-        return [(ecfg.latent, opts), (other, image_sample_options(model, dataclasses.replace(ecfg, latent=other)))]
-    return [("default", opts)]
-
-
-def quality_for(method: str, adapt_fn, q: dict[str, Any], cfg: BenchConfig, out: Path,
-                all_samplers: bool = True) -> dict[str, Any]:
-    """Sample-quality metrics of a method after 0 adaptation steps and the most: one report per
-    step count (key ``"s"``, the configured sampler) and, with ``all_samplers``, per other sampler
-    (``"s:label"``, :func:`sampler_variants`), each with its sampler's label and the seconds per 64
-    samples (batched over the quality tasks)."""
-    from .metrics.quality import quality_report
-    from .pictures import save_grid
-
-    mask = torch.ones(q["support"].shape[:2], dtype=torch.bool)
-    res = {}
-    for s in sorted({0, max(cfg.steps)}):
-        a: Adapted = adapt_fn(q["support"], mask, s)
-        for j, (label, opts) in enumerate(sampler_variants(a.model, cfg.base.eval)[: None if all_samplers else 1]):
-            t0 = time.perf_counter()
-            samples = adapted_sample(a, cfg.quality_samples, torch.Generator().manual_seed(cfg.seed), **opts)
-            seconds_64 = (time.perf_counter() - t0) * 64 / (samples.shape[0] * samples.shape[1])
-            res[str(s) if j == 0 else f"{s}:{label}"] = {**quality_report(samples, q["support"], q["real"], q["net"]),
-                                                         "sampler": label, "seconds_per_64": seconds_64}
-            if s == max(cfg.steps) and j == 0:
-                rows, labels = [], []
-                for t in range(min(4, len(samples))):
-                    rows += [q["support"][t], samples[t, :12]]
-                    labels += ["shots", f"{method} s={s}"]
-                save_grid(out / f"samples_{method}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
-    return res
-
-
-def _training_strings(tasks: TaskSet, cfg: BenchConfig) -> set[str]:
-    """The decoded strings of the meta-train split (what a novel sample is not)."""
-    from .tasks.text import decode_batch
-
-    d = cfg.base.data
-    train_ts = tasks.split(d.split_fractions, d.split_seed, d.split_file)["train"]
-    return {s for i in range(len(train_ts)) for s in decode_batch(train_ts.examples(i))}
-
+# ----------------------------------------------------------------------------- text sample quality
 
 def text_quality_for(adapt_fn, held_out: TaskSet, seen: set[str], cfg: BenchConfig,
                      scripts: dict[str, str] | None = None) -> dict[str, Any]:
@@ -483,65 +407,3 @@ def _fmt(qr: dict[str, Any], key: str) -> str:
     if isinstance(v, dict):
         v = v.get("mean", v.get("value"))
     return "-" if v is None else f"{v:.3g}"
-
-
-def plot_step_curves(reports: dict[str, dict[str, Any]], path: str | Path) -> Path:
-    """NLL (± 95% CI) against fine-tuning steps, one panel per K, one curve per method, from
-    evaluation reports (:func:`fewgen.evaluate.evaluate`'s ``{"steps": {s: {K: ...}}}``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shots = sorted({int(k) for r in reports.values() for per_k in r["steps"].values() for k in per_k})
-    fig, axes = plt.subplots(1, len(shots), figsize=(4.5 * len(shots), 3.8), squeeze=False)
-    for ax, k in zip(axes[0], shots):
-        for m, r in reports.items():
-            steps = sorted(int(s) for s in r["steps"] if str(k) in r["steps"][s])
-            y = [r["steps"][str(s)][str(k)]["nll_nats"] for s in steps]
-            ci = [r["steps"][str(s)][str(k)]["ci95"] for s in steps]
-            ax.errorbar(steps, y, yerr=ci, marker="o", capsize=2, label=m)
-        ax.set(xlabel="fine-tuning steps", ylabel="held-out NLL (nats)", title=f"K={k}")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
-
-
-def _plots(results: dict[str, Any], out: Path) -> None:
-    """NLL vs shots, NLL vs adaptation steps, and quality vs adaptation wall time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = results["methods"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    s_best = str(max(results["steps"]))
-    for m, e in methods.items():
-        ks = [0, *results["shots"]]
-        ax[0].plot(ks, [e["nll"]["unconditional"]["nll_nats"]] + [e["nll"]["steps"][s_best][str(k)]["nll_nats"]
-                                                                 for k in results["shots"]], "o-", label=m)
-        k_max = str(max(results["shots"]))
-        ax[1].plot(results["steps"], [e["nll"]["steps"][str(s)][k_max]["nll_nats"] for s in results["steps"]], "o-", label=m)
-    ax[0].set(xlabel="shots K", ylabel="held-out NLL (nats)", title=f"NLL vs shots (after {s_best} steps)")
-    ax[1].set(xlabel="adaptation steps", ylabel="held-out NLL (nats)", title=f"NLL vs steps (K={max(results['shots'])})")
-    ax[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "nll.png", dpi=120)
-    plt.close(fig)
-    plot_step_curves({m: e["nll"] for m, e in methods.items()}, out / "nll_vs_steps.png")
-    if any("quality" in e for e in methods.values()):
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for m, e in methods.items():
-            for key, qr in e.get("quality", {}).items():
-                fid, s = _fmt(qr, "fid"), key.split(":")[0]
-                if fid != "-":
-                    ax.scatter(e["adapt_seconds_per_task"][s] + 1e-4, float(fid), label=f"{m} s={s} {qr.get('sampler', '')}")
-        ax.set(xscale="log", xlabel="adaptation wall time per task (s)", ylabel="FID (domain features) ↓",
-               title="quality vs adaptation cost")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "quality_vs_time.png", dpi=120)
-        plt.close(fig)

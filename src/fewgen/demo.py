@@ -20,7 +20,7 @@ from .config import Config, replace
 from .evaluate import evaluate, format_report
 from .pictures import save_grid
 from .sample import sample_images, write_sample_grid
-from .tasks.spec import load_tasks
+from .tasks.spec import load_tasks, splits_of
 from .training import train
 
 
@@ -43,7 +43,7 @@ def run_demo(out: str | Path = "runs/demo", train_seconds: float = 180.0, seed: 
     tasks = load_tasks(cfg.data.spec, cfg.data)
     res = train(cfg, out / "model", progress=progress, tasks=tasks)
     ck = load(out / "model")
-    test = tasks.split(cfg.data.split_fractions, cfg.data.split_seed)["test"]
+    test = splits_of(tasks, cfg.data)["test"]
     report = evaluate(adapter_for_checkpoint(ck, seed=seed), test, cfg.eval, progress=progress)
 
     # Sample grids for a few held-out characters: 5 shots in, 32 samples out.

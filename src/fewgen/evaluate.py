@@ -17,12 +17,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .adaptation import AdaptFn, adapted_nll
-from .config import EvalConfig
+from .config import DataConfig, EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
+from .progress import Progress
 from .tasks.base import TaskSet, episode_generator
 
 
@@ -101,7 +101,7 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
     g = torch.Generator().manual_seed(cfg.seed)
     task_idx, values, extra_vals, extra_w, nq = [], [], [], [], 0
     total = sum(len(e.task) for e in eps_groups)
-    bar = tqdm(total=total, disable=not progress, desc=f"eval K={shots} steps={steps}", leave=False)
+    bar = Progress(total, 0, f"eval K={shots} steps={steps}", enabled=progress, unit="episode", leave=False)
     for e in eps_groups:
         for b in range(0, len(e.task), cfg.batch_tasks):
             sup, qry = e.support[b : b + cfg.batch_tasks], e.query[b : b + cfg.batch_tasks]
@@ -116,7 +116,7 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
                 extra_vals.append((v * w).reshape(-1))
                 extra_w.append(w.reshape(-1))
             nq += nll.numel()
-            bar.update(len(sup))
+            bar.update(n=len(sup))
     bar.close()
     ti = torch.cat(task_idx)
     present = torch.unique(ti)
@@ -168,6 +168,23 @@ def add_script_groups(report: dict[str, Any], scripts: Mapping[str, str]) -> dic
         bits = {t: {"bits_per_char": v} for t, v in e.get("per_task_bits_per_char", {}).items()}
         e["by_script"] = group_means(bits, scripts)
     return report
+
+
+def training_strings(data: DataConfig, tasks: TaskSet | None = None, missing_ok: bool = False) -> set[str]:
+    """The decoded strings of the meta-train split of ``data`` (what a novel sample is not), from
+    ``tasks`` when they are loaded already. ``missing_ok``: an empty set when the data cannot be
+    read (e.g. a checkpoint's training data that is not on this machine)."""
+    from .errors import FewgenError
+    from .tasks.spec import load_tasks, splits_of
+    from .tasks.text import decode_batch
+
+    try:
+        train_ts = splits_of(tasks if tasks is not None else load_tasks(data.spec, data), data)["train"]
+    except (FewgenError, OSError):
+        if not missing_ok:
+            raise
+        return set()
+    return {s for i in range(len(train_ts)) for s in decode_batch(train_ts.examples(i))}
 
 
 def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, steps: int, n: int, seed: int,

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .checkpoint import CONFIG_FILE, MODEL_FILE, atomic_write, sha256_of
 from .errors import CheckpointError, DataError
 from .models.nn import conv_block
+from .progress import Progress
 from .tasks.base import TaskSet, episode_generator
 from .tasks.augment import flip, rotate90
 from .metrics.quality import embed  # noqa: F401 (re-exported: the features of this network)
@@ -116,8 +116,8 @@ def train_feature_net(taskset: TaskSet, steps: int = 300, ways: int = 20, shots:
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     tail = max(1, steps // 10)
     losses, accs = [], []
-    bar = tqdm(range(steps), disable=not progress, desc="feature net", leave=False)
-    for i in bar:
+    bar = Progress(steps, 0, "feature net", enabled=progress, unit="episode", leave=False)
+    for i in range(steps):
         ep = ts.sample_episode(seed, i, ways, shots, queries)
         if augment:
             g = episode_generator(seed + 1, i)
@@ -129,7 +129,9 @@ def train_feature_net(taskset: TaskSet, steps: int = 300, ways: int = 20, shots:
         opt.step()
         losses.append(float(loss.detach()))
         accs.append(float(acc))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.2f}")
+        bar.show(loss=f"{losses[-1]:.3f}", acc=f"{accs[-1]:.2f}")
+        bar.update()
+    bar.close()
     net.eval()
     net.info = {"source": taskset.source, "tasks": len(ts), "steps": steps, "ways": ways, "shots": shots,
                 "queries": queries, "seed": seed, "lr": lr, "augment": augment,

@@ -1,17 +1,25 @@
-"""Training curves of a run: train and meta-validation loss against steps and against time.
+"""fewgen's plots: a run's training curves, held-out NLL against fine-tuning steps, and the
+benchmark's figures. All are drawn with matplotlib's Agg canvas, so they need no display and
+change no global backend (no pyplot state).
 
-Read from the run folder's ``metrics.jsonl`` (see :mod:`fewgen.training`): a training record
+Training curves (:func:`plot_run`): train and meta-validation loss against steps and against time,
+read from the run folder's ``metrics.jsonl`` (see :mod:`fewgen.training`): a training record
 ``{"step", "loss", "steps_per_s", "tasks_per_s", "time"}`` every ``train.log_every`` steps and a
 validation record ``{"step", "val_loss", "best_val"}`` every ``train.val_every``. Validation
 records carry no time; theirs is interpolated from the training records around them. A resumed
 run may have logged a few steps twice (those after its last saved state): the later line wins.
-Drawn with matplotlib's Agg canvas, so it needs no display and changes no global backend.
+
+NLL against fine-tuning steps (:func:`plot_step_curves`): one panel per K, one curve per method,
+from evaluation reports (``fewgen eval --plot``, the benchmark's ``nll_vs_steps.png``).
+The benchmark (:func:`plot_bench`): NLL against shots and steps, and sample quality against
+adaptation time.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -103,3 +111,76 @@ def _describe(run: Path) -> str:
         return f"{cfg['model']['family']}, {cfg['train']['algo']}, {cfg['train']['shots']}-shot"
     except (OSError, ValueError, KeyError, TypeError):
         return "training curves"
+
+
+def plot_step_curves(reports: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
+    """Write NLL (± 95% CI) against fine-tuning steps, one panel per K, one curve per method, from
+    evaluation reports (:func:`fewgen.evaluate.evaluate`'s ``{"steps": {s: {K: ...}}}``) by
+    method; return ``path`` (its suffix names the picture format)."""
+    shots = sorted({int(k) for r in reports.values() for per_k in r["steps"].values() for k in per_k})
+    fig = Figure(figsize=(4.5 * len(shots), 3.8), dpi=120)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(shots), squeeze=False)[0]
+    for ax, k in zip(axes, shots):
+        for m, r in reports.items():
+            steps = sorted(int(s) for s in r["steps"] if str(k) in r["steps"][s])
+            y = [r["steps"][str(s)][str(k)]["nll_nats"] for s in steps]
+            ci = [r["steps"][str(s)][str(k)]["ci95"] for s in steps]
+            ax.errorbar(steps, y, yerr=ci, marker="o", capsize=2, label=m)
+        ax.set(xlabel="fine-tuning steps", ylabel="held-out NLL (nats)", title=f"K={k}")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_bench(results: Mapping[str, Any], out: str | Path) -> list[Path]:
+    """The benchmark's pictures of ``results`` (:func:`fewgen.bench.run_bench`) in ``out``:
+    ``nll.png`` (NLL against shots and against steps), ``nll_vs_steps.png``
+    (:func:`plot_step_curves`) and, with image quality figures, ``quality_vs_time.png``."""
+    out = Path(out)
+    methods = results["methods"]
+    paths = [_nll_figure(results, out / "nll.png"),
+             plot_step_curves({m: e["nll"] for m, e in methods.items()}, out / "nll_vs_steps.png")]
+    if any("quality" in e for e in methods.values()):
+        paths.append(_quality_vs_time(methods, out / "quality_vs_time.png"))
+    return paths
+
+
+def _nll_figure(results: Mapping[str, Any], path: Path) -> Path:
+    """NLL against shots K after the most steps (left), and against steps at the largest K (right)."""
+    shots, steps = results["shots"], results["steps"]
+    s_best, k_max = str(max(steps)), str(max(shots))
+    fig = Figure(figsize=(11, 4), dpi=120)
+    FigureCanvasAgg(fig)
+    by_k, by_s = fig.subplots(1, 2)
+    for m, e in results["methods"].items():
+        nll = e["nll"]
+        by_k.plot([0, *shots], [nll["unconditional"]["nll_nats"]] + [nll["steps"][s_best][str(k)]["nll_nats"]
+                                                                     for k in shots], "o-", label=m)
+        by_s.plot(steps, [nll["steps"][str(s)][k_max]["nll_nats"] for s in steps], "o-", label=m)
+    by_k.set(xlabel="shots K", ylabel="held-out NLL (nats)", title=f"NLL vs shots (after {s_best} steps)")
+    by_s.set(xlabel="adaptation steps", ylabel="held-out NLL (nats)", title=f"NLL vs steps (K={k_max})")
+    by_k.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _quality_vs_time(methods: Mapping[str, Any], path: Path) -> Path:
+    """FID (domain features) of every quality report against the method's adaptation seconds per task."""
+    fig = Figure(figsize=(5.5, 4), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for m, e in methods.items():
+        for key, qr in e.get("quality", {}).items():
+            s = key.split(":")[0]
+            if qr.get("fid") is not None:
+                ax.scatter(e["adapt_seconds_per_task"][s] + 1e-4, qr["fid"], label=f"{m} s={s} {qr.get('sampler', '')}")
+    ax.set(xscale="log", xlabel="adaptation wall time per task (s)", ylabel="FID (domain features) ↓",
+           title="quality vs adaptation cost")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Lay ``fig`` out and write it to ``path`` (the suffix names the format); return the path."""
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)

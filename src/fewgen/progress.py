@@ -7,12 +7,23 @@ run together. Where the stream is not a terminal (nor a notebook, where tqdm dra
 with the figures the bar shows::
 
     train maml: step 120/2000 (6%), loss 4.66, best_val 4.85, 2.31 steps/s, 1.20kB/s, ETA 13:33
+    eval K=5 steps=0: episode 40/120 (33%), 12.5 episodes/s, ETA 00:06
 
 The byte rate is there when the caller counts bytes (text data: the UTF-8 bytes per step).
+Every long loop of fewgen (training, evaluation, the feature network) goes through it.
+
+A time budget (``train.max_seconds``) may end a loop before its step count: given one, the ETA
+is the sooner of the two, marked ``(time budget)`` when the budget binds. A budget on the
+``cpu`` clock (``train.clock``) counts this process's CPU seconds; its wall-time ETA is then
+estimated from the CPU seconds spent per second so far, and the CPU seconds left are shown::
+
+    train maml: step 300/1000000 (0%), loss 4.12, best_val -, 2.51 steps/s, ETA 19:40 (time budget)
+    train maml: step 300/1000000 (0%), ..., ETA 09:50 (time budget: 19:40 CPU left)
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Callable, TextIO
@@ -32,26 +43,32 @@ def interactive(stream: TextIO) -> bool:
 
 class Progress:
     """Steps ``initial .. total`` of a loop (``total`` None: open-ended, e.g. a time budget),
-    shown on ``stream`` (default stderr) while ``enabled``."""
+    shown on ``stream`` (default stderr) while ``enabled``. ``unit`` names a step (``episode``:
+    ``episode 40/120``, ``episodes/s``); ``leave`` keeps the terminal bar once closed.
+    ``budget``: the seconds left of a time budget, on its own clock (``budget_clock``: ``wall``
+    or ``cpu``, this process's CPU seconds); the ETA is then the budget's when it ends first."""
 
     def __init__(self, total: int | None, initial: int = 0, desc: str = "", enabled: bool = True,
                  stream: TextIO | None = None, every: float = PLAIN_EVERY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, unit: str = "step", leave: bool = True,
+                 budget: Callable[[], float] | None = None, budget_clock: str = "wall") -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.step, self.desc, self.every, self.clock = total, initial, desc, every, clock
+        self.unit, self.budget, self.budget_clock = unit, budget, budget_clock
         self.plain = enabled and not interactive(self.stream)
         self.bar = None if self.plain else tqdm(total=total, initial=initial, disable=not enabled, desc=desc,
-                                                dynamic_ncols=True, file=self.stream)
+                                                unit=unit, leave=leave, dynamic_ncols=True, file=self.stream)
         self.figures: dict[str, str] = {}
         self.units = 0  # bytes counted so far
-        self.mark = (clock(), initial, 0)  # (time, step, units) where the current rate window starts
+        # (time, step, units, budget seconds left) where the current rate window starts
+        self.mark = (clock(), initial, 0, self._budget_left())
 
-    def update(self, units: int = 0) -> None:
-        """One step done, that processed ``units`` bytes (0 where the caller does not count)."""
-        self.step += 1
+    def update(self, units: int = 0, *, n: int = 1) -> None:
+        """``n`` steps done, that processed ``units`` bytes (0 where the caller does not count)."""
+        self.step += n
         self.units += units
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(n)
         elif self.plain and self.clock() - self.mark[0] >= self.every:
             self._print()
 
@@ -62,6 +79,8 @@ class Progress:
             shown = dict(self.figures)
             if self.units:
                 shown["throughput"] = self._rates()[1]
+            if self.budget is not None:
+                shown["budget"] = f"{_interval(self._budget_left())}{' CPU' if self.budget_clock == 'cpu' else ''} left"
             self.bar.set_postfix(shown)
 
     def write(self, message: str) -> None:
@@ -75,21 +94,46 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
 
-    def _rates(self) -> tuple[float, str]:
-        """Steps per second and bytes per second since the window's start; starts a new window."""
-        now, (t, step, units) = self.clock(), self.mark
+    def _budget_left(self) -> float:
+        """Seconds left of the time budget on its clock (0 without a budget, or once it is spent)."""
+        return max(self.budget(), 0.0) if self.budget is not None else 0.0
+
+    def _rates(self) -> tuple[float, str, float]:
+        """Since the window's start: steps per second, bytes per second, and budget seconds spent
+        per second; starts a new window."""
+        now, left, (t, step, units, left_then) = self.clock(), self._budget_left(), self.mark
         dt = max(now - t, 1e-9)
-        self.mark = (now, self.step, self.units)
-        return (self.step - step) / dt, std_tqdm.format_sizeof((self.units - units) / dt) + "B/s"
+        self.mark = (now, self.step, self.units, left)
+        return (self.step - step) / dt, std_tqdm.format_sizeof((self.units - units) / dt) + "B/s", (left_then - left) / dt
+
+    def _eta(self, rate: float, spending: float) -> str | None:
+        """The ETA field at ``rate`` steps per second, with the budget spent at ``spending`` of its
+        seconds per second: the sooner end of the two, marked ``(time budget)`` when it is the
+        budget's (a ``cpu`` budget also shows its CPU seconds left). None when neither ends the loop."""
+        by_steps = None if self.total is None else (self.total - self.step) / rate if rate > 0 else math.inf
+        if self.budget is None:
+            return None if by_steps is None else f"ETA {_interval(by_steps)}"
+        left = self._budget_left()
+        by_budget = left / spending if spending > 0 else 0.0 if left == 0 else math.inf
+        cpu = f"{_interval(left)} CPU left" if self.budget_clock == "cpu" else ""
+        if by_steps is not None and by_steps <= by_budget:
+            return f"ETA {_interval(by_steps)}" + (f" (budget: {cpu})" if cpu else "")
+        return f"ETA {_interval(by_budget)} (time budget{': ' + cpu if cpu else ''})"
 
     def _print(self) -> None:
-        rate, byte_rate = self._rates()
-        done = f"step {self.step}" if self.total is None else \
-            f"step {self.step}/{self.total} ({100 * self.step // max(self.total, 1)}%)"
-        fields = [done, *(f"{k} {v}" for k, v in self.figures.items()), f"{rate:.3g} steps/s"]
+        rate, byte_rate, spending = self._rates()
+        done = f"{self.unit} {self.step}" if self.total is None else \
+            f"{self.unit} {self.step}/{self.total} ({100 * self.step // max(self.total, 1)}%)"
+        speed = f"{rate:.3g}" if rate < 1000 else f"{rate:.0f}"  # 12900, not 1.29e+04
+        fields = [done, *(f"{k} {v}" for k, v in self.figures.items()), f"{speed} {self.unit}s/s"]
         if self.units:
             fields.append(byte_rate)
-        if self.total is not None:
-            left = self.total - self.step
-            fields.append(f"ETA {std_tqdm.format_interval(left / rate) if rate > 0 else '?'}")
+        eta = self._eta(rate, spending)
+        if eta is not None:
+            fields.append(eta)
         print(f"{self.desc}: " + ", ".join(fields), file=self.stream, flush=True)
+
+
+def _interval(seconds: float) -> str:
+    """``13:33`` / ``1:02:03``; ``?`` for an unknown (infinite) time."""
+    return std_tqdm.format_interval(seconds) if math.isfinite(seconds) else "?"

@@ -40,7 +40,7 @@ from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_d
 from .progress import Progress
 from .tasks import augment
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
-from .tasks.spec import load_tasks
+from .tasks.spec import load_tasks, splits_of
 
 
 OPEN_ENDED_STEPS = 10**9  # train.steps this large with train.max_seconds: the budget ends the run
@@ -216,7 +216,7 @@ def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch
         raise ConfigError(f"model.family={cfg.model.family} is fit by counting and reads the support directly; "
                           f"train it with --algo amortized (the default), not {cfg.train.algo}")
     ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
-    splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
+    splits = splits_of(ts, cfg.data)
     meta = data_meta(ts)
     model = build_model(cfg.model, meta).to(device)
     t0 = time.time()
@@ -268,7 +268,7 @@ class Run:
         ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
         # "default" becomes the modality's transforms: the run's stored config says what was used
         cfg = self.cfg = replace(cfg, data={"task_augment": augment.resolve(cfg.data.task_augment, ts.modality)})
-        splits = ts.split(cfg.data.split_fractions, cfg.data.split_seed, cfg.data.split_file)
+        splits = splits_of(ts, cfg.data)
         # A task needs K + 1 examples (K shots, one query); smaller ones get fewer than train.queries queries.
         self.train_ts, self.val_ts = (splits[s].with_min_examples(tc.shots + 1) for s in ("train", "val"))
         if len(self.train_ts) == 0:
@@ -348,11 +348,14 @@ class Run:
         interrupted = False
         # A budget with no step count (fewgen train --max-seconds alone) has no step total to show.
         total = None if tc.max_seconds > 0 and tc.steps >= OPEN_ENDED_STEPS else tc.steps
-        bar = Progress(total, s.step, f"train {tc.algo}", enabled=progress and self.main)
+        self.t0, self.last_log = self.clock() - s.elapsed, (time.time(), s.step)
+        # With a time budget the ETA is the budget's when it ends the run first (on train.clock).
+        budget = (lambda: tc.max_seconds - (self.clock() - self.t0)) if tc.max_seconds > 0 else None
+        bar = Progress(total, s.step, f"train {tc.algo}", enabled=progress and self.main, budget=budget,
+                       budget_clock=tc.clock)
         self.note = bar.write if self.main else (lambda _: None)
         if progress:
             self.note(f"device: {device_name(self.device, self.tc.device)}")
-        self.t0, self.last_log = self.clock() - s.elapsed, (time.time(), s.step)
         with stop_signals() as signalled:
             try:
                 while s.step < tc.steps:

@@ -69,6 +69,28 @@ def test_progress_in_a_log_file_is_plain_lines_with_bytes_per_second(text_folder
                         r"[\d.]+[kM]?B/s, ETA 00:00", lines[0]), lines[0]
 
 
+
+@pytest.mark.parametrize("clock, note", [("wall", "time budget"), ("cpu", r"time budget: 00:00 CPU left")])
+def test_a_binding_time_budget_is_the_eta_in_the_log(clock, note, tmp_path, capsys):
+    # 10^6 steps would take hours; the 1-second budget ends the run, and the last line's ETA is its own
+    code, _, err = cli(["train", "--out", str(tmp_path / "run"), "--steps", "1000000", "--max-seconds", "1",
+                        "--set", f"train.clock={clock}", *TINY], capsys)
+    assert code == 0, err
+    assert "\r" not in err
+    assert re.fullmatch(rf"train amortized: step \d+/1000000 \(0%\), loss [\d.]+, best_val [\d.]+, [\d.]+ steps/s, "
+                        rf"ETA 00:00 \({note}\)", err.splitlines()[-1]), err
+
+
+def test_evaluation_in_a_log_file_is_plain_lines(tmp_path, capsys):
+    run = toy_run(tmp_path / "run")
+    code, out, err = cli(["eval", str(run), "--shots", "1,2", "--max-tasks", "4"], capsys)
+    assert code == 0, err
+    assert "\r" not in err
+    lines = [x for x in err.splitlines() if x.startswith("eval ")]  # one line per K as each ends (under 30 s)
+    assert [x.split(":")[0] for x in lines] == ["eval K=0 steps=0", "eval K=1 steps=0", "eval K=2 steps=0"], err
+    assert all(re.fullmatch(r"eval K=\d steps=0: episode (\d+)/\1 \(100%\), [\d.]+ episodes/s, ETA 00:00", x)
+               for x in lines), err
+
 def toy_run(out: Path, *extra: str) -> Path:
     """A finished 12-step run."""
     fmt = warnings.formatwarning
@@ -181,12 +203,13 @@ def test_ema_out_of_range_is_a_one_line_error(tmp_path, capsys):
 
 def test_a_budget_without_a_step_count_trains_to_the_budget(tmp_path, capsys):
     """--max-seconds alone: the budget ends the run (not train.steps' default of 2,000), and the
-    plain progress lines show no step total or ETA; with --steps the count still decides."""
+    plain progress lines show no step total, and the budget's ETA; with --steps the count still decides."""
     from fewgen.training import OPEN_ENDED_STEPS
 
     code, out, err = cli(["train", "--out", str(tmp_path / "budget"), "--max-seconds", "1.5", *TINY], capsys)
     cfg = json.loads((tmp_path / "budget" / "resolved_config.json").read_text())
     assert code == 0 and cfg["train"]["steps"] == OPEN_ENDED_STEPS
-    assert "ETA" not in err and re.search(r"step \d+,", err)
+    assert re.search(r"step \d+,", err) and not re.search(r"step \d+/", err)
+    assert err.rstrip().endswith("ETA 00:00 (time budget)")
     code, _, _ = cli(["train", "--out", str(tmp_path / "count"), "--max-seconds", "60", "--steps", "3", *TINY], capsys)
     assert json.loads((tmp_path / "count" / "resolved_config.json").read_text())["train"]["steps"] == 3

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {write_json(args.json, report)}")
     plot = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json and len(ecfg.steps) > 1 else None)
     if plot:
-        from ..bench import plot_step_curves
+        from ..plot import plot_step_curves
 
         print(f"wrote {plot_step_curves({algo: report}, plot)}")
     return 0
@@ -157,14 +157,15 @@ def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: boo
     """The text report of the held-out tasks ``ts``: NLL and bits per character per K x steps
     with ``by_script``, the ``samples`` entry (--samples > 0) and the classical ``baseline``
     (unless --no-baseline, or the checkpoint is that family)."""
-    from ..evaluate import add_script_groups, evaluate
+    from ..evaluate import add_script_groups, evaluate, training_strings
     from ..metrics.text import bits_per_char_examples
     from ..metrics.text_groups import task_scripts
 
     ts = ts.seeded_subset(ecfg.max_tasks, ecfg.seed)  # the --max-tasks subset, as evaluate draws it
     scripts = task_scripts(ts)  # once per task, for every entry
     report = add_script_groups(evaluate(adapt_fn, ts, ecfg, not args.quiet, bits_per_char_examples), scripts)
-    seen = _training_strings(ck.config) if args.samples > 0 else set()
+    # novelty is against the checkpoint's meta-train strings (none where that data is not on this machine)
+    seen = training_strings(ck.config.data, missing_ok=True) if args.samples > 0 else set()
     if args.samples > 0:
         guidance = text_guidance_arg(ck.model, ecfg, args)
         report["samples"] = _text_samples(ts, adapt_fn, ecfg, args.samples, fidelity, scripts, seen, guidance)
@@ -218,38 +219,24 @@ def _eval_config(cfg, args: argparse.Namespace):
 
 
 def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Namespace) -> dict:
-    """Sample-quality metrics of K-shot adaptation on held-out tasks (as ``fewgen bench``)."""
-    import dataclasses
+    """Sample-quality metrics of K-shot adaptation on held-out tasks (:mod:`fewgen.image_quality`, as
+    ``fewgen bench``): K = max(--shots), after 0 steps and max(--steps), the configured sampler."""
     from pathlib import Path
 
-    from ..bench import BenchConfig, quality_for, quality_setup
     from ..errors import FewgenError
-    from ..tasks.spec import load_tasks
+    from ..image_quality import quality_reports, quality_set
+    from ..tasks.spec import load_split
 
     out = Path(args.json).parent if args.json else Path(args.checkpoint) / "eval_quality"
-    bcfg = BenchConfig(data=cfg.data.spec, steps=(max(ecfg.steps),), quality_tasks=ecfg.max_tasks or 12,
-                       quality_shots=max(ecfg.shots), seed=ecfg.seed, base=dataclasses.replace(cfg, eval=ecfg),
-                       feature_steps=args.feature_steps)
-    q = quality_setup(bcfg, load_tasks(cfg.data.spec, cfg.data), ts, out, not args.quiet)
+    q = quality_set(load_split(cfg.data.spec, cfg.data, "train"), ts, max(ecfg.shots), ecfg.max_tasks or 12,
+                    ecfg.seed, out / "feature_net", args.feature_steps, not args.quiet)
     if q is None:
         raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
-    per_steps = quality_for("eval", adapt_fn, q, bcfg, out, all_samplers=False)
+    per_steps = quality_reports(adapt_fn, q, max(ecfg.steps), ecfg, seed=ecfg.seed, grid=out / "samples_eval.png",
+                                label="eval", all_samplers=False)
     # each figure beside real held-out data's value under the same protocol, and the levels to read them by
     keep = {w + end for w in wanted for end in ("", "_ci95", "_real", "_real_ci95")}
     keep |= {"tasks", "samples_per_task", "shots", "real_per_task", "fidelity_real", "fidelity_chance",
              "memorization_chance", "sampler", "seconds_per_64"}
     keep |= {w + end for w in wanted if w in ("fid", "kid") for end in ("_pooled", "_pooled_real")}  # all tasks pooled
     return {s: {k: v for k, v in r.items() if k in keep} for s, r in per_steps.items()}
-
-
-def _training_strings(cfg) -> set[str]:
-    """The decoded strings of the checkpoint's meta-training split (empty if it cannot be read)."""
-    from ..errors import FewgenError
-    from ..tasks.spec import load_split
-    from ..tasks.text import decode_batch
-
-    try:
-        ts = load_split(cfg.data.spec, cfg.data, "train")
-    except (FewgenError, OSError):
-        return set()
-    return {s for i in range(len(ts)) for s in decode_batch(ts.examples(i))}

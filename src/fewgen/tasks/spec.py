@@ -101,3 +101,9 @@ def _ensure_registered() -> None:
         from . import text  # noqa: F401
     except ImportError:  # pragma: no cover - text sources are optional until installed
         pass
+
+
+def splits_of(ts: TaskSet, cfg: DataConfig) -> dict[str, TaskSet]:
+    """The ``train`` / ``val`` / ``test`` splits of ``ts`` as ``cfg`` sets them (``data.split_fractions``,
+    ``data.split_seed``, ``data.split_file``): the one spelling of a run's split, for tasks already loaded."""
+    return ts.split(cfg.split_fractions, cfg.split_seed, cfg.split_file)
