@@ -23,9 +23,9 @@ import torch
 
 from fewgen.config import DataConfig
 from fewgen.metrics.text_fidelity import dominant_script
+from fewgen.models.bytes import decode_batch
 from fewgen.tasks.base import episode_generator
 from fewgen.tasks.spec import load_split
-from fewgen.tasks.text import decode_batch
 
 END = "\0"  # the end of a string, one more character
 

@@ -21,8 +21,8 @@ from fewgen.adaptation import adapter_for_checkpoint
 from fewgen.checkpoint import load
 from fewgen.evaluate import text_sample_report
 from fewgen.metrics.text_groups import task_scripts
+from fewgen.models.bytes import decode_batch
 from fewgen.tasks.spec import load_split
-from fewgen.tasks.text import decode_batch
 
 
 def main() -> None:

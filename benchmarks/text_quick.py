@@ -23,7 +23,8 @@ import torch
 from fewgen.config import DataConfig
 from fewgen.metrics.text import bits_per_char, novelty, validity
 from fewgen.tasks.augment import permute_script
-from fewgen.tasks.text import decode_batch, load_words
+from fewgen.tasks.text import load_words
+from fewgen.models.bytes import decode_batch
 from fewgen.models.text_lm import TextLM
 
 

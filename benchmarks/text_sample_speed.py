@@ -17,10 +17,10 @@ import time
 
 import torch
 
+from fewgen.models.bytes import PAD, encode_batch
 from fewgen.models.text_lm import TextLM
 from fewgen.models.text_transformer import TextTransformer
 from fewgen.models.utf8 import advance, draw_token, legal_tokens
-from fewgen.tasks.text import PAD, encode_batch
 
 SUPPORT = ["maison", "pendant", "toujours", "quelque", "enfant", "heureux", "lumière", "chemin", "oiseau", "soleil"]
 

@@ -30,9 +30,9 @@ import torch
 from fewgen.checkpoint import load
 from fewgen.metrics.text import char_counts
 from fewgen.metrics.text_fidelity import dominant_script
+from fewgen.models.bytes import decode_batch
 from fewgen.tasks.base import episode_generator
 from fewgen.tasks.spec import load_split
-from fewgen.tasks.text import decode_batch
 
 
 def episodes(ts, shots: int, queries: int, seed: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:

@@ -176,7 +176,7 @@ def training_strings(data: DataConfig, tasks: TaskSet | None = None, missing_ok:
     read (e.g. a checkpoint's training data that is not on this machine)."""
     from .errors import FewgenError
     from .tasks.spec import load_tasks, splits_of
-    from .tasks.text import decode_batch
+    from .models.bytes import decode_batch
 
     try:
         train_ts = splits_of(tasks if tasks is not None else load_tasks(data.spec, data), data)["train"]
@@ -196,7 +196,7 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
     (None: the family's default, :func:`fewgen.sample.text_guidance`)."""
     from .config import EvalConfig
     from .sample import sample_text, text_guidance
-    from .tasks.text import decode_batch
+    from .models.bytes import decode_batch
 
     for b in range(0, len(tasks), batch_tasks):
         ids = tasks[b : b + batch_tasks]
@@ -236,7 +236,7 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     from .metrics.support_sensitivity import support_sensitivity
     from .metrics.text import novelty, validity
     from .metrics.text_groups import group_means, task_scripts
-    from .tasks.text import decode_batch
+    from .models.bytes import decode_batch
 
     tasks = [i for i in range(len(ts)) if int(ts.counts[i]) >= shots + (2 if fidelity else 0)]
     scripts = scripts if scripts is not None else task_scripts(ts)

@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .models.bytes import decode_batch
 from .tasks.base import TaskSet
-from .tasks.text import decode_batch
 
 BOS_TOKEN = "<|endoftext|>"
 

@@ -66,7 +66,7 @@ def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.
     model samples under a UTF-8 grammar; ``temperature`` 0 is greedy). ``guidance`` != 1 is
     classifier-free guidance toward the support (``text_transformer``; see its ``sample``)."""
     from .errors import ConfigError
-    from .tasks.text import decode_batch
+    from .models.bytes import decode_batch
 
     options: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
     if guidance != 1.0:

@@ -189,7 +189,7 @@ def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits) -> Tensor
 
 def decode_lines(text: str, max_len: int, limits: Limits) -> Tensor:
     """Pasted text, one example a line (blank lines skipped) -> byte ids (K, max_len)."""
-    from .tasks.text import encode_batch
+    from .models.bytes import encode_batch
 
     if len(text) > limits.max_bytes:
         raise DataError(f"the text is over the limit of {limits.max_bytes / 2**20:.3g} MiB")

@@ -108,7 +108,8 @@ def read_support_text(files: Sequence[Path], max_len: int) -> Tensor:
     """Support lines of ``.txt`` files -> (K, max_len) ids. A line longer than the model's
     ``max_len - 1`` bytes is cut between characters, with one warning naming the first such
     file and line (and how many more there were)."""
-    from .tasks.text import encode_batch, read_numbered_lines, truncate_utf8
+    from .models.bytes import encode_batch
+    from .tasks.text import read_numbered_lines, truncate_utf8
 
     lines, cut = [], []
     for f in files:

@@ -83,7 +83,7 @@ WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðo
 
 def text_lm(match_orders: int) -> Callable[[], Family]:
     def make() -> Family:
-        from fewgen.tasks.text import encode_batch, tokenizer_meta
+        from fewgen.models.bytes import encode_batch, tokenizer_meta
 
         g = torch.Generator().manual_seed(3)
         mc = ModelConfig(family="text_lm", hidden=12, context=8, extra={"embed": 8, "match_orders": match_orders})
@@ -96,7 +96,7 @@ def text_lm(match_orders: int) -> Callable[[], Family]:
 
 
 def text_ngram() -> Family:
-    from fewgen.tasks.text import encode_batch, tokenizer_meta
+    from fewgen.models.bytes import encode_batch, tokenizer_meta
 
     g = torch.Generator().manual_seed(3)
     model, cfg = _build(ModelConfig(family="text_ngram", extra={"order": 3}), DataConfig(spec="words"),
@@ -111,7 +111,7 @@ def hf_causal_lm(kind: str, condition: str) -> Callable[[], Family]:
     def make() -> Family:
         from hf_tiny import folder
 
-        from fewgen.tasks.text import encode_batch, tokenizer_meta
+        from fewgen.models.bytes import encode_batch, tokenizer_meta
 
         g = torch.Generator().manual_seed(3)
         mc = ModelConfig(family="hf_causal_lm", extra={"path": str(folder(kind)), "condition": condition, "rank": 2})
@@ -125,7 +125,7 @@ def hf_causal_lm(kind: str, condition: str) -> Callable[[], Family]:
 
 def text_transformer(match_order: int) -> Callable[[], Family]:
     def make() -> Family:
-        from fewgen.tasks.text import encode_batch, tokenizer_meta
+        from fewgen.models.bytes import encode_batch, tokenizer_meta
 
         g = torch.Generator().manual_seed(3)
         mc = ModelConfig(family="text_transformer", hidden=16,

@@ -21,8 +21,8 @@ from fewgen.errors import ConfigError, DataError  # noqa: E402
 from fewgen.meta import get_algorithm  # noqa: E402
 from fewgen.metrics.text import bits_per_char  # noqa: E402
 from fewgen.models import build_model, params_of  # noqa: E402
+from fewgen.models.bytes import encode_batch, tokenizer_meta  # noqa: E402
 from fewgen.tasks.base import Episode  # noqa: E402
-from fewgen.tasks.text import encode_batch, tokenizer_meta  # noqa: E402
 
 L = 16
 META = {**tokenizer_meta(L), "modality": "text", "example_shape": [L]}

@@ -8,8 +8,8 @@ from fewgen.config import ModelConfig
 from fewgen.errors import ConfigError
 from fewgen.metrics.text import validity
 from fewgen.models.base import call, params_of
+from fewgen.models.bytes import BOS, EOS, PAD, decode_batch, encode_batch, tokenizer_meta
 from fewgen.models.text_lm import _shift_in, TextLM, build_text_lm
-from fewgen.tasks.text import BOS, EOS, PAD, decode_batch, encode_batch, tokenizer_meta
 
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ"]
 

@@ -12,10 +12,10 @@ from fewgen.errors import ConfigError
 from fewgen.metrics.text import validity
 from fewgen.models import build_model, ngram
 from fewgen.models.base import call, params_of
+from fewgen.models.bytes import EOS, NUM_OUTPUTS, PAD, decode_batch, encode_batch
 from fewgen.models.text_lm import _shift_in
 from fewgen.models.text_ngram import TextNgram
 from fewgen.tasks.spec import load_tasks
-from fewgen.tasks.text import EOS, NUM_OUTPUTS, PAD, decode_batch, encode_batch
 
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ"]
 LANGS = "words:en,fr,de,es,it,pt,nl,sv,pl,ru,fi,tr"

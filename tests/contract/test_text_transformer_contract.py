@@ -14,9 +14,9 @@ from fewgen.meta import get_algorithm
 from fewgen.metrics.text import validity
 from fewgen.models import build_model
 from fewgen.models.base import call, params_of
+from fewgen.models.bytes import BOS, EOS, PAD, decode_batch, encode_batch, tokenizer_meta
 from fewgen.models.text_transformer import TextTransformer, build_text_transformer
 from fewgen.tasks.base import Episode
-from fewgen.tasks.text import BOS, EOS, PAD, decode_batch, encode_batch, tokenizer_meta
 
 WORDS = ["ĉirkaŭ", "ŝipo", "ĝardeno", "мир", "漢字", "hello", "a", "ðoʊ", "hell", "ŝipoj", "ĉiro", "helo"]
 

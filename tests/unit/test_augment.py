@@ -5,9 +5,9 @@ import torch
 
 from fewgen.config import DataConfig, apply_overrides, Config
 from fewgen.errors import ConfigError
+from fewgen.models.bytes import decode_batch, encode_batch
 from fewgen.tasks import augment as A
 from fewgen.tasks.base import Episode, Task, stack_tasks
-from fewgen.tasks.text import decode_batch, encode_batch
 
 WORDS = ["ĉirkaŭ", "привет", "漢字", "ðoʊ", "Hello", "𝔘𝔫", "한국어", "é", "hello", "Привет", "a1-b", "Ÿes"]
 

@@ -127,7 +127,7 @@ def test_text_loader_on_random_bytes_names_the_file_or_loads(tmp_path_factory, b
         msg = str(e)
         assert any(f"task{i}.txt" in msg for i in range(len(blobs))) or str(root) in msg, msg
         return
-    from fewgen.tasks.text import decode_batch
+    from fewgen.models.bytes import decode_batch
 
     for i, name in enumerate(ts.names):
         lines = [s.strip() for s in blobs[int(name[4:])].decode("utf-8").split("\n")]

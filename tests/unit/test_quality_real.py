@@ -186,7 +186,7 @@ def test_text_novelty_and_validity_come_with_the_real_strings_values():
     from fewgen.metrics.text import novelty, validity
     from fewgen.models.text_ngram import TextNgram
     from fewgen.tasks.base import TaskSet, episode_generator
-    from fewgen.tasks.text import encode_batch, tokenizer_meta
+    from fewgen.models.bytes import encode_batch, tokenizer_meta
 
     words = {"latin": LATIN, "cyrillic": CYRILLIC}
     ts = TaskSet.from_lists(list(words), list(words), [encode_batch(w, 24) for w in words.values()], "text", "test",

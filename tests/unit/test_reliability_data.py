@@ -172,7 +172,7 @@ def test_text_empty_lines_crlf_and_bom_are_handled(tmp_path):
     (tmp_path / "blank.txt").write_text("\n\n  \n")  # no examples: not a task
     ts = load_tasks(f"text:{tmp_path}")
     assert ts.names == ["a"]
-    from fewgen.tasks.text import decode_batch
+    from fewgen.models.bytes import decode_batch
 
     assert decode_batch(ts.examples(0)) == ["one", "two"]
 

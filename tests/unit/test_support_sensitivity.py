@@ -4,9 +4,9 @@ whatever the support; one that reads it does not."""
 from fewgen.adaptation import adapt
 from fewgen.evaluate import text_sample_report
 from fewgen.metrics.support_sensitivity import partners, support_sensitivity
+from fewgen.models.bytes import encode_batch, tokenizer_meta
 from fewgen.models.text_ngram import TextNgram
 from fewgen.tasks.base import TaskSet
-from fewgen.tasks.text import encode_batch, tokenizer_meta
 
 LATIN = ["abba", "baca", "cab", "acca", "bab", "caca", "abc", "cba", "aab", "bbc"]
 CYRILLIC = ["абба", "баба", "вав", "авва", "ббв", "вава", "абв", "вба", "ааб", "ббв"]

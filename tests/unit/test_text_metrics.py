@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fewgen.metrics.text import bits_per_char, char_counts, is_valid, novelty, validity
-from fewgen.tasks.text import encode_batch
+from fewgen.models.bytes import encode_batch
 
 
 def test_char_counts_count_characters_not_bytes():

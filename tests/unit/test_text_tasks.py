@@ -5,8 +5,9 @@ import torch
 
 from fewgen.config import DataConfig
 from fewgen.errors import DataError
+from fewgen.models.bytes import EOS, PAD, decode_batch
 from fewgen.tasks.spec import SOURCES
-from fewgen.tasks.text import EOS, PAD, WORDS_MAX_LEN, decode_batch, load_text, load_words
+from fewgen.tasks.text import WORDS_MAX_LEN, load_text, load_words
 
 
 def test_sources_are_registered():

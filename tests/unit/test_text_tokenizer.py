@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fewgen.tasks.text import BOS, EOS, PAD, VOCAB_SIZE, decode, decode_batch, encode, encode_batch
+from fewgen.models.bytes import BOS, EOS, PAD, VOCAB_SIZE, decode, decode_batch, encode, encode_batch
 
 SCRIPTS = ["ð", "ĝ", "ŭ", "ĉirkaŭ", "þjóð", "привет", "Ёлка", "漢字", "日本語のテキスト", "한국어", "مرحبا",
            "नमस्ते", "🙂👍🏽", "e\u0301", "a"]

@@ -108,7 +108,7 @@ def _show_text(ts, names: list[str], examples: list, args: argparse.Namespace) -
     import sys
 
     from ..sample import write_lines
-    from ..tasks.text import decode_batch
+    from ..models.bytes import decode_batch
 
     counts = dict(zip(ts.names, ts.counts.tolist()))
     lines = [f"{name} ({counts.get(name.split('+')[0], len(ex))} examples): " + " | ".join(decode_batch(ex))

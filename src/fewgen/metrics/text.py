@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from torch import Tensor
 
-from ..tasks.text import EOS
+from ..models.bytes import EOS
 
 
 def char_counts(tokens: Tensor) -> Tensor:
@@ -58,7 +58,7 @@ def novelty(samples: Sequence[str], support: Iterable[str], training_strings: It
 
 def is_valid(sample: str | bytes) -> bool:
     """Non-empty, valid UTF-8 (no lone surrogates), free of control characters (category Cc)
-    and of U+FFFD, the mark :func:`fewgen.tasks.text.decode` leaves for invalid bytes."""
+    and of U+FFFD, the mark :func:`fewgen.models.bytes.decode` leaves for invalid bytes."""
     try:
         text = sample.decode("utf-8") if isinstance(sample, (bytes, bytearray)) else sample
         text.encode("utf-8")

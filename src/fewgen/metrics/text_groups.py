@@ -19,7 +19,7 @@ from .text_fidelity import dominant_script
 
 def task_scripts(ts: TaskSet) -> dict[str, str]:
     """The dominant script of every task's strings: ``{task name: script}``."""
-    from ..tasks.text import decode_batch
+    from ..models.bytes import decode_batch
 
     return {name: dominant_script(decode_batch(ts.examples(i))) for i, name in enumerate(ts.names)}
 

@@ -142,7 +142,7 @@ def check_heads(cfg: Any, default: int = 4) -> int:
 def check_byte_tokenizer(family: str, data_meta: dict[str, Any]) -> None:
     """A one-line :class:`~fewgen.errors.ConfigError` unless the data use fewgen's UTF-8 byte tokens."""
     from ..errors import ConfigError
-    from ..tasks.text import VOCAB_SIZE
+    from .bytes import VOCAB_SIZE
 
     if data_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:
         raise ConfigError(f"{family} needs the byte tokenizer (vocab {VOCAB_SIZE}), the data has "

@@ -7,7 +7,7 @@ text metrics work on it unchanged. The folder is read with ``local_files_only=Tr
 weights (a pickled ``.bin`` can run code when loaded: refused, with how to convert it).
 
 **Retokenisation.** fewgen's text data are UTF-8 byte ids with ``EOS``/``PAD``
-(:mod:`fewgen.tasks.text`); the model decodes them to strings and tokenises them with the
+(:mod:`fewgen.models.bytes`); the model decodes them to strings and tokenises them with the
 folder's own tokenizer, inside the model, so nothing outside the family knows about tokens.
 Scores are per *string*: ``loss``/``nll`` are the exact ``-log p(x | support)`` in nats of the
 string's tokens and of its end, so fewgen's bits per character (Unicode characters of the
@@ -53,8 +53,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, DataError
-from ..tasks.text import decode, encode_batch
 from .base import Context, GenerativeModel, check_extra_keys, exact_nll
+from .bytes import decode, encode_batch
 from .utf8 import draw_token
 
 CONDITIONS = ("incontext", "lora", "both")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD
+from .bytes import BOS, EOS, NUM_OUTPUTS, PAD
 
 MATCH_BETA = 1.0  # weight of the order n-1 distribution in the order-n back-off
 CODE_BASE = 259  # history codes: sum_i token_i * CODE_BASE**i (exact in int64 up to order 7)

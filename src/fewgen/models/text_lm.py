@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
+from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .nn import masked_mean, norm_mlp
 from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
 from .utf8 import advance, draw_token, legal_tokens

@@ -41,9 +41,9 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from . import ngram
 from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys
+from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .text_lm import _shift_in
 from .utf8 import advance, draw_token, legal_tokens
 

@@ -51,8 +51,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import ModelConfig
 from ..errors import ConfigError, DataError
-from ..tasks.text import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys
+from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
 from .utf8 import advance, draw_token, legal_tokens

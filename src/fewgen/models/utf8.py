@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..tasks.text import EOS, NUM_OUTPUTS
+from .bytes import EOS, NUM_OUTPUTS
 
 
 # States of the decoder's UTF-8 automaton: 0 = between characters; the others expect

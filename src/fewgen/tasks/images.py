@@ -27,7 +27,7 @@ from ..config import DataConfig
 from ..digest import file_digest
 from ..errors import DataError
 from .base import TaskSet
-from .spec import register, user_path
+from .source import user_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb limit: larger images are refused
@@ -125,8 +125,6 @@ def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfi
 
 # ----------------------------------------------------------------------------- folder:PATH
 
-@register("folder", "folder:PATH", "your images: PATH/<task>/<image files>, one sub-folder per task",
-          "folder:./my_images")
 def load_folder(arg: str, cfg: DataConfig) -> TaskSet:
     """``PATH/<task>/*.png|jpg|...``: each sub-folder is a task (and its own split group)."""
     if not arg:
@@ -250,8 +248,6 @@ def _omniglot_items(root: Path) -> Iterable[tuple[str, str, str, bytes | Path]]:
                 yield f"{key[0]}/{key[1]}", key[0], str(f), f
 
 
-@register("omniglot", "omniglot | omniglot:PATH", "Omniglot characters (downloaded, or the official archives in PATH)",
-          "omniglot:../shared/data/omniglot")
 def load_omniglot(arg: str, cfg: DataConfig) -> TaskSet:
     """Omniglot: a character is a task, its drawers' images are examples, alphabets are groups."""
     if arg:
@@ -365,7 +361,6 @@ def build_glyphs(cfg: DataConfig, fonts: list[str] | None = None, max_chars: int
     return TaskSet.from_lists(names, groups, examples, "image", "glyphs")
 
 
-@register("glyphs", "glyphs", "characters rendered from the fonts inside matplotlib (offline)", "glyphs")
 def load_glyphs(arg: str, cfg: DataConfig) -> TaskSet:
     """The embedded default: glyph tasks, rendered once and cached (safetensors) per image config."""
     from safetensors.torch import load_file, save_file

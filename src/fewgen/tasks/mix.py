@@ -15,6 +15,7 @@ import torch
 from ..config import DataConfig
 from ..errors import DataError
 from .base import TaskSet
+from .source import Loader
 
 
 def parse_mixture(spec: str) -> list[tuple[str, float]]:
@@ -66,13 +67,12 @@ def mixture_task_ids(ts: TaskSet, num_tasks: int, generator: torch.Generator) ->
     return order[starts[pick] + within]
 
 
-def load_mixture(spec: str, cfg: DataConfig) -> TaskSet:
-    """Load every source of a ``+`` spec and mix them."""
-    from .spec import load_tasks
-
+def load_mixture(spec: str, cfg: DataConfig, load_part: Loader) -> TaskSet:
+    """Load every source of a ``+`` spec with ``load_part`` (the loader of one spec,
+    :func:`fewgen.tasks.spec.load_tasks`) and mix them."""
     parts, seen = [], {}
     for src, w in parse_mixture(spec):
-        ts = load_tasks(src, cfg)
+        ts = load_part(src, cfg)
         base = src.split(":")[0]
         seen[base] = seen.get(base, 0) + 1
         parts.append((base if seen[base] == 1 else f"{base}{seen[base]}", ts, w))

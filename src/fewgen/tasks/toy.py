@@ -11,7 +11,6 @@ import torch
 from ..config import DataConfig
 from ..errors import DataError
 from .base import TaskSet
-from .spec import register
 
 TOY_TASKS = 400
 TOY_EXAMPLES = 40
@@ -28,8 +27,8 @@ def gaussian_tasks(num_tasks: int = TOY_TASKS, examples: int = TOY_EXAMPLES, dim
     return TaskSet.from_lists(names, groups, list(x), "toy", "toy", {"mean_scale": mean_scale, "std": std})
 
 
-@register("toy", "toy | toy:gauss2d", "2-D Gaussians with random means (tests, intuition)", "toy")
 def load_toy(arg: str, cfg: DataConfig) -> TaskSet:
+    """The ``toy`` source (``toy`` or ``toy:gauss2d``): :func:`gaussian_tasks` drawn with the split seed."""
     if arg not in ("", "gauss2d"):
         raise DataError(f"unknown toy family '{arg}'; valid: gauss2d")
     return gaussian_tasks(seed=cfg.split_seed)
