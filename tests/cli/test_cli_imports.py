@@ -57,3 +57,17 @@ def test_sample_imports_no_other_commands_dependencies(tmp_path, one_thread):
             "--out", str(tmp_path / "grid.png")]
     assert imported_after(argv, NOT_FOR_SAMPLE) == []
     assert (tmp_path / "grid.png").exists()
+
+
+def test_a_command_whose_module_cannot_import_is_listed_and_says_why(monkeypatch, capsys):
+    import sys
+
+    from fewgen.cli import main
+
+    monkeypatch.setitem(sys.modules, "fewgen.cli.serve", None)  # its import now fails, as in a broken install
+    assert "serve" in build_parser()._subparsers._group_actions[0].choices
+    for argv in (["serve", "runs/x", "--port", "8080"], ["serve", "--help"], ["serve"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("fewgen: error: fewgen serve cannot run: "), err
+        assert "fewgen.cli.serve" in err, err

@@ -9,6 +9,7 @@ import argparse
 import errno
 import sys
 import warnings
+from typing import Callable
 
 from ..errors import FewgenError
 
@@ -39,7 +40,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name in COMMANDS:
         try:
             mod = import_module(f".{name.replace('-', '_')}", __name__)
-        except ModuleNotFoundError:
+        except ImportError as e:  # a command imports its extras (gradio, ...) in run(): this is a broken install
+            # It takes every argument, --help too (no option prefix an argv can hold), and run() says why it cannot run.
+            p = sub.add_parser(name, help=f"(cannot run: {one_line(str(e))})", add_help=False, prefix_chars="\0")
+            p.add_argument("arguments", nargs="*")
+            p.set_defaults(run=_cannot_run(name, e))
             continue
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,6 +52,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             mod.add_arguments(p)
         p.set_defaults(run=mod.run)
     return parser
+
+
+def _cannot_run(name: str, error: ImportError) -> Callable[[argparse.Namespace], int]:
+    """The ``run`` of command ``name`` whose module failed to import with ``error``: whatever its
+    arguments, a one-line error naming the module that is missing."""
+
+    def run(args: argparse.Namespace) -> int:
+        raise FewgenError(f"fewgen {name} cannot run: {error} (a broken installation: reinstall fewgen)")
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
