@@ -206,7 +206,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
         distributed.teardown(created)
 
 
-def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch.device,
+def fit_by_counting(cfg: Config, out: Path, ts: TaskSet, device: torch.device,
                     progress: bool) -> TrainResult:
     """Train a family that is fit by counting (``models.COUNTED_FAMILIES``, e.g. ``text_ngram``):
     its ``fit_counts`` reads every meta-train string and chooses its mixing weights on the
@@ -215,7 +215,6 @@ def fit_by_counting(cfg: Config, out: Path, tasks: TaskSet | None, device: torch
     if cfg.train.algo != "amortized":
         raise ConfigError(f"model.family={cfg.model.family} is fit by counting and reads the support directly; "
                           f"train it with --algo amortized (the default), not {cfg.train.algo}")
-    ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
     splits = splits_of(ts, cfg.data)
     meta = data_meta(ts)
     model = build_model(cfg.model, meta).to(device)
@@ -258,14 +257,13 @@ class Run:
     :meth:`restore` continues a saved state (or starts the run folder), :meth:`train` loops
     :meth:`step` and :meth:`after_step` (logging, validation, checkpoints, stops) to the end."""
 
-    def __init__(self, cfg: Config, out: Path, tasks: TaskSet | None, device: torch.device) -> None:
+    def __init__(self, cfg: Config, out: Path, ts: TaskSet, device: torch.device) -> None:
         tc = self.tc = cfg.train
         self.cfg, self.out, self.device = cfg, out, device
         self.main, self.world = distributed.is_main(), distributed.world_size()
         if tc.tensorboard and self.main:
             summary_writer()  # a missing package fails before any work
         torch.manual_seed(tc.seed)
-        ts = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
         # "default" becomes the modality's transforms: the run's stored config says what was used
         cfg = self.cfg = replace(cfg, data={"task_augment": augment.resolve(cfg.data.task_augment, ts.modality)})
         splits = splits_of(ts, cfg.data)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fewgen.meta.inner import (InnerConfig, adapt_variables, adapted_layers, compose, draw_support_noise, fine_tune,
-                               init_inner_lrs, inner_lrs, jitter_images, leave_one_out_loss, support_loss)
+from fewgen import adaptation
+from fewgen.meta.inner import (InnerConfig, adapt_variables, adapted_layers, compose, draw_support_noise, fine_tune_task,
+                               init_inner_lrs, inner_lrs, jitter_images, leave_one_out_loss, map_tasks, support_loss)
 from fewgen.models import call, params_of
 from fewgen.models.image_vae import ImageVAE
 from fewgen.models.toy_gauss import ToyGauss
@@ -64,10 +65,9 @@ def image_setup():
 @pytest.mark.parametrize("adapt", ["all", "bias", "film", "lora"])
 def test_each_adapt_params_choice_changes_only_its_parameters(adapt):
     model, params, support, mask = image_setup()
-    inner = InnerConfig(steps=2, lr=0.05, first_order=True, adapt=adapt, lora_rank=2)
-    noise = draw_support_noise(model, support, 2, torch.Generator().manual_seed(3), inner)
-    with torch.no_grad():
-        phi = fine_tune(model, params, support, mask, noise, inner)  # (T, ...)
+    inner = InnerConfig(adapt=adapt, lora_rank=2)
+    phi = adaptation.adapt(model, support, mask, params, conditional=False, steps=2, lr=0.05, inner=inner,
+                           generator=torch.Generator().manual_seed(3)).params  # (T, ...)
     layers = adapted_layers(model)
     biases = {b for b, _ in layers.values() if b is not None}
     changed = {k for k in params if not torch.equal(phi[k], params[k].expand_as(phi[k]))}
@@ -112,8 +112,12 @@ def test_augmented_selected_random_step_loop_is_the_same_vmapped_and_looped(adap
     noise = draw_support_noise(model, support, 3, torch.Generator().manual_seed(4), inner)
     assert set(noise) == {"latent", "support", "check", "check_latent", "active"}
     outs = []
+
+    def one(sup, msk, nz):  # what meta-training maps over the tasks (meta/maml.py, meta/reptile.py)
+        return fine_tune_task(model, params, sup, msk, nz, inner)
+
     for vectorize in (True, False):
-        phi = fine_tune(model, params, support, mask, noise, inner, vectorize=vectorize)
+        phi = map_tasks(one, (support, mask, noise), (True, True, True), vectorize)
         loss = sum((v.float() ** 2).sum() for v in phi.values())
         outs.append((phi, torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
     (p1, g1), (p2, g2) = outs
@@ -127,9 +131,9 @@ def test_heldout_selection_never_ends_worse_on_the_held_out_copy():
     model, params, support, mask = image_setup()
     for lr in (1e-3, 10.0):  # a step size that wrecks the model: the selection keeps step 0
         inner = InnerConfig(steps=4, lr=lr, first_order=True, adapt="all", augment=True, select="heldout")
-        noise = draw_support_noise(model, support, 4, torch.Generator().manual_seed(5), inner)
-        with torch.no_grad():
-            phi = fine_tune(model, params, support, mask, noise, inner)
+        noise = draw_support_noise(model, support, 4, torch.Generator().manual_seed(5), inner)  # adapt's draw
+        phi = adaptation.adapt(model, support, mask, params, conditional=False, steps=4, lr=lr, inner=inner,
+                               generator=torch.Generator().manual_seed(5)).params
         for t in range(3):
             p = {k: v[t] for k, v in phi.items()}
             args = (noise["check"][t : t + 1], mask[t : t + 1], noise["check_latent"][t : t + 1], False)

@@ -387,20 +387,6 @@ def map_tasks(fn: Callable[..., Any], args: Sequence[Any], batched: Sequence[boo
     return tree_map(lambda *xs: torch.stack(xs), outs[0], *outs[1:])
 
 
-def fine_tune(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Noise | None,
-              inner: InnerConfig, lrs: Params | None = None, context: Context | None = None,
-              vectorize: bool = True) -> Params:
-    """Fine-tune shared ``params`` on each of T supports (T, K, *X) -> per-task params (T, ...).
-
-    mask (T, K), noise (:func:`draw_support_noise`, leaves (T, ...)) or None, context (leaves
-    (T, ...)) or None (see :func:`fine_tune_task`).
-    """
-    def one(sup: Tensor, msk: Tensor, nz: Tensor | None, ctx: Context | None) -> Params:
-        return fine_tune_task(model, params, sup, msk, nz, inner, lrs, ctx)
-
-    return map_tasks(one, (support, mask, noise, context), (True, True, True, True), vectorize and model.vmappable)
-
-
 # ----------------------------------------------------------------------------- chunks
 def task_chunks(num_tasks: int, chunk: int) -> list[slice]:
     """The task axis cut into slices of ``chunk`` tasks (one slice when ``chunk`` is 0 or larger)."""

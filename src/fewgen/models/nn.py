@@ -73,11 +73,6 @@ def gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp()).sum(-1)
 
 
-def log_mean_exp(x: Tensor, dim: int) -> Tensor:
-    """log(mean(exp(x))) along ``dim``, stably."""
-    return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
 def conv_block(cin: int, cout: int, stride: int, groups: int = 8) -> nn.Sequential:
     """Conv -> GroupNorm -> SiLU (GroupNorm, not BatchNorm: no state shared across tasks).
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from . import ngram
-from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys
+from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .text_lm import _shift_in
 from .utf8 import advance, draw_token, legal_tokens
@@ -172,8 +172,7 @@ class TextNgram(GenerativeModel):
     def nll(self, x: Tensor, context: Context, num_samples: int = 1, chunk: int = 256,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` examples per pass."""
-        step = max(int(chunk), 1)
-        return torch.cat([self.loss(x[:, i : i + step], context) for i in range(0, x.shape[1], step)], 1)
+        return exact_nll(self, x, context, chunk)
 
     @torch.no_grad()
     def sample(self, n: int, context: Context, generator: torch.Generator | None = None,

@@ -51,7 +51,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import ModelConfig
 from ..errors import ConfigError, DataError
-from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys
+from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
@@ -374,8 +374,7 @@ class TextTransformer(GenerativeModel):
     def nll(self, x: Tensor, context: dict[str, Tensor], num_samples: int = 1, chunk: int = 256,
             generator: torch.Generator | None = None) -> Tensor:
         """The exact NLL (no latent: ``num_samples`` is unused), ``chunk`` strings per pass."""
-        step = max(int(chunk), 1)
-        return torch.cat([self.loss(x[:, i : i + step], context) for i in range(0, x.shape[1], step)], 1)
+        return exact_nll(self, x, context, chunk)
 
     def episode_loss(self, support: Tensor, mask: Tensor, query: Tensor, noise: Tensor | None = None) -> Tensor:
         """K-shot for every K at once: the present shots (T, K, L) then the queries (T, Q, L) in one
