@@ -124,6 +124,10 @@ def build_workspace(root: Path) -> Workspace:
         "run_bad_config": _copy_with(ck, bad / "run_bad_config", "resolved_config.json", b'{"train": {"lr": '),
     }
     assert b"NaN" in (damaged["ck_nan_config"] / "config.json").read_bytes()
+    from fewgen.zoo.build import export
+
+    export(ck, root / "zoo" / "tiny")  # the workspace's zoo (run_in_process points fewgen.zoo at it)
+    (root / "zoo" / "tiny" / "card.md").write_text("# tiny\n\nA tiny model.\n", encoding="utf-8")
     damaged |= hf_folders(bad)
     good = {"imgs": imgs, "texts": texts, "image_ck": ck, "text_ck": root / "text_ck", "adapted_ck": root / "adapted_ck",
             "support_png": imgs / "task00" / "0.png", "support_dir": imgs / "task00", "support_txt": root / "support.txt",
@@ -232,6 +236,7 @@ DAMAGES: dict[str, dict[str, Damage]] = {
         "damaged_state": lambda g: (str(g["run_bad_state"]), "train_state.pt"),
         "damaged_config": lambda g: (str(g["run_bad_config"]), "resolved_config.json"),
     },
+    "zoo_name": {"unknown": lambda g: ("no-such-model", "no-such-model")},
     "float": {  # ("-inf" as a separate argument is an option to argparse: "expected one argument")
         "nan": lambda g: ("nan", "nan"),
         "inf": lambda g: ("inf", "inf"),
@@ -318,6 +323,9 @@ COMMANDS: dict[str, Command] = {
                          {"{data}": "text:{texts}", "{s}": "0"}),
     "demo": Command(["demo", "--out", "{out}", "--seconds", "{s}", "--quiet"], {"{out}": "out_folder", "{s}": "float"},
                     {"{s}": "1"}),
+    "zoo show": Command(["zoo", "show", "{name}"], {"{name}": "zoo_name"}, {"{name}": "tiny"}),
+    "zoo build": Command(["zoo", "build", "{name}", "--out", "{out}", "--quiet"],
+                         {"{name}": "zoo_name", "{out}": "out_folder"}, {"{name}": "tiny"}),
     "serve": Command(["serve", "{ckpt}", "--max-mb", "{mb}"], {"{ckpt}": "ckpt", "{mb}": "float"},
                      {"{ckpt}": "image_ck", "{mb}": "1"}),
 }
@@ -367,7 +375,9 @@ def command_line(ws: Workspace, name: str, slot: str, damage: str, out: Path) ->
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Workspace:
     torch.set_num_threads(1)
-    return build_workspace(tmp_path_factory.mktemp("reliability"))
+    ws = build_workspace(tmp_path_factory.mktemp("reliability"))
+    WORKSPACE_ZOO[:] = [ws.root / "zoo"]
+    return ws
 
 
 def snapshot(root: Path, skip: Path) -> dict[str, str]:
@@ -376,14 +386,20 @@ def snapshot(root: Path, skip: Path) -> dict[str, str]:
             if p.is_file() and skip not in p.parents and not str(p).startswith(str(skip))}
 
 
+WORKSPACE_ZOO: list[Path] = []  # the workspace's zoo folder, once built
+
+
 def run_in_process(argv: list[str], capsys, monkeypatch) -> subprocess.CompletedProcess:
     """The command in this process, with serve stopped where it would start its server."""
     import fewgen.serve
+    import fewgen.zoo
 
     def launched(*a, **k):  # serve got past loading: the damage went unnoticed
         raise AssertionError("serve would have started")
 
     monkeypatch.setattr(fewgen.serve, "build_app", launched)
+    if WORKSPACE_ZOO:
+        monkeypatch.setattr(fewgen.zoo, "ZOO_DIR", WORKSPACE_ZOO[0])
     return cli_in_process(argv, capsys, monkeypatch)
 
 
