@@ -64,7 +64,7 @@ def test_text_folder_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_text(str(tmp_path / "missing"), DataConfig())
     (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
-    with pytest.raises(DataError, match="no non-empty"):
+    with pytest.raises(DataError, match="no usable lines"):
         load_text(str(tmp_path), DataConfig())
 
 
