@@ -159,20 +159,14 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     ``train.inner_lr``. An adapted checkpoint (``ck.info["adapted"]``) keeps its stored
     context and fine-tunes further from its own weights.
     """
-    from .meta import CONDITIONAL, META_LEARNED_INNER
+    from .meta import CONDITIONAL, resolve_fine_tuning
 
-    tc = train or ck.config.train
-    algo = algo or ck.info.get("algo", tc.algo)
+    algo = algo or ck.info.get("algo", (train or ck.config.train).algo)
+    tc = resolve_fine_tuning(train or ck.config.train, ck.model.modality, algo)
     adapted = bool(ck.info.get("adapted"))
     fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
     model = fresh_model(ck.model, seed) if fresh else ck.model
-    rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
-    if algo in META_LEARNED_INNER:  # the inner loop the init was meta-learned for
-        step_size = tc.inner_lr if lr is None else lr
-        optimizer = tc.reptile_inner if algo == "reptile" else "sgd"
-    else:  # plain fine-tuning, as a user would do it: Adam at a small step size
-        step_size = ck.config.eval.finetune_lr if lr is None else lr
-        optimizer = "adam"
+    step_size, optimizer, rates = fine_tuning_step(ck, algo, lr, tc, fresh)
     inner = inner_config(tc)
     if rates is not None and set(rates) != set(adapt_variables(model, params_of(model), inner)):
         raise ConfigError(f"the checkpoint's Meta-SGD rates are for train.adapt_params="
@@ -185,6 +179,22 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
                      on_step=on_step)
 
     return fn
+
+
+def fine_tuning_step(ck: "Checkpoint", algo: str, lr: float | None, tc: TrainConfig,
+                     fresh: bool = False) -> tuple[float, str, Params | None]:
+    """How ``algo`` fine-tunes checkpoint ``ck``: (step size, optimiser, Meta-SGD rates or None).
+
+    maml, fomaml, reptile and hybrid repeat the inner loop they were meta-learned for (SGD at
+    ``train.inner_lr``, Reptile's optimiser, or the checkpoint's learned per-parameter rates);
+    the others fine-tune with Adam at ``eval.finetune_lr``. ``lr`` overrides the step size (and
+    the learned rates); a ``fresh`` (scratch) model has no learned rates."""
+    from .meta import META_LEARNED_INNER
+
+    rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
+    if algo in META_LEARNED_INNER:  # the inner loop the init was meta-learned for
+        return (tc.inner_lr if lr is None else lr), (tc.reptile_inner if algo == "reptile" else "sgd"), rates
+    return (ck.config.eval.finetune_lr if lr is None else lr), "adam", rates  # plain fine-tuning, as a user would
 
 
 def steps_note(ck: "Checkpoint", algo: str | None, steps: Sequence[int]) -> str | None:
@@ -212,6 +222,7 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     ``info["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
     from .errors import FewgenError
+    from .meta import resolve_fine_tuning
     from .support import read_support
 
     if Path(out).resolve() == ck.path.resolve():
@@ -221,9 +232,11 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     mask = torch.ones(1, len(support), dtype=torch.bool)
     algo = algo or ck.info.get("algo", ck.config.train.algo)
     a = adapter_for_checkpoint(ck, algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1
-    tc = train or ck.config.train
-    info = {"from": str(ck.path), "steps": steps, "lr": lr if lr is not None else tc.inner_lr,
-            "algo": algo, "shots": len(support), "seed": seed, "support": [str(f) for f in support_files],
+    tc = resolve_fine_tuning(train or ck.config.train, ck.model.modality, algo)
+    step_size, optimizer, rates = fine_tuning_step(ck, algo, lr, tc, algo == "scratch" and not ck.info.get("adapted"))
+    info = {"from": str(ck.path), "steps": steps, "lr": "meta-sgd (per parameter)" if rates else step_size,
+            "optimizer": optimizer, "algo": algo, "shots": len(support), "seed": seed,
+            "support": [str(f) for f in support_files],
             "adapt_params": tc.adapt_params, "augment": tc.inner_augment, "select": tc.inner_select}
     return save_adapted(ck, a, out, info), len(support)
 

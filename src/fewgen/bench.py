@@ -36,7 +36,7 @@ from .config import Config, replace
 from .errors import FewgenError
 from .evaluate import add_script_groups, check_shots, evaluate, training_strings
 from .image_quality import QualitySet, quality_reports, quality_set
-from .meta import ALGORITHMS, UNTRAINED
+from .meta import ALGORITHMS, UNTRAINED, resolve_fine_tuning
 from .models import family_for_data
 from .metrics.nll import paired_difference
 from .metrics.text_groups import task_scripts
@@ -221,13 +221,12 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
         per_k.pop("per_task", None)
         per_k.pop("per_task_bits_per_char", None)
     note = steps_note(ck, method if method in (*ALGORITHMS, *UNTRAINED) else None, cfg.steps)
+    tc = resolve_fine_tuning(ck.config.train, ck.model.modality, _algo_of(cfg, method, ck))
     entry: dict[str, Any] = {"eval_seconds": round(time.time() - t0, 1),
                              "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
-                             "fine_tuning": {"adapt_params": ck.config.train.adapt_params,
-                                             "augment": ck.config.train.inner_augment,
-                                             "select": ck.config.train.inner_select,
-                                             "inner_steps": ck.config.train.inner_steps,
-                                             "inner_steps_random": ck.config.train.inner_steps_random}}
+                             "fine_tuning": {"adapt_params": tc.adapt_params, "augment": tc.inner_augment,
+                                             "select": tc.inner_select, "inner_steps": tc.inner_steps,
+                                             "inner_steps_random": tc.inner_steps_random}}
     if quality is not None:
         entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality.support, cfg.steps)
         entry["quality"] = quality_reports(adapt_fn, quality, max(cfg.steps), cfg.base.eval, cfg.quality_samples,

@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 # train.adapt_params: what fine-tuning changes (fewgen.meta.inner implements each); here, free
 # of torch, so that the command line can offer the choices without importing it.
-ADAPT_PARAMS = ("all", "bias", "film", "lora")
+ADAPT_PARAMS = ("auto", "all", "bias", "film", "lora")
 # data.task_augment: the task transforms (fewgen.tasks.augment implements each), "default" the
 # modality's measured default; named here so that config validation needs no torch.
 TASK_AUGMENTS = ("letters", "script", "reverse", "mix", "rot90", "flip", "invert", "channels", "hue")
@@ -72,10 +72,10 @@ class TrainConfig:
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
     first_order: bool = False
     reptile_inner: str = "sgd"  # sgd | adam
-    adapt_params: str = "all"  # what the inner loop changes: all | bias | film | lora (fewgen.meta.inner)
+    adapt_params: str = "auto"  # what the inner loop changes: all | bias | film | lora (fewgen.meta.inner); auto = film for maml, fomaml, reptile, hybrid, all otherwise (fewgen.meta.resolve_fine_tuning)
     lora_rank: int = 4  # adapt_params = lora: rank of the weight deltas
     inner_augment: bool = False  # images: every inner step sees a freshly jittered support
-    inner_select: str = "last"  # last | heldout: keep the inner step with the lowest held-out jittered loss
+    inner_select: str = "auto"  # last | heldout: keep the inner step with the lowest held-out jittered loss; auto = heldout for maml, fomaml, reptile, hybrid, last otherwise
     inner_steps_random: bool = False  # meta-train each task with a uniform 1..inner_steps steps
     task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
     seed: int = 0
@@ -297,7 +297,7 @@ def validate(cfg: Config) -> Config:
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
     for key, value, valid in (("train.adapt_params", cfg.train.adapt_params, ADAPT_PARAMS),
-                              ("train.inner_select", cfg.train.inner_select, ("last", "heldout"))):
+                              ("train.inner_select", cfg.train.inner_select, ("auto", "last", "heldout"))):
         if value not in valid:
             raise ConfigError(f"config key '{key}' must be one of {', '.join(valid)}, got {_short(value)}")
     _check_task_augment(cfg.data.task_augment)

@@ -1,4 +1,5 @@
-"""The first thing a new user runs: meta-train on the embedded glyphs, evaluate on held-out
+"""The first thing a new user runs: the zoo's samples of held-out characters and words
+(seconds, :mod:`fewgen.zoo.tour`), then meta-train on the embedded glyphs, evaluate on held-out
 scripts, and write sample grids for characters the model never saw.
 
 Everything is offline (fonts inside matplotlib) and bounded in time (a few minutes on 2 CPU
@@ -37,8 +38,14 @@ def demo_config(train_seconds: float, seed: int = 0) -> Config:
 def run_demo(out: str | Path = "runs/demo", train_seconds: float = 180.0, seed: int = 0,
              progress: bool = True, num_characters: int = 6) -> dict[str, Any]:
     """Train, evaluate and sample; returns (and writes to ``out/metrics.json``) the results."""
+    from .zoo.tour import tour
+
     out = Path(out)
     t0 = time.time()
+    shown = tour(out, seed)  # the zoo first: samples of held-out characters and words in seconds
+    if progress:
+        for r in shown:
+            print(f"zoo: {r.name} on held-out {', '.join(r.tasks)} ({r.seconds:.1f} s): {r.path}", flush=True)
     cfg = demo_config(train_seconds, seed)
     tasks = load_tasks(cfg.data.spec, cfg.data)
     res = train(cfg, out / "model", progress=progress, tasks=tasks)
@@ -63,6 +70,7 @@ def run_demo(out: str | Path = "runs/demo", train_seconds: float = 180.0, seed: 
         "data": cfg.data.spec, "split": "test", "train_steps": res.steps, "train_seconds": round(res.seconds, 1),
         "best_val_loss": res.best_val, "eval": report, "sample_grids": grids, "overview": str(overview),
         "held_out_characters": [test.names[i] for i in ids], "total_seconds": round(time.time() - t0, 1),
+        "zoo": {r.name: {"path": str(r.path), "held_out": r.tasks, "seconds": round(r.seconds, 2)} for r in shown},
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     if progress:

@@ -22,6 +22,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
@@ -35,7 +36,7 @@ from . import distributed
 from .config import Config, config_to_dict, replace
 from .ema import WeightAverage
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
-from .meta import get_algorithm
+from .meta import get_algorithm, resolve_fine_tuning
 from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_data, params_of
 from .progress import Progress
 from .tasks import augment
@@ -258,6 +259,8 @@ class Run:
     :meth:`step` and :meth:`after_step` (logging, validation, checkpoints, stops) to the end."""
 
     def __init__(self, cfg: Config, out: Path, ts: TaskSet, device: torch.device) -> None:
+        # "auto" fine-tuning options become the algorithm's measured recipe: the stored config says which
+        cfg = replace(cfg, train=dataclasses.asdict(resolve_fine_tuning(cfg.train, ts.modality)))
         tc = self.tc = cfg.train
         self.cfg, self.out, self.device = cfg, out, device
         self.main, self.world = distributed.is_main(), distributed.world_size()

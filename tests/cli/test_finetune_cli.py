@@ -52,3 +52,23 @@ def test_bad_fine_tuning_values_are_config_errors():
     for item in ("train.adapt_params=everything", "train.inner_select=best", "train.lora_rank=0"):
         with pytest.raises(ConfigError):
             apply_overrides(Config(), [item])
+
+
+@pytest.mark.parametrize("data,algo,expected", [
+    ("folder", "fomaml", ("film", "heldout")),  # images, a meta-learned inner loop: the measured recipe
+    ("folder", "amortized", ("all", "last")),  # plain fine-tuning
+    ("toy", "fomaml", ("all", "last")),  # not measured beyond images: all parameters
+])
+def test_auto_fine_tuning_is_resolved_and_stored_per_algorithm_and_data(data, algo, expected, tmp_path, image_folder):
+    spec = f"folder:{image_folder}" if data == "folder" else "toy"
+    out = tmp_path / "run"
+    assert main(["train", "--data", spec, "--algo", algo, "--out", str(out), "--steps", "1", *TINY,
+                 "--set", "data.image_size=8", "--set", "model.latent=4", "--set", "model.extra.features=8"]) == 0
+    stored = json.loads((out / "resolved_config.json").read_text())["train"]
+    assert (stored["adapt_params"], stored["inner_select"]) == expected
+    from fewgen.meta import resolve_fine_tuning
+
+    tc = Config().train
+    assert (tc.adapt_params, tc.inner_select) == ("auto", "auto")
+    assert resolve_fine_tuning(tc, "image", "maml").adapt_params == "film"
+    assert resolve_fine_tuning(tc, "text", "maml").adapt_params == "all"

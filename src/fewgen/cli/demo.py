@@ -35,4 +35,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  NLL unconditional {u['nll_nats']:.1f} nats, 1-shot {k['1']['nll_nats']:.1f}, 5-shot {k['5']['nll_nats']:.1f}")
     print(f"  sample grids: {r['overview']} and {len(r['sample_grids'])} more in {args.out}/")
     print(f"  metrics: {args.out}/metrics.json   model: {args.out}/model")
+    for name, z in r["zoo"].items():
+        print(f"  the zoo's {name} on held-out {', '.join(t.split()[0] for t in z['held_out'])}: {z['path']}")
     return 0

@@ -99,10 +99,15 @@ def inner_config(cfg: TrainConfig, steps: int | None = None, lr: float | None = 
                  **kw: Any) -> InnerConfig:
     """The inner loop a training config describes (``train.inner_*``, ``train.adapt_params``):
     the one meta-training runs and test-time adaptation repeats. ``steps`` / ``lr`` override the
-    trained ones; the random step count is for meta-training only (``training``)."""
+    trained ones; the random step count is for meta-training only (``training``). A run and an
+    adapter resolve "auto" options for their algorithm and data first
+    (:func:`fewgen.meta.resolve_fine_tuning`); one left "auto" (a library call without data)
+    means all parameters and the last step."""
+    adapt = "all" if cfg.adapt_params == "auto" else cfg.adapt_params
+    select = "last" if cfg.inner_select == "auto" else cfg.inner_select
     return InnerConfig(steps=cfg.inner_steps if steps is None else steps, lr=cfg.inner_lr if lr is None else lr,
-                       adapt=cfg.adapt_params, lora_rank=cfg.lora_rank, augment=cfg.inner_augment,
-                       select=cfg.inner_select, random_steps=training and cfg.inner_steps_random, **kw)
+                       adapt=adapt, lora_rank=cfg.lora_rank, augment=cfg.inner_augment,
+                       select=select, random_steps=training and cfg.inner_steps_random, **kw)
 
 
 # ----------------------------------------------------------------------------- what adapts
