@@ -87,3 +87,25 @@ def test_build_retrains_bit_for_bit(tiny_zoo, tmp_path, monkeypatch, capsys):
     assert sha256_of(tmp_path / "b" / "model.safetensors") == sha256_of(tiny_zoo / "tiny-vae" / "model.safetensors")
     folder, same = build("tiny-vae", tmp_path / "b", resume=True, progress=False)  # a finished run resumes to itself
     assert same and (folder / zoo.CARD).is_file()
+
+
+def test_the_wheel_carries_the_zoo(tmp_path):
+    """``pip wheel .`` packs every zoo model's checkpoint and card (built from a copy of the
+    sources, offline: no dependencies, no build isolation)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[2]
+    copy = tmp_path / "repo"
+    shutil.copytree(repo / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / f, copy / f)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(copy), "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    packed = set(zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))).namelist())
+    assert {"fewgen/zoo/__init__.py", "fewgen/zoo/build.py", "fewgen/zoo/tour.py"} <= packed
+    for name in zoo.names():
+        assert {f"fewgen/zoo/{name}/{f}" for f in ("config.json", "model.safetensors", zoo.CARD)} <= packed, name
