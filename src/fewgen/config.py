@@ -80,7 +80,7 @@ class TrainConfig:
     task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
     seed: int = 0
     val_every: int = 200
-    val_tasks: int = 64
+    val_tasks: int = 64  # meta-val tasks per validation (0 = no validation: the checkpoint holds the latest weights)
     log_every: int = 20
     ckpt_every: int = 200
     patience: int = 0  # early stopping: validations without improvement (0 = off)

@@ -1,7 +1,8 @@
 """The meta-training loop: episodes, the meta-optimiser, validation, checkpoints, resume.
 
 One run folder is one checkpoint (see :mod:`fewgen.checkpoint`): ``model.safetensors`` holds
-the weights with the best meta-validation loss (early stopping on held-out *tasks*), and
+the weights with the best meta-validation loss (early stopping on held-out *tasks*; with
+``train.val_tasks = 0`` there is no validation and it holds the latest weights), and
 ``train_state.pt`` the latest weights and optimiser state for exact resume. ``metrics.jsonl``
 gets one JSON line per log or validation event (``fewgen plot`` draws them; with
 ``train.tensorboard`` they are TensorBoard events in ``tensorboard/`` too). Episode ``i`` is a pure function of
@@ -69,7 +70,9 @@ def validation_loss(model: GenerativeModel, algo, algo_params, val: TaskSet, cfg
     tc = cfg.train
     device = device if device is not None else distributed.resolve_device(tc.device)
     total, n = 0.0, 0
-    batches = max(1, math.ceil(min(tc.val_tasks, max(len(val), 1)) / tc.meta_batch))
+    batches = math.ceil(min(tc.val_tasks, len(val)) / tc.meta_batch)
+    if batches == 0:
+        raise FewgenError("no meta-validation tasks to validate on (train.val_tasks is 0 or the val split is empty)")
     params = params_of(model)
     for i in range(batches):
         ep = val.sample_episode(tc.seed + 10_007, i, tc.meta_batch, tc.shots, tc.queries, min_shots=tc.shots,
@@ -272,6 +275,8 @@ class Run:
         splits = splits_of(ts, cfg.data)
         # A task needs K + 1 examples (K shots, one query); smaller ones get fewer than train.queries queries.
         self.train_ts, self.val_ts = (splits[s].with_min_examples(tc.shots + 1) for s in ("train", "val"))
+        # train.val_tasks = 0 (or no usable val task): no validation; the checkpoint is the latest weights
+        self.validates = tc.val_tasks > 0 and len(self.val_ts) > 0
         if len(self.train_ts) == 0:
             raise FewgenError(too_few_examples(cfg, splits["train"]))
         meta = data_meta(ts)
@@ -363,7 +368,7 @@ class Run:
                     loss, out_of_time, stop, num_bytes = self.step(signalled)
                     bar.update(num_bytes)
                     if s.step % tc.log_every == 0 or s.step == tc.steps:
-                        bar.show(loss=f"{loss:.2f}", best_val=f"{s.best_val:.2f}" if s.best_val else "-")
+                        bar.show(loss=f"{loss:.2f}", best_val="-" if s.best_val is None else f"{s.best_val:.2f}")
                         self.log_step(loss)
                     if self.after_step(out_of_time):
                         break
@@ -436,7 +441,7 @@ class Run:
 
     def after_step(self, out_of_time: bool) -> bool:
         """Validate, stop early, save, as configured after a step. True when the run ends here."""
-        tc, s, has_val = self.tc, self.state, len(self.val_ts) > 0
+        tc, s, has_val = self.tc, self.state, self.validates
         if has_val and (s.step % tc.val_every == 0 or s.step == tc.steps):
             if self.main:  # rank 0 validates; the others wait at the next collective
                 s.bad_vals = 0 if self.validate() else s.bad_vals + 1

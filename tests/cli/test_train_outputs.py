@@ -213,3 +213,32 @@ def test_a_budget_without_a_step_count_trains_to_the_budget(tmp_path, capsys):
     assert err.rstrip().endswith("ETA 00:00 (time budget)")
     code, _, _ = cli(["train", "--out", str(tmp_path / "count"), "--max-seconds", "60", "--steps", "3", *TINY], capsys)
     assert json.loads((tmp_path / "count" / "resolved_config.json").read_text())["train"]["steps"] == 3
+
+
+def test_no_validation_with_zero_val_tasks_and_the_latest_weights_are_saved(tmp_path, capsys, monkeypatch):
+    """train.val_tasks=0 validates nothing (not one meta-batch): no val records, the checkpoint
+    holds the last step's weights, and the progress line shows no best meta-val loss."""
+    import fewgen.training as training
+    from fewgen.checkpoint import load
+
+    def never(*args, **kwargs):
+        raise AssertionError("validated with train.val_tasks=0")
+
+    monkeypatch.setattr(training, "validation_loss", never)
+    code, _, err = cli(["train", "--out", str(tmp_path / "run"), "--steps", "4", *TINY,
+                        "--set", "train.val_tasks=0", "--set", "train.ckpt_every=3"], capsys)
+    assert code == 0, err
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and not any("val_loss" in r for r in records)
+    ck = load(tmp_path / "run")
+    assert ck.info["step"] == 4 and ck.info["best_val"] is None
+    assert re.search(r"step 4/4 \(100%\), loss [\d.]+, best_val -,", err), err
+
+
+def test_a_best_validation_loss_of_zero_is_shown(tmp_path, capsys, monkeypatch):
+    import fewgen.training as training
+
+    monkeypatch.setattr(training, "validation_loss", lambda *args, **kwargs: 0.0)
+    code, _, err = cli(["train", "--out", str(tmp_path / "run"), "--steps", "5", *TINY], capsys)  # validates at 4
+    assert code == 0, err
+    assert re.search(r"step 5/5 \(100%\), loss [\d.]+, best_val 0\.00,", err), err
