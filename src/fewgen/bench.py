@@ -37,7 +37,7 @@ from .errors import FewgenError
 from .evaluate import add_script_groups, check_shots, evaluate, training_strings
 from .image_quality import QualitySet, quality_reports, quality_set
 from .meta import ALGORITHMS, UNTRAINED, resolve_fine_tuning
-from .models import family_for_data
+from .models import TEXT_BASELINE, family_for_data
 from .metrics.nll import paired_difference
 from .metrics.text_groups import task_scripts
 from .tasks.base import TaskSet
@@ -86,7 +86,7 @@ def quick(cfg: BenchConfig) -> BenchConfig:
 def method_config(cfg: BenchConfig, method: str) -> Config:
     """The training config of one method: the shared base with the method's algorithm."""
     algo = {"scratch": "transfer", "ngram": "amortized"}.get(method, method)  # scratch borrows the architecture
-    base = replace(cfg.base, model={"family": "text_ngram", "extra": {}}) if method == "ngram" else cfg.base
+    base = replace(cfg.base, model={"family": TEXT_BASELINE, "extra": {}}) if method == "ngram" else cfg.base
     return replace(base, data={"spec": cfg.data},
                    train={"algo": algo, "steps": cfg.train_steps, "max_seconds": cfg.train_seconds,
                           "seed": cfg.seed})

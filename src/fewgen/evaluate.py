@@ -194,8 +194,7 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
     at a time; every task is sampled alone from a generator seeded with ``seed``, so two tasks'
     samples differ only through their supports. ``guidance``: text guidance toward the support
     (None: the family's default, :func:`fewgen.sample.text_guidance`)."""
-    from .config import EvalConfig
-    from .sample import sample_text, text_guidance
+    from .sample import sample_text
     from .models.bytes import decode_batch
 
     for b in range(0, len(tasks), batch_tasks):
@@ -205,9 +204,8 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
         sup = torch.stack([ex[perm[:shots]] for ex, perm in zip(exs, perms)])  # (B, K, L)
         a = adapt_fn(sup, torch.ones(sup.shape[:2], dtype=torch.bool), steps)
         supports = decode_batch(sup) if shots else [[]] * len(ids)
-        g = text_guidance(a.model, EvalConfig()) if guidance is None else guidance
         for j, (i, ex, perm) in enumerate(zip(ids, exs, perms)):
-            yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed, guidance=g)[0]
+            yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed, guidance=guidance)[0]
 
 
 def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,

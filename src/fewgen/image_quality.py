@@ -11,7 +11,6 @@ steps and after the most, per sampler (:func:`quality_reports`).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from torch import Tensor, nn
 
 from .adaptation import AdaptFn, Adapted, adapted_sample
 from .config import EvalConfig
-from .models.base import GenerativeModel
 from .tasks.base import TaskSet
 
 REAL_PER_TASK = 10  # real held-out examples per quality task (fewer where the tasks are smaller)
@@ -64,28 +62,12 @@ def quality_set(train_ts: TaskSet, held_out: TaskSet, shots: int, tasks: int, se
     return QualitySet(x[:, :shots], x[:, shots:], net)
 
 
-def sampler_variants(model: GenerativeModel, ecfg: EvalConfig) -> list[tuple[str, dict[str, Any]]]:
-    """The samplers a method's quality rows report, as (label, ``sample`` keyword arguments): the
-    configured one first (:func:`fewgen.sample.image_sample_options`); for the VAE also its other
-    latent sampler (``prior`` is the model's own distribution, ``fusion`` blends the shots), so
-    the table shows both side by side on the same supports."""
-    from .sample import image_sample_options
-
-    opts = image_sample_options(model, ecfg)
-    if model.family == "image_diffusion":
-        return [(f"guidance {opts['guidance']:g}, {opts['steps']} {opts['sampler']} steps", opts)]
-    if model.family == "image_vae":
-        other = "prior" if ecfg.latent == "fusion" else "fusion"
-        return [(ecfg.latent, opts), (other, image_sample_options(model, dataclasses.replace(ecfg, latent=other)))]
-    return [("default", opts)]
-
-
 def quality_reports(adapt_fn: AdaptFn, q: QualitySet, steps: int, ecfg: EvalConfig, samples: int = 32,
                     seed: int = 0, grid: str | Path | None = None, label: str = "samples",
                     all_samplers: bool = True) -> dict[str, Any]:
     """Sample-quality figures of ``adapt_fn`` on ``q`` after 0 adaptation steps and after
     ``steps``: one report per step count (key ``"s"``, the sampler ``ecfg`` configures) and, with
-    ``all_samplers``, per other sampler (``"s:label"``, :func:`sampler_variants`), each with its
+    ``all_samplers``, per other sampler (``"s:label"``, the family's ``sampler_variants``), each with its
     sampler's label and the seconds per 64 samples (``samples`` per task, batched over the tasks,
     drawn from ``seed``). ``grid``: a PNG of four tasks' shots and samples after ``steps``
     (rows labelled ``label s=steps``)."""
@@ -95,7 +77,7 @@ def quality_reports(adapt_fn: AdaptFn, q: QualitySet, steps: int, ecfg: EvalConf
     res = {}
     for s in sorted({0, steps}):
         a: Adapted = adapt_fn(q.support, mask, s)
-        for j, (sampler, opts) in enumerate(sampler_variants(a.model, ecfg)[: None if all_samplers else 1]):
+        for j, (sampler, opts) in enumerate(a.model.sampler_variants(ecfg)[: None if all_samplers else 1]):
             t0 = time.perf_counter()
             x = adapted_sample(a, samples, torch.Generator().manual_seed(seed), **opts)  # (T, n, *X)
             seconds_64 = (time.perf_counter() - t0) * 64 / (x.shape[0] * x.shape[1])

@@ -21,27 +21,17 @@ from .models import GenerativeModel
 from .pictures import save_grid, support_and_samples
 
 
-def image_sample_options(model: GenerativeModel, ecfg: EvalConfig) -> dict[str, Any]:
-    """The keyword arguments of an image model's ``sample`` that the eval config chooses: the
-    diffusion model's ``eval.guidance``, ``eval.sample_steps`` and ``eval.sampler``, the VAE's
-    latent sampler ``eval.latent``."""
-    if model.family == "image_diffusion":
-        return {"guidance": ecfg.guidance, "steps": ecfg.sample_steps, "sampler": ecfg.sampler,
-                "strength": ecfg.strength}
-    return {"latent": ecfg.latent}
-
-
 def sample_images(adapted: Adapted, n: int, seed: int = 0, latent: str | None = None,
                   ecfg: EvalConfig | None = None) -> Tensor:
     """n samples per adapted task, seeded: (T, n, C, S, S) in [0, 1], drawn as ``ecfg`` (default
-    :class:`EvalConfig`) says (:func:`image_sample_options`). ``latent`` overrides its VAE latent
+    :class:`EvalConfig`) says (the family's ``sample_options``). ``latent`` overrides its VAE latent
     sampler: ``fusion`` (blends of the support's own posteriors: samples follow the support) or
     ``prior`` (the model's p(z | support), the distribution its NLL scores); see
     :meth:`fewgen.models.image_vae.ImageVAE.sample`."""
     ecfg = ecfg or EvalConfig()
     if latent is not None:
         ecfg = dataclasses.replace(ecfg, latent=latent)
-    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **image_sample_options(adapted.model, ecfg))
+    return adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **adapted.model.sample_options(ecfg))
 
 
 def write_sample_grid(path: str | Path, support: Tensor, samples: Tensor) -> Path:
@@ -55,24 +45,26 @@ def _takes_guidance(model: GenerativeModel) -> bool:
 
 
 def text_guidance(model: GenerativeModel, ecfg: EvalConfig) -> float:
-    """The guidance a text model samples with by default: ``eval.text_guidance`` where its
-    ``sample`` takes one (``text_transformer``), else 1 (its own distribution)."""
-    return ecfg.text_guidance if _takes_guidance(model) else 1.0
+    """The guidance toward the support a text model samples with as ``ecfg`` configures it (the
+    family's ``sample_options``, e.g. ``eval.text_guidance``), 1 (its own distribution) where it has none."""
+    return float(model.sample_options(ecfg).get("guidance", 1.0))
 
 
 def sample_text(adapted: Adapted, n: int, seed: int = 0, temperature: float = 1.0,
-                top_p: float = 1.0, guidance: float = 1.0) -> list[list[str]]:
+                top_p: float = 1.0, guidance: float | None = None) -> list[list[str]]:
     """n strings per adapted task, seeded: T lists of n strings, each valid UTF-8 (the text
-    model samples under a UTF-8 grammar; ``temperature`` 0 is greedy). ``guidance`` != 1 is
-    classifier-free guidance toward the support (``text_transformer``; see its ``sample``)."""
+    model samples under a UTF-8 grammar; ``temperature`` 0 is greedy). ``guidance`` is
+    classifier-free guidance toward the support where the family has it (``text_transformer``;
+    see its ``sample``); None is the family's default (:func:`text_guidance` of :class:`EvalConfig`),
+    a family without guidance refuses any value but 1."""
     from .errors import ConfigError
     from .models.bytes import decode_batch
 
     options: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
-    if guidance != 1.0:
-        if not _takes_guidance(adapted.model):
-            raise ConfigError(f"guidance {guidance:g}: {adapted.model.family} samples without guidance (use 1)")
+    if guidance is not None and _takes_guidance(adapted.model):
         options["guidance"] = guidance
+    elif guidance not in (None, 1.0):
+        raise ConfigError(f"guidance {guidance:g}: {adapted.model.family} samples without guidance (use 1)")
     ids = adapted_sample(adapted, n, torch.Generator().manual_seed(seed), **options)  # (T, n, L)
     return decode_batch(ids)
 

@@ -17,16 +17,17 @@ from typing import Any, Mapping
 
 from .checkpoint import Checkpoint, load
 from .config import Config, EvalConfig, replace
+from .models import TEXT_BASELINE
 from .tasks.base import TaskSet
 
 ORDER = 3
-NAME = f"trigram + support trigram (text_ngram order {ORDER})"
+NAME = f"trigram + support trigram ({TEXT_BASELINE} order {ORDER})"
 
 
 def baseline_config(cfg: Config, order: int = ORDER) -> Config:
     """The training config of the baseline of a checkpoint trained with ``cfg``: its data and
     splits, the n-gram family of ``order`` (amortized: it reads the support), on the CPU."""
-    return replace(cfg, model={"family": "text_ngram", "extra": {"order": order}},
+    return replace(cfg, model={"family": TEXT_BASELINE, "extra": {"order": order}},
                    train={"algo": "amortized", "device": "cpu"})
 
 

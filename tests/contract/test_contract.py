@@ -19,7 +19,7 @@ from families import FAMILIES, Family
 
 from fewgen import checkpoint
 from fewgen.adaptation import adapted_sample, adapter_for_checkpoint, save_adapted
-from fewgen.config import TrainConfig
+from fewgen.config import EvalConfig, TrainConfig
 from fewgen.meta import get_algorithm
 from fewgen.models import call, params_of
 
@@ -38,10 +38,6 @@ def assert_context_close(a: dict, b: dict, atol: float = 0.0) -> None:
     for k in a:
         assert a[k].shape == b[k].shape and a[k].dtype == b[k].dtype, k
         assert (torch.equal(a[k], b[k]) if atol == 0 else torch.allclose(a[k], b[k], atol=atol)), k
-
-
-def sampling_options(f: Family) -> dict:
-    return {"latent": "fusion"} if f.model.family == "image_vae" else {}
 
 
 # ----------------------------------------------------------------------------- functional calls
@@ -135,6 +131,24 @@ def test_sample_shape_dtype_range_and_seed(name):
     assert not torch.equal(s, m.sample(5, c, torch.Generator().manual_seed(2)))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_defaults_are_the_eval_configs(name):
+    """One place for sampling defaults: ``sample`` with no options samples as the eval config's
+    defaults choose (the CLI's), and a changed eval config reaches ``sample`` through ``sample_options``."""
+    import inspect
+
+    f = family(name)
+    m, ep = f.model, f.episode
+    opts = m.sample_options(EvalConfig())
+    params = inspect.signature(m.sample).parameters
+    assert all(k in params and params[k].default == v for k, v in opts.items()), (opts, params)
+    c = m.context(ep.support, ep.support_mask)
+    with torch.no_grad():
+        assert torch.equal(m.sample(3, c, torch.Generator().manual_seed(4)),
+                           m.sample(3, c, torch.Generator().manual_seed(4), **opts))
+    assert m.sampler_variants(EvalConfig())[0][1] == opts
+
+
 # ----------------------------------------------------------------------------- algorithms
 ALGOS = [("amortized", {}), ("maml", {}), ("fomaml", {}), ("reptile", {}), ("reptile", {"reptile_inner": "adam"}),
          ("hybrid", {}), ("hybrid", {"learn_inner_lr": True}), ("transfer", {}),
@@ -226,7 +240,7 @@ def test_adapted_checkpoint_reproduces_the_adapters_samples(name, algo, steps, t
     again = checkpoint.load(tmp_path / "adapted")
     stored = adapter_for_checkpoint(again, seed=0)(ep.support[1:2], ep.support_mask[1:2], 0)
     assert_context_close(stored.context, adapted.context)
-    opts = sampling_options(f)
+    opts = f.model.sample_options(EvalConfig())
     want = adapted_sample(adapted, 4, torch.Generator().manual_seed(7), **opts)
     assert torch.equal(adapted_sample(stored, 4, torch.Generator().manual_seed(7), **opts), want)
 

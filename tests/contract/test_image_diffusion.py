@@ -11,6 +11,7 @@ from fewgen.adaptation import adapt
 from fewgen.config import Config, apply_overrides, replace
 from fewgen.errors import ConfigError, FewgenError
 from fewgen.models import build_model, call, params_of
+from fewgen.models.diffusion_sampler import ddim_loop, guided_v
 from fewgen.models.image_diffusion import LOGSNR_MAX, LOGSNR_MIN
 
 torch.manual_seed(0)
@@ -144,7 +145,7 @@ def test_ddim_with_the_true_noise_recovers_x0():
         return a * eps - s * x0
 
     a1, s1 = m.alpha_sigma(torch.tensor(1.0))
-    got = m.ddim_loop(a1 * x0 + s1 * eps, true_v, steps=7, eta=0.0, generator=None)
+    got = ddim_loop(m.alpha_sigma, a1 * x0 + s1 * eps, true_v, steps=7, eta=0.0, generator=None)
     assert torch.allclose(got, x0, atol=1e-5)
 
     # One training image: its denoiser is exact, x_hat = x0, and DDIM lands on it from any noise.
@@ -153,7 +154,7 @@ def test_ddim_with_the_true_noise_recovers_x0():
         return (a * z - x0) / s
 
     start = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(m.ddim_loop(start, one_image_v, steps=5, eta=0.0, generator=None), x0, atol=1e-5)
+    assert torch.allclose(ddim_loop(m.alpha_sigma, start, one_image_v, steps=5, eta=0.0, generator=None), x0, atol=1e-5)
 
 
 def test_guidance_zero_is_the_unconditional_model_and_guidance_mixes_linearly():
@@ -167,7 +168,7 @@ def test_guidance_zero_is_the_unconditional_model_and_guidance_mixes_linearly():
         uncond = m.sample(4, e, torch.Generator().manual_seed(0), guidance=1.0, steps=4)
         cond = m.sample(4, c, torch.Generator().manual_seed(0), guidance=1.0, steps=4)
         z, t = torch.randn(3, 4, 1, 8, 8), torch.tensor(0.6)
-        v0, v1, v3 = (m.guided_v(z, t, c, w) for w in (0.0, 1.0, 3.0))
+        v0, v1, v3 = (guided_v(m._v_clamped, z, t, c, w) for w in (0.0, 1.0, 3.0))
     assert torch.allclose(zero, uncond, atol=1e-6) and not torch.allclose(zero, cond, atol=1e-3)
     assert torch.allclose(v3, v0 + 3.0 * (v1 - v0), atol=1e-4)
 

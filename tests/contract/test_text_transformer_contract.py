@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 from torch.func import grad, vmap
 
-from fewgen.config import ModelConfig, TrainConfig
+from fewgen.config import EvalConfig, ModelConfig, TrainConfig
 from fewgen.errors import ConfigError, DataError
 from fewgen.meta import get_algorithm
 from fewgen.metrics.text import validity
@@ -262,5 +262,5 @@ def test_guided_sampling_draws_from_the_guided_plausible_distribution(monkeypatc
             assert torch.equal(torch.isinf(got[t, j]), torch.isinf(want[t]))
             ok = ~torch.isinf(want[t])
             assert torch.allclose(got[t, j][ok], want[t][ok], atol=1e-4)
-    plain = m.sample(3, c, torch.Generator().manual_seed(0))
-    assert torch.equal(m.sample(3, c, torch.Generator().manual_seed(0), guidance=1.0), plain)
+    default = m.sample(3, c, torch.Generator().manual_seed(0))  # the eval config's guidance, as the CLI samples
+    assert torch.equal(m.sample(3, c, torch.Generator().manual_seed(0), guidance=EvalConfig().text_guidance), default)

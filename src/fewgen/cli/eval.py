@@ -160,6 +160,7 @@ def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: boo
     from ..evaluate import add_script_groups, evaluate, training_strings
     from ..metrics.text import bits_per_char_examples
     from ..metrics.text_groups import task_scripts
+    from ..models import TEXT_BASELINE
 
     ts = ts.seeded_subset(ecfg.max_tasks, ecfg.seed)  # the --max-tasks subset, as evaluate draws it
     scripts = task_scripts(ts)  # once per task, for every entry
@@ -169,7 +170,7 @@ def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: boo
     if args.samples > 0:
         guidance = text_guidance_arg(ck.model, ecfg, args)
         report["samples"] = _text_samples(ts, adapt_fn, ecfg, args.samples, fidelity, scripts, seen, guidance)
-    if not args.no_baseline and ck.model.family != "text_ngram":
+    if not args.no_baseline and ck.model.family != TEXT_BASELINE:  # an n-gram checkpoint is its own baseline
         report["baseline"] = _baseline(ck, ts, ecfg, args, fidelity, scripts, seen)
     return report
 

@@ -26,6 +26,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
 }
 DEFAULT_FAMILY = {"image": "image_vae", "text": "text_transformer", "toy": "toy_gauss"}  # where the config names none
 COUNTED_FAMILIES = ("text_ngram",)  # fit by counting the meta-train data (fit_counts), not by gradient steps
+TEXT_BASELINE = "text_ngram"  # the classical few-shot text baseline (fewgen.text_baseline, bench's ngram method)
 
 
 def _family(name: str, what: str) -> tuple[Any, str, str]:
@@ -59,5 +60,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
     return getattr(module, cls)(**kwargs)
 
 
-__all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "build_model", "call",
-           "context_expand", "context_tasks", "family_for_data", "model_from_dict", "params_of"]
+__all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "TEXT_BASELINE",
+           "build_model", "call", "context_expand", "context_tasks", "family_for_data", "model_from_dict", "params_of"]

@@ -21,7 +21,8 @@ Shapes: ``T`` tasks, ``K`` shots, ``N`` examples, ``*X`` one example's shape.
 - ``nll(x, context, num_samples, chunk, generator) -> (T,N)``: the evaluation estimate of
   -log p(x | support) in nats (importance-weighted for latent-variable models), computed in
   chunks whose memory does not grow with the data set.
-- ``sample(n, context, generator, **options) -> (T,n,*X)``.
+- ``sample(n, context, generator, **options) -> (T,n,*X)``; ``sample_options(eval_config)`` gives
+  the options that the eval config chooses (a family owns its sampler's settings and defaults).
 - ``episode_loss(support, mask, query, noise) -> (T,N)``: the amortized training objective of
   one episode, per scored example. The default is ``loss(query, context(support, mask), noise)``;
   a family may override it with an equivalent that is cheaper to train (an in-context model
@@ -41,6 +42,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from ..config import EvalConfig
 
 Params = dict[str, Tensor]
 Context = dict[str, Tensor]  # a family's encoding of a support set; every leaf (T, ...)
@@ -79,6 +82,17 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, context: Context, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
+
+    def sample_options(self, ecfg: EvalConfig) -> dict[str, Any]:
+        """The keyword arguments of :meth:`sample` that the eval config chooses (default: none). A
+        family's ``sample`` defaults to the :class:`~fewgen.config.EvalConfig` defaults, so
+        ``sample_options(EvalConfig())`` changes nothing: the library and the CLI sample alike."""
+        return {}
+
+    def sampler_variants(self, ecfg: EvalConfig) -> list[tuple[str, dict[str, Any]]]:
+        """The samplers a sample-quality table reports, as (label, :meth:`sample` keyword arguments),
+        the configured one (:meth:`sample_options`) first (default: that one alone)."""
+        return [("default", self.sample_options(ecfg))]
 
     def export_files(self, folder: str | Path) -> None:
         """Files in a format of the family's own, written beside an adapted checkpoint's (default: none)."""

@@ -12,7 +12,7 @@ The noised image is ``z_t = alpha_t x + sigma_t eps`` with ``alpha_t = cos u``, 
 [-12, 12]); the network predicts ``v = alpha_t eps - sigma_t x``. Why v and not eps or a flow: the
 prediction stays well scaled at both ends of the schedule (``x_hat = alpha z - sigma v_hat``
 never divides by a vanishing alpha, unlike eps-prediction near t = 1), which is what makes a
-sampler of few steps (25 by default, for CPUs) work; and a Gaussian diffusion keeps the
+sampler of few steps (``eval.sample_steps``, 10 by default) work; and a Gaussian diffusion keeps the
 variational bound of VDM (Kingma et al. 2021) for ``nll``, which rectified flow would only give
 through an ODE trace estimate. Images are mapped from [0, 1] to [-1, 1].
 
@@ -26,8 +26,8 @@ an empty support does), so one model is both the conditional and the uncondition
 generator. Sampling mixes them, ``v = v_uncond + w (v_cond - v_uncond)``: ``w = 0`` is the
 unconditional model, 1 the conditional one, above 1 trades diversity for fidelity.
 
-**Samplers**: deterministic DDIM (Song et al. 2021) on ``steps`` equal steps of t, or ``ddpm``
-(DDIM with eta = 1: ancestral sampling from the posterior). The output is the last step's
+**Samplers** (:mod:`fewgen.models.diffusion_sampler`): deterministic DDIM (Song et al. 2021) on
+``steps`` equal steps of t, or ``ddpm`` (DDIM with eta = 1: ancestral sampling from the posterior). The output is the last step's
 prediction of the image mapped back to [0, 1]; for binary data (Omniglot) that is
 ``P(ink | z_t)`` at the last step, the same kind of value as the VAE's decoder mean, so grids,
 FID and fidelity read it unchanged. Samples are not binarised (threshold at 0.5 to get strokes).
@@ -55,21 +55,21 @@ by 4. The U-Net runs at S/2 (after a 2x2 pixel unshuffle) and S/4.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from ..errors import ConfigError, FewgenError
+from ..config import EvalConfig, ModelConfig
+from ..errors import ConfigError
 from ..noise import task_randn
 from .attention import CrossAttention, SupportEncoder
 from .base import GenerativeModel, check_extra_keys, check_heads
+from .diffusion_sampler import SAMPLERS, ddim_loop, guided_v
 from .nn import canonical_order, masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
-SAMPLERS = ("ddim", "ddpm")
 TEMPLATES = (True, False, "mean", "shot")  # model.extra.template: True is "mean"
 Context = dict[str, Tensor]
 
@@ -330,49 +330,23 @@ class ImageDiffusion(GenerativeModel):
         return (alpha * z - x_hat) / sigma
 
     # ------------------------------------------------------------------ sampling
-    def guided_v(self, z: Tensor, t: Tensor, context: Context, guidance: float) -> Tensor:
-        """Classifier-free guided v for z (T, n, C, S, S) at one time t (scalar tensor): one
-        batched pass over the conditional and the unconditional copies (only one when w is 0 or 1)."""
-        T, n = z.shape[:2]
-        if guidance in (0.0, 1.0):
-            keep = torch.full((T * n,), guidance == 1.0, dtype=torch.bool, device=z.device)
-            return self._v_clamped(z.flatten(0, 1), t.expand(T * n), context, keep).reshape(z.shape)
-        both = torch.cat([z, z], 1).flatten(0, 1)  # (T*2n, ...): per task n conditional, then n unconditional
-        keep = torch.arange(2 * n, device=z.device).repeat(T) < n
-        if "pick" in context:  # the same template shot for both copies
-            context = {**context, "pick": context["pick"].repeat(1, 2)}
-        v = self._v_clamped(both, t.expand(2 * T * n), context, keep).reshape(T, 2, n, *z.shape[2:])
-        return v[:, 1] + guidance * (v[:, 0] - v[:, 1])
+    def sample_options(self, ecfg: EvalConfig) -> dict[str, Any]:
+        """The sampler ``ecfg`` configures: ``eval.guidance``, ``eval.sample_steps``, ``eval.sampler``
+        and ``eval.strength`` (:meth:`sample`'s defaults are :class:`EvalConfig`'s)."""
+        return {"guidance": ecfg.guidance, "steps": ecfg.sample_steps, "sampler": ecfg.sampler,
+                "strength": ecfg.strength}
 
-    def ddim_loop(self, z: Tensor, predict_v: Callable[[Tensor, Tensor], Tensor], steps: int, eta: float,
-                  generator: torch.Generator | None, start: float = 1.0) -> Tensor:
-        """DDIM (Song et al. 2021) from z_start (T, n, C, S, S) down t = start -> 0 in ``steps`` equal
-        steps; ``eta`` 0 is deterministic, 1 ancestral. Returns the last x_hat in [-1, 1]."""
-        if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
-        ts = torch.linspace(start, 0.0, steps + 1, device=z.device)
-        x_hat = z
-        for i in range(steps):
-            a_t, s_t = self.alpha_sigma(ts[i])
-            v = predict_v(z, ts[i])
-            if not torch.isfinite(v).all():
-                raise FewgenError(f"diffusion sampling produced NaN/inf at step {i + 1} of {steps} "
-                                  "(a diverged checkpoint, or eval.guidance too large)")
-            x_hat = (a_t * z - s_t * v).clamp(-1, 1)
-            if i == steps - 1:
-                break
-            eps_hat = (z - a_t * x_hat) / s_t
-            a_s, s_s = self.alpha_sigma(ts[i + 1])
-            c = eta * (s_s**2 / s_t**2 * (1 - a_t**2 / a_s**2)).clamp_min(0).sqrt()  # DDIM's sigma_t(eta)
-            z = a_s * x_hat + (s_s**2 - c**2).clamp_min(0).sqrt() * eps_hat
-            if eta > 0:
-                z = z + c * task_randn(z.shape, generator, z.device)
-        return x_hat
+    def sampler_variants(self, ecfg: EvalConfig) -> list[tuple[str, dict[str, Any]]]:
+        """The configured sampler, labelled by its guidance and steps."""
+        opts = self.sample_options(ecfg)
+        return [(f"guidance {opts['guidance']:g}, {opts['steps']} {opts['sampler']} steps", opts)]
 
-    def sample(self, n: int, context: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
-               steps: int = 25, sampler: str = "ddim", strength: float = 1.0) -> Tensor:
+    def sample(self, n: int, context: Context, generator: torch.Generator | None = None,
+               guidance: float = EvalConfig.guidance, steps: int = EvalConfig.sample_steps,
+               sampler: str = EvalConfig.sampler, strength: float = EvalConfig.strength) -> Tensor:
         """n samples per task, (T, n, C, S, S) in [0, 1]: ``steps`` DDIM (``sampler="ddim"``) or
-        ancestral (``"ddpm"``) steps at classifier-free guidance ``guidance`` (see the module docstring).
+        ancestral (``"ddpm"``) steps at classifier-free guidance ``guidance`` (see the module
+        docstring and :mod:`fewgen.models.diffusion_sampler`); the defaults are the eval config's.
 
         ``strength`` 1 draws from the model's own distribution, starting at z_1 ~ N(0, I). Below 1
         each sample is a *variation of a shot* (SDEdit, Meng et al. 2022): a present shot, drawn
@@ -396,8 +370,8 @@ class ImageDiffusion(GenerativeModel):
             a, s_ = self.alpha_sigma(torch.tensor(strength, device=z.device))
             z = a * (2 * self._picked_shots(context, T * n).reshape(z.shape) - 1) + s_ * z
             steps = max(1, math.ceil(steps * strength))
-        x_hat = self.ddim_loop(z, lambda zt, t: self.guided_v(zt, t, context, guidance), steps,
-                               0.0 if sampler == "ddim" else 1.0, generator, start=strength)
+        x_hat = ddim_loop(self.alpha_sigma, z, lambda zt, t: guided_v(self._v_clamped, zt, t, context, guidance),
+                          steps, SAMPLERS[sampler], generator, start=strength)
         return (x_hat + 1) / 2
 
 

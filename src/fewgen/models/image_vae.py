@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..noise import task_randn
-from ..config import ModelConfig
+from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
 from .base import Context, GenerativeModel, check_extra_keys, check_heads
@@ -261,10 +261,21 @@ class ImageVAE(GenerativeModel):
             done += s
         return -(acc - math.log(num_samples))
 
+    def sample_options(self, ecfg: EvalConfig) -> dict[str, Any]:
+        """The latent sampler ``ecfg`` configures (``eval.latent``)."""
+        return {"latent": ecfg.latent}
+
+    def sampler_variants(self, ecfg: EvalConfig) -> list[tuple[str, dict[str, Any]]]:
+        """Both latent samplers, the configured one first: ``prior`` is the model's own
+        distribution, ``fusion`` blends the shots (a quality table shows them side by side)."""
+        other = "prior" if ecfg.latent == "fusion" else "fusion"
+        return [(ecfg.latent, self.sample_options(ecfg)), (other, {"latent": other})]
+
     def sample(self, n: int, context: Context, generator: torch.Generator | None = None,
-               latent: str = "prior") -> Tensor:
+               latent: str = EvalConfig.latent) -> Tensor:
         """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities), as is
-        customary for Bernoulli VAEs, at latents drawn by one of two samplers:
+        customary for Bernoulli VAEs, at latents drawn by one of two samplers (default: the eval
+        config's, ``eval.latent``):
 
         - ``prior``: z ~ p(z | c), the model's own distribution (the one ``nll`` scores); with
           ``prior = "mixture"`` a component is picked uniformly first.

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..config import ModelConfig
+from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError, DataError
 from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
@@ -469,12 +469,17 @@ class TextTransformer(GenerativeModel):
         state["experts"] = experts
         return self._combine(h, experts, cues, self._track_features(state["track"][:, :-1], state["track"][:, -1]))
 
+    def sample_options(self, ecfg: EvalConfig) -> dict[str, Any]:
+        """The guidance toward the support that ``ecfg`` configures (``eval.text_guidance``)."""
+        return {"guidance": ecfg.text_guidance}
+
     @torch.no_grad()
     def sample(self, n: int, context: dict[str, Tensor], generator: torch.Generator | None = None,
                temperature: float = 1.0, max_len: int | None = None, top_p: float = 1.0,
-               guidance: float = 1.0) -> Tensor:
+               guidance: float = EvalConfig.text_guidance) -> Tensor:
         """(T, n, L) ids of strings decoded under the UTF-8 grammar with a key-value cache;
-        ``temperature <= 0`` is greedy, ``top_p < 1`` nucleus sampling. ``guidance`` g != 1 is
+        ``temperature <= 0`` is greedy, ``top_p < 1`` nucleus sampling. ``guidance`` (default the
+        eval config's ``eval.text_guidance``) g != 1 is
         classifier-free guidance for text (Sanchez et al. 2023, after Ho & Salimans 2022): each
         byte is drawn from ``log p(. | -) + g (log p(. | support) - log p(. | -))``, the
         unconditional model (an empty support) decoding the same string beside the conditional
