@@ -77,7 +77,7 @@ def main() -> None:
     gru = TextLM(hidden=64, context=64, embed=64, max_len=m.max_len).eval()
     gctx = gru.context(support, mask)
     rows = [
-        ("text_transformer, KV cache", lambda: m.sample(args.n, ctx, torch.Generator().manual_seed(0))),
+        ("text_transformer, KV cache", lambda: m.sample(args.n, ctx, torch.Generator().manual_seed(0), guidance=1.0)),
         ("text_transformer, full recompute", lambda: sample_without_cache(m, args.n, ctx, torch.Generator().manual_seed(0))),
         ("text_lm (GRU, hidden 64)", lambda: gru.sample(args.n, gctx, torch.Generator().manual_seed(0))),
     ]
