@@ -40,6 +40,7 @@ class DataConfig:
     task_augment: tuple[str, ...] = ("default",)  # meta-train task transforms, NAME or NAME@P (fewgen.tasks.augment): letters, script, reverse, mix | rot90, flip, invert, channels, hue; "default" = the modality's measured best
     strict: bool = False  # unreadable files are errors (default: skipped with a warning)
     cache_dir: str = ""  # where downloads and prepared data go ("" = $FEWGEN_CACHE or ~/.cache/fewgen)
+    min_examples: int = 5  # icons: a task (an icon name, or a theme with by=theme) needs at least this many examples (themes that draw the name)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Data spec strings: one string names a task source everywhere on the CLI.
 
-``omniglot`` | ``omniglot:PATH`` | ``glyphs`` | ``folder:PATH`` | ``words`` | ``words:LANG,...``
-| ``text:PATH`` | ``toy`` | ``toy:NAME`` and mixtures ``SPEC+SPEC`` (see :mod:`fewgen.tasks.mix`).
+``omniglot`` | ``omniglot:PATH`` | ``glyphs`` | ``icons[:...]`` | ``folder:PATH`` | ``words``
+| ``words:LANG,...`` | ``text:PATH`` | ``toy`` | ``toy:NAME`` and mixtures ``SPEC+SPEC`` (see :mod:`fewgen.tasks.mix`).
 
 The table :data:`SOURCES` names every source, the module and loader ``(argument, DataConfig)
 -> TaskSet`` that read it (like :data:`fewgen.models.FAMILIES`); a source's module is imported
@@ -22,6 +22,9 @@ SOURCES: dict[str, Source] = {
                      "your images: PATH/<task>/<image files>, one sub-folder per task", "folder:./my_images"),
     "glyphs": Source("images", "load_glyphs", "glyphs",
                      "characters rendered from the fonts inside matplotlib (offline)", "glyphs"),
+    "icons": Source("icons", "load_icons", "icons | icons:ITEM,...",
+                    "colour icon themes (apt): a name a task; ITEM = THEME | PATH | by=theme | split=theme",
+                    "icons:split=theme"),
     "omniglot": Source("images", "load_omniglot", "omniglot | omniglot:PATH",
                        "Omniglot characters (downloaded, or the official archives in PATH)",
                        "omniglot:../shared/data/omniglot"),
