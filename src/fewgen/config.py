@@ -12,10 +12,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
+T = TypeVar("T")
 
 # train.adapt_params: what fine-tuning changes (fewgen.meta.inner implements each); here, free
 # of torch, so that the command line can offer the choices without importing it.
@@ -23,6 +25,8 @@ ADAPT_PARAMS = ("auto", "all", "bias", "film", "lora")
 # data.task_augment: the task transforms (fewgen.tasks.augment implements each), "default" the
 # modality's measured default; named here so that config validation needs no torch.
 TASK_AUGMENTS = ("letters", "script", "reverse", "mix", "rot90", "flip", "invert", "channels", "hue")
+# train.algo: the meta-learning algorithms (fewgen.meta implements each; scratch trains nothing), named likewise.
+ALGORITHM_NAMES = ("amortized", "maml", "fomaml", "reptile", "hybrid", "transfer", "scratch")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class ModelConfig:
     hidden: int = 32  # base channel count (images) / hidden size (text)
     latent: int = 32  # VAE latent size
     context: int = 128  # size of the set (support) encoding
-    extra: dict[str, Any] = field(default_factory=dict)  # family-specific keys
+    extra: dict[str, Any] = field(default_factory=dict)  # family-specific keys: the family's Extra dataclass (e.g. fewgen.models.image_vae.ImageVAEExtra) names them, their defaults and allowed values
 
 
 @dataclass(frozen=True)
@@ -230,9 +234,26 @@ def _finite_leaves(value: Any, key: str) -> Any:
 _SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
 
 
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce_union(value: Any, members: tuple[Any, ...], key: str) -> Any:
+    """A value of a union type (e.g. ``bool | str``): kept as it is when it already has one
+    member's type, else the first member's coercion that accepts it."""
+    if any(type(value) is m for m in members):
+        return value
+    for m in members:
+        try:
+            return _coerce(value, m, key)
+        except ConfigError:
+            pass
+    names = " or ".join(_TYPE_NAMES.get(m, getattr(m, "__name__", str(m))) for m in members)
+    raise ConfigError(f"config key '{key}' must be {names}, got {_short(value)}")
+
+
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a TOML / JSON / CLI value to the dataclass field type, or raise ConfigError."""
-    origin = getattr(typ, "__origin__", None)
+    origin = get_origin(typ)
     if dataclasses.is_dataclass(typ):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a table, got {_short(value)}")
@@ -243,20 +264,29 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         return _coerce_tuple(value, typ, key)
     if origin is dict:
         return _coerce_dict(value, key)
+    if origin in (Union, UnionType):
+        return _coerce_union(value, get_args(typ), key)
     raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
 
 
-def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+def _from_dict(cls: type, data: dict[str, Any], prefix: str = "", owner: str = "") -> Any:
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for k, v in data.items():
         if k not in names:
-            raise ConfigError(
-                f"unknown config key '{prefix}{k}'; valid keys: {', '.join(prefix + n for n in names)}"
-            )
+            raise ConfigError(f"unknown config key '{prefix}{k}'{' for ' + owner if owner else ''}; valid keys: "
+                              f"{', '.join(prefix + n for n in names) or 'none'}")
         kwargs[k] = _coerce(v, hints[k], prefix + k)
     return cls(**kwargs)
+
+
+def parse_table(cls: type[T], data: dict[str, Any], prefix: str, owner: str = "") -> T:
+    """The table ``data`` as the frozen dataclass ``cls``, every value converted as a config
+    value is (numbers from text, ``bool | str`` unions, ...): a key ``cls`` lacks or a value of
+    the wrong type is a one-line ConfigError naming ``prefix + key`` (and ``owner``, whose keys
+    they are). A model family's ``model.extra`` is parsed so (:func:`fewgen.models.base.parse_extra`)."""
+    return _from_dict(cls, data, prefix, owner)
 
 
 # Value ranges: a value outside them would fail deep inside training or evaluation (a modulo
@@ -275,10 +305,23 @@ _AT_LEAST = {
 }
 _AT_MOST = {"eval.guidance": 20.0, "eval.text_guidance": 20.0, "eval.sample_steps": 1000, "eval.strength": 1.0}
 _POSITIVE = {"train.lr", "eval.strength"}
+# Keys with a fixed set of values.
+_CHOICES = {
+    "train.algo": ALGORITHM_NAMES, "train.adapt_params": ADAPT_PARAMS, "train.inner_select": ("auto", "last", "heldout"),
+    "train.reptile_inner": ("sgd", "adam"), "train.clock": ("wall", "cpu"), "train.precision": ("fp32", "bf16"),
+    "eval.latent": ("fusion", "prior"), "eval.sampler": ("ddim", "ddpm"),
+}
+
+
+def _one_of(valid: tuple[str, ...]) -> str:
+    """``a or b`` / ``one of a, b, c``."""
+    return " or ".join(valid) if len(valid) == 2 else "one of " + ", ".join(valid)
 
 
 def validate(cfg: Config) -> Config:
-    """Refuse values outside their ranges (see ``_AT_LEAST``, ``_AT_MOST``) with a ConfigError naming the key."""
+    """Refuse values outside their ranges (``_AT_LEAST``, ``_AT_MOST``) or choices (``_CHOICES``), and
+    combinations that cannot run, with a one-line ConfigError naming the key. (``model.extra`` is
+    the family's: :func:`fewgen.models.family_config` parses and validates it.)"""
     for section in dataclasses.fields(cfg):
         sub = getattr(cfg, section.name)
         for f in dataclasses.fields(sub):
@@ -290,6 +333,8 @@ def validate(cfg: Config) -> Config:
                 raise ConfigError(f"config key '{key}' must be at most {_AT_MOST[key]}, got {_short(value)}")
             if key in _POSITIVE and not value > 0:
                 raise ConfigError(f"config key '{key}' must be greater than 0, got {_short(value)}")
+            if key in _CHOICES and value not in _CHOICES[key]:
+                raise ConfigError(f"config key '{key}' must be {_one_of(_CHOICES[key])}, got {_short(value)}")
     if cfg.train.min_shots > cfg.train.shots:
         raise ConfigError(f"config key 'train.min_shots' ({cfg.train.min_shots}) must not exceed "
                           f"train.shots ({cfg.train.shots})")
@@ -297,15 +342,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
-    for key, value, valid in (("train.adapt_params", cfg.train.adapt_params, ADAPT_PARAMS),
-                              ("train.inner_select", cfg.train.inner_select, ("auto", "last", "heldout"))):
-        if value not in valid:
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(valid)}, got {_short(value)}")
+    if not 0 <= cfg.train.ema < 1:
+        raise ConfigError(f"config key 'train.ema' must be in [0, 1) (0 = no weight average), got {cfg.train.ema}")
+    if cfg.train.algo == "reptile" and cfg.train.learn_inner_lr:
+        raise ConfigError("config key 'train.learn_inner_lr' (Meta-SGD) needs a differentiable inner loop, "
+                          "which reptile has not: use algo maml, fomaml or hybrid")
     _check_task_augment(cfg.data.task_augment)
-    if cfg.eval.latent not in ("fusion", "prior"):
-        raise ConfigError(f"config key 'eval.latent' must be fusion or prior, got {_short(cfg.eval.latent)}")
-    if cfg.eval.sampler not in ("ddim", "ddpm"):
-        raise ConfigError(f"config key 'eval.sampler' must be ddim or ddpm, got {_short(cfg.eval.sampler)}")
     return cfg
 
 

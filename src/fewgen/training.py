@@ -34,11 +34,11 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from . import distributed
-from .config import Config, config_to_dict, replace
+from .config import Config, ModelConfig, config_to_dict, replace, validate
 from .ema import WeightAverage
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm, resolve_fine_tuning
-from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_for_data, params_of
+from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_config, family_for_data, params_of
 from .progress import Progress
 from .tasks import augment
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
@@ -190,13 +190,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     counting take no steps).
 
     Under ``torchrun`` every process calls this; they join one process group for the run."""
+    validate(cfg)  # e.g. a config changed with config.replace, which does not validate
+    if cfg.model.family != ModelConfig.family:  # the default family's stand-in depends on the data (family_for_data)
+        family_config(cfg.model)  # a bad model.extra fails here, before any data loads
     device = distributed.resolve_device(cfg.train.device)
-    if cfg.train.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"unknown train.precision '{cfg.train.precision}'; valid: fp32, bf16")
-    if cfg.train.clock not in ("wall", "cpu"):
-        raise ConfigError(f"unknown train.clock '{cfg.train.clock}'; valid: wall, cpu")
-    if not 0 <= cfg.train.ema < 1:
-        raise ConfigError(f"train.ema must be in [0, 1) (0 = no weight average), got {cfg.train.ema}")
     tasks = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
     cfg = replace(cfg, model={"family": family_for_data(cfg.model, tasks.modality)})  # words -> a text family
     created = distributed.setup(device)

@@ -147,7 +147,8 @@ def test_save_load_round_trip(fitted, tmp_path):
 
 def test_config_errors():
     meta = {"vocab_size": 259, "max_len": 24}
-    for extra in ({"order": 0}, {"order": 9}, {"order": "3"}, {"smoothing": "add_one"}, {"hidden_size": 3}):
+    for extra in ({"order": 0}, {"order": 9}, {"order": "three"}, {"order": 2.5}, {"smoothing": "add_one"},
+                  {"hidden_size": 3}):
         with pytest.raises(ConfigError):
             build_model(ModelConfig(family="text_ngram", extra=extra), meta)
     m = build_model(ModelConfig(family="text_ngram", extra={"order": 2, "smoothing": "witten_bell"}), meta)

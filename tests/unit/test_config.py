@@ -56,3 +56,17 @@ def test_one_coercion_for_options_and_config():
     for bad in ("nan", "inf", "-inf", "1e999"):
         with pytest.raises(argparse.ArgumentTypeError, match=f"must be a finite number, got '{bad}'"):
             finite_float(bad)
+
+
+def test_train_validates_a_config_built_with_replace(tmp_path):
+    """config.replace does not validate; train does, before any data loads (the choices of
+    train.algo, train.clock, ... are checked in config.validate, not where they are used)."""
+    from fewgen.config import replace
+    from fewgen.training import train
+
+    data = {"spec": f"folder:{tmp_path / 'no_such_folder'}"}
+    for train_cfg, message in (({"algo": "mamal"}, "'train.algo' must be one of amortized, maml, fomaml, reptile"),
+                               ({"precision": "fp16"}, "'train.precision' must be fp32 or bf16, got 'fp16'"),
+                               ({"ema": 1.0}, r"'train.ema' must be in \[0, 1\)")):
+        with pytest.raises(ConfigError, match=message):
+            train(replace(Config(), data=data, train=train_cfg), tmp_path / "run", progress=False)

@@ -56,12 +56,14 @@ def test_reptile_adam_inner_loop_equals_torch_adam():
 
 
 def test_reptile_rejects_meta_sgd_and_unknown_inner_optimiser():
+    from fewgen.config import Config, apply_overrides
     from fewgen.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="reptile_inner"):
-        get_algorithm(TrainConfig(algo="reptile", reptile_inner="rmsprop"))
+    with pytest.raises(ConfigError, match="'train.reptile_inner' must be sgd or adam, got 'rmsprop'"):
+        apply_overrides(Config(), ["train.algo=reptile", "train.reptile_inner=rmsprop"])
     with pytest.raises(ConfigError, match="Meta-SGD"):
-        get_algorithm(TrainConfig(algo="reptile", learn_inner_lr=True))
+        apply_overrides(Config(), ["train.algo=reptile", "train.learn_inner_lr=true"])
+    assert apply_overrides(Config(), ["train.algo=maml", "train.learn_inner_lr=true"]).train.learn_inner_lr
 
 
 def test_reptile_with_no_shots_leaves_theta_in_place():

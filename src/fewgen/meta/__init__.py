@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from ..config import TrainConfig
+from ..config import ALGORITHM_NAMES, TrainConfig
 from ..errors import ConfigError
 from .amortized import Amortized
 from .base import MetaAlgorithm
@@ -26,6 +26,7 @@ ALGORITHMS: dict[str, Callable[[TrainConfig], MetaAlgorithm]] = {
 CONDITIONAL = ("amortized", "hybrid")  # algorithms whose generator reads the support's context
 UNTRAINED = ("scratch",)  # baselines with nothing to meta-train
 META_LEARNED_INNER = ("maml", "fomaml", "reptile", "hybrid")  # trained through their own inner loop
+assert set(ALGORITHMS) | set(UNTRAINED) == set(ALGORITHM_NAMES)  # config.py names them without importing torch
 
 
 def resolve_fine_tuning(cfg: TrainConfig, modality: str, algo: str | None = None) -> TrainConfig:
@@ -46,12 +47,9 @@ def resolve_fine_tuning(cfg: TrainConfig, modality: str, algo: str | None = None
 
 
 def get_algorithm(cfg: TrainConfig) -> MetaAlgorithm:
-    """The algorithm named by ``cfg.algo``."""
-    if cfg.algo == "scratch":
+    """The algorithm named by ``cfg.algo`` (a name :func:`fewgen.config.validate` accepts)."""
+    if cfg.algo in UNTRAINED:
         raise ConfigError(SCRATCH_MESSAGE)
-    if cfg.algo not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm '{cfg.algo}'; valid: {', '.join(sorted(ALGORITHMS))} "
-                          "(and scratch, which needs no training)")
     return ALGORITHMS[cfg.algo](cfg)
 
 

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from ..config import TrainConfig
-from ..errors import ConfigError
 from ..models import GenerativeModel, Params
 from ..tasks.base import Episode
 from .base import MetaAlgorithm
@@ -37,12 +36,7 @@ class Reptile(MetaAlgorithm):
     name = "reptile"
 
     def __init__(self, cfg: TrainConfig) -> None:
-        super().__init__(cfg)
-        if cfg.reptile_inner not in ("sgd", "adam"):
-            raise ConfigError(f"train.reptile_inner must be sgd or adam, got '{cfg.reptile_inner}'")
-        if cfg.learn_inner_lr:
-            raise ConfigError("train.learn_inner_lr (Meta-SGD) needs a differentiable inner loop; "
-                              "use --algo maml, fomaml or hybrid")
+        super().__init__(cfg)  # config.validate refuses another train.reptile_inner and Meta-SGD (learn_inner_lr)
         self.inner = inner_config(cfg, training=True, first_order=True, optimizer=cfg.reptile_inner)
         self.vectorize = True  # False: a plain loop over tasks (the reference in the tests)
 

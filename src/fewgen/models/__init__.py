@@ -1,18 +1,21 @@
 """Generative-model families; every one implements the contract in :mod:`fewgen.models.base`.
 
-A family is one file, ``models/<family>.py``, with its model class and a ``build_<family>``
-function that validates its ``model.extra`` keys; :data:`FAMILIES` names both, and
-:func:`build_model` / :func:`model_from_dict` import the file only when the family is used.
+A family is one file, ``models/<family>.py``, with its model class, the frozen dataclass of its
+``model.extra`` keys (the class's ``Extra``: defaults, allowed values, ``validate``) and a
+``build_<family>`` function from the config and the data's facts; :data:`FAMILIES` names them,
+and :func:`build_model` / :func:`model_from_dict` / :func:`family_config` import the file only
+when the family is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import import_module
 from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import Context, GenerativeModel, Params, call, context_expand, context_tasks, params_of
+from .base import Context, GenerativeModel, Params, call, context_expand, context_tasks, params_of, parse_extra
 
 # family -> (its module, its class, its builder from (ModelConfig, data facts))
 FAMILIES: dict[str, tuple[str, str, str]] = {
@@ -45,12 +48,22 @@ def family_for_data(cfg: ModelConfig, modality: str) -> str:
     return cfg.family
 
 
+def family_config(cfg: ModelConfig) -> Any:
+    """The typed ``model.extra`` of family ``cfg.family`` (its class's ``Extra``), parsed and
+    validated (:func:`fewgen.models.base.parse_extra`): a bad family name or ``model.extra``
+    value fails here, before any data load, with one line naming the key."""
+    module, cls, _ = _family(cfg.family, "model.family {}")
+    return parse_extra(getattr(module, cls), cfg)
+
+
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
     (``TaskSet.meta`` plus ``example_shape``). Low-dimensional ``toy`` data always gets
-    ``toy_gauss`` (the image and text families cannot read it)."""
-    name = "toy_gauss" if data_meta.get("modality") == "toy" else cfg.family
-    module, _, builder = _family(name, "model.family {}")
+    ``toy_gauss`` (the image and text families cannot read it), without the ``model.extra``
+    keys meant for the family the config names."""
+    if data_meta.get("modality") == "toy" and cfg.family != "toy_gauss":
+        cfg = dataclasses.replace(cfg, family="toy_gauss", extra={})
+    module, _, builder = _family(cfg.family, "model.family {}")
     return getattr(module, builder)(cfg, data_meta)
 
 
@@ -61,4 +74,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
 
 
 __all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "TEXT_BASELINE",
-           "build_model", "call", "context_expand", "context_tasks", "family_for_data", "model_from_dict", "params_of"]
+           "build_model", "call", "context_expand", "context_tasks", "family_config", "family_for_data",
+           "model_from_dict", "params_of"]

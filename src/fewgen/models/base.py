@@ -36,17 +36,27 @@ time, with the same results. A family may write files of its own beside an adapt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..config import EvalConfig
+from ..config import EvalConfig, ModelConfig, parse_table
+from ..errors import ConfigError
 
 Params = dict[str, Tensor]
 Context = dict[str, Tensor]  # a family's encoding of a support set; every leaf (T, ...)
+
+
+@dataclass(frozen=True)
+class NoExtra:
+    """The ``model.extra`` of a family that has no keys of its own."""
+
+    def validate(self, hidden: int) -> None:
+        """Nothing to check."""
 
 
 class GenerativeModel(nn.Module):
@@ -54,6 +64,7 @@ class GenerativeModel(nn.Module):
 
     family: str = ""
     modality: str = ""
+    Extra: type = NoExtra  # the family's model.extra keys: a frozen dataclass with validate(hidden) (parse_extra)
     permutation_invariant: bool = True  # the context does not depend on the order of the shots
     vmappable: bool = True  # False: tasks run in a Python loop instead of torch.func.vmap
 
@@ -131,31 +142,27 @@ def call(model: GenerativeModel, params: Params, method: str, *args: Any, **kwar
 
 
 # ----------------------------------------------------------------------------- building
-def check_extra_keys(family: str, extra: dict[str, Any], valid: Sequence[str]) -> None:
-    """A one-line :class:`~fewgen.errors.ConfigError` for a ``model.extra`` key ``family`` does not know."""
-    from ..errors import ConfigError
+def parse_extra(model_cls: type[GenerativeModel], cfg: ModelConfig) -> Any:
+    """``cfg.extra`` as ``model_cls.Extra``, the family's frozen dataclass of its ``model.extra``
+    keys (their defaults and allowed values), converted as every config value is
+    (:func:`fewgen.config.parse_table`) and validated by its ``validate(model.hidden)``. Every
+    error is one line naming the key: an unknown key (with the valid ones), a wrong type, a value
+    out of range."""
+    extra = parse_table(model_cls.Extra, cfg.extra, "model.extra.", owner=model_cls.family)
+    extra.validate(cfg.hidden)
+    return extra
 
-    unknown = sorted(set(extra) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown config key 'model.extra.{unknown[0]}' for {family}; valid: "
-                          + ", ".join("model.extra." + k for k in valid))
 
-
-def check_heads(cfg: Any, default: int = 4) -> int:
-    """``model.extra.heads`` of a family with attention blocks (``default`` when absent), or a
-    one-line :class:`~fewgen.errors.ConfigError` unless it is a positive integer dividing ``model.hidden``."""
-    from ..errors import ConfigError
-
-    heads = cfg.extra.get("heads", default)
-    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 or cfg.hidden % heads:
-        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({cfg.hidden}), "
+def check_heads(heads: int, hidden: int) -> None:
+    """A one-line :class:`~fewgen.errors.ConfigError` unless ``model.extra.heads`` is a positive
+    integer dividing ``model.hidden`` (a family with attention blocks)."""
+    if heads < 1 or hidden % heads:
+        raise ConfigError(f"model.extra.heads must be a positive integer dividing model.hidden ({hidden}), "
                           f"got {heads!r}")
-    return heads
 
 
 def check_byte_tokenizer(family: str, data_meta: dict[str, Any]) -> None:
     """A one-line :class:`~fewgen.errors.ConfigError` unless the data use fewgen's UTF-8 byte tokens."""
-    from ..errors import ConfigError
     from .bytes import VOCAB_SIZE
 
     if data_meta.get("vocab_size", VOCAB_SIZE) != VOCAB_SIZE:

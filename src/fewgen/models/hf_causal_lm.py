@@ -42,8 +42,10 @@ cannot batch. :meth:`export_files` writes a standard PEFT adapter folder
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError, DataError
-from .base import Context, GenerativeModel, check_extra_keys, exact_nll
+from .base import Context, GenerativeModel, exact_nll, parse_extra
 from .bytes import decode, encode_batch
 from .utf8 import draw_token
 
@@ -178,6 +180,31 @@ def _with_lora(base: nn.Module, rank: int, alpha: float) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class HFCausalLMExtra:
+    """The ``model.extra`` keys of ``hf_causal_lm`` (constructor arguments of the same names)."""
+
+    path: str = ""  # required: a local Hugging Face causal-LM folder with safetensors weights
+    condition: str = "both"  # incontext | lora | both (CONDITIONS; see the module docstring)
+    rank: int = 8  # LoRA rank, >= 1
+    alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank B A), > 0
+    max_len: int = 0  # bytes per string incl. EOS, >= 1; 0 = the data's
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a missing or out-of-range value."""
+        if not self.path:
+            raise ConfigError("model.family=hf_causal_lm needs model.extra.path=FOLDER (a local Hugging Face "
+                              "causal-LM folder with safetensors weights)")
+        if self.condition not in CONDITIONS:
+            raise ConfigError(f"model.extra.condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
+        if self.rank < 1:
+            raise ConfigError(f"model.extra.rank must be a positive integer, got {self.rank!r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"model.extra.alpha must be a positive number, got {self.alpha!r}")
+        if self.max_len < 0:
+            raise ConfigError(f"model.extra.max_len must be a positive integer (or 0: the data's), got {self.max_len}")
+
+
 class HFCausalLM(GenerativeModel):
     """A Hugging Face causal LM conditioned on the support in-context and/or by LoRA.
 
@@ -190,14 +217,14 @@ class HFCausalLM(GenerativeModel):
     family = "hf_causal_lm"
     modality = "text"
     permutation_invariant = False  # the prompt shows the shots in their order
+    Extra = HFCausalLMExtra
     vmappable = False  # tokenising is data-dependent Python: tasks run one at a time
 
     def __init__(self, path: str, condition: str = "both", rank: int = 8, alpha: float = 16.0,
                  max_len: int = 24) -> None:
         super().__init__()
         _require_hf()
-        if condition not in CONDITIONS:
-            raise ConfigError(f"model.extra.condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
+        HFCausalLMExtra(str(path), condition, int(rank), float(alpha), int(max_len)).validate(hidden=0)  # no model.hidden
         self.folder = check_folder(path)
         self.condition, self.rank, self.alpha, self.max_len = condition, int(rank), float(alpha), int(max_len)
         base, self.tokenizer = load_base(self.folder)
@@ -338,23 +365,11 @@ def _fit(text: str, max_bytes: int) -> str:
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("path", "condition", "rank", "alpha", "max_len")
-
-
 def build_hf_causal_lm(model_cfg: ModelConfig, taskset_meta: dict) -> HFCausalLM:
-    """An :class:`HFCausalLM` from ``model.extra`` (``path`` required; ``condition`` both,
-    ``rank`` 8, ``alpha`` 16, ``max_len`` the data's) for text data."""
-    check_extra_keys("hf_causal_lm", model_cfg.extra, EXTRA_KEYS)
+    """An :class:`HFCausalLM` from the ``model.extra`` keys of :class:`HFCausalLMExtra` (``path``
+    required) for text data."""
+    extra = parse_extra(HFCausalLM, model_cfg)
     if taskset_meta.get("modality") != "text":
         raise ConfigError(f"hf_causal_lm models text; the data is {taskset_meta.get('modality')!r}")
-    if "path" not in model_cfg.extra:
-        raise ConfigError("model.family=hf_causal_lm needs model.extra.path=FOLDER (a local Hugging Face "
-                          "causal-LM folder with safetensors weights)")
-    rank, alpha = model_cfg.extra.get("rank", 8), model_cfg.extra.get("alpha", 16.0)
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ConfigError(f"model.extra.rank must be a positive integer, got {rank!r}")
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
-        raise ConfigError(f"model.extra.alpha must be a positive number, got {alpha!r}")
-    max_len = int(model_cfg.extra.get("max_len", taskset_meta.get("max_len", 24)))
-    return HFCausalLM(path=str(model_cfg.extra["path"]), condition=str(model_cfg.extra.get("condition", "both")),
-                      rank=rank, alpha=float(alpha), max_len=max_len)
+    values = {**dataclasses.asdict(extra), "max_len": extra.max_len or int(taskset_meta.get("max_len", 24))}
+    return HFCausalLM(**values)

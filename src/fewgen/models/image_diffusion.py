@@ -54,7 +54,9 @@ by 4. The U-Net runs at S/2 (after a 2x2 pixel unshuffle) and S/4.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,13 +67,31 @@ from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError
 from ..noise import task_randn
 from .attention import CrossAttention, SupportEncoder
-from .base import GenerativeModel, check_extra_keys, check_heads
+from .base import GenerativeModel, check_heads, parse_extra
 from .diffusion_sampler import SAMPLERS, ddim_loop, guided_v
 from .nn import canonical_order, masked_mean, mlp
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 TEMPLATES = (True, False, "mean", "shot")  # model.extra.template: True is "mean"
 Context = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ImageDiffusionExtra:
+    """The ``model.extra`` keys of ``image_diffusion`` (constructor arguments of the same names)."""
+
+    heads: int = 4  # cross-attention heads: a positive divisor of model.hidden
+    p_uncond: float = 0.2  # probability of dropping an example's support in training (guidance), in [0, 1)
+    template: bool | str = True  # the U-Net's template input: true / "mean" (the mean shot), "shot" (one shot per sample), false
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a value out of range."""
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"model.extra.template must be true (the mean shot), \"shot\" (one shot per sample) "
+                              f"or false, got {self.template!r}")
+        if not 0 <= self.p_uncond < 1:
+            raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {self.p_uncond!r}")
+        check_heads(self.heads, hidden)
 
 
 def normal_cdf(q: Tensor) -> Tensor:
@@ -122,16 +142,14 @@ class ImageDiffusion(GenerativeModel):
 
     family = "image_diffusion"
     modality = "image"
+    Extra = ImageDiffusionExtra
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, context: int = 128,
                  heads: int = 4, p_uncond: float = 0.2, template: bool | str = True) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
-        if not 0 <= p_uncond < 1:
-            raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond}")
-        if template not in TEMPLATES:
-            raise ValueError(f"template must be one of {TEMPLATES}, got {template!r}")
+        ImageDiffusionExtra(heads, p_uncond, template).validate(hidden)
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
                            p_uncond=p_uncond, template=template)
         # template: the support's mean image enters the U-Net as extra input channels beside z_t
@@ -376,20 +394,12 @@ class ImageDiffusion(GenerativeModel):
 
 
 def build_image_diffusion(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageDiffusion:
-    """The ``image_diffusion`` family with its ``model.extra`` keys validated (one-line errors)."""
+    """The ``image_diffusion`` family for images ``data_meta["example_shape"]`` = (C, S, S), its
+    ``model.extra`` keys parsed and validated (:class:`ImageDiffusionExtra`; one-line errors)."""
     if data_meta.get("modality", "image") != "image":
         raise ConfigError(f"model.family image_diffusion is for images, not {data_meta.get('modality')} data")
+    extra = parse_extra(ImageDiffusion, cfg)
     c, s, _ = data_meta["example_shape"]
-    check_extra_keys("image_diffusion", cfg.extra, ('heads', 'p_uncond', 'template'))
-    template = cfg.extra.get("template", True)
-    if not (isinstance(template, bool) or template in ("mean", "shot")):
-        raise ConfigError(f"model.extra.template must be true (the mean shot), \"shot\" (one shot per sample) "
-                          f"or false, got {template!r}")
-    p = cfg.extra.get("p_uncond", 0.2)
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
-        raise ConfigError(f"model.extra.p_uncond must be a number in [0, 1), got {p!r}")
-    heads = check_heads(cfg)
     if s % 4:
         raise ConfigError(f"data.image_size must be divisible by 4 for image_diffusion, got {s}")
-    return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, heads=heads,
-                          p_uncond=float(p), template=template)
+    return ImageDiffusion(image_size=s, channels=c, hidden=cfg.hidden, context=cfg.context, **dataclasses.asdict(extra))

@@ -25,7 +25,9 @@ Shapes: T tasks, K shots, N examples, images (1, S, S) with S divisible by 4.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,9 +38,36 @@ from ..noise import task_randn
 from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
-from .base import Context, GenerativeModel, check_extra_keys, check_heads
+from .base import Context, GenerativeModel, check_heads, parse_extra
 from .nn import canonical_order, conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 from .task_conv import TaskConv2d
+
+
+PRIORS = ("mlp", "mixture")
+
+
+@dataclass(frozen=True)
+class ImageVAEExtra:
+    """The ``model.extra`` keys of ``image_vae`` (constructor arguments of the same names)."""
+
+    # Attention to the shots (one head) is the default: at an equal CPU budget on held-out
+    # Omniglot alphabets it doubles what one shot is worth (docs/results.md, "attention to the shots").
+    attention: bool = True  # the decoder attends to the shots' patch tokens
+    heads: int = 1  # attention heads (with attention): a positive divisor of model.hidden
+    features: int = 256  # width of the per-image feature trunk, >= 1
+    kl_weight: float = 1.0  # beta of the training loss's KL term, > 0 (nll always uses 1)
+    prior: str = "mlp"  # p(z | support): mlp | mixture (also one Gaussian per shot)
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a value out of range."""
+        if self.attention:
+            check_heads(self.heads, hidden)
+        if self.prior not in PRIORS:
+            raise ConfigError(f"model.extra.prior must be mlp or mixture, got {self.prior!r}")
+        if not self.kl_weight > 0:
+            raise ConfigError(f"model.extra.kl_weight must be a positive number, got {self.kl_weight!r}")
+        if self.features < 1:
+            raise ConfigError(f"model.extra.features must be a positive integer, got {self.features!r}")
 
 
 class ImageVAE(GenerativeModel):
@@ -46,6 +75,7 @@ class ImageVAE(GenerativeModel):
 
     family = "image_vae"
     modality = "image"
+    Extra = ImageVAEExtra
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
                  context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp",
@@ -53,8 +83,8 @@ class ImageVAE(GenerativeModel):
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
-        if prior not in ("mlp", "mixture"):
-            raise ValueError(f"prior must be mlp or mixture, got {prior!r}")
+        # the constructor's defaults are those of checkpoints made before attention (they store no attention)
+        ImageVAEExtra(attention, heads, features, kl_weight, prior).validate(hidden)
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
                            context=context, features=features, kl_weight=kl_weight)
         if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
@@ -317,25 +347,10 @@ class ImageVAE(GenerativeModel):
 
 def build_image_vae(cfg: ModelConfig, data_meta: dict[str, Any]) -> ImageVAE:
     """The ``image_vae`` family for images ``data_meta["example_shape"]`` = (C, S, S), its
-    ``model.extra`` keys validated (one-line errors)."""
+    ``model.extra`` keys parsed and validated (:class:`ImageVAEExtra`; one-line errors)."""
+    extra = parse_extra(ImageVAE, cfg)
     c, s, _ = data_meta["example_shape"]
-    check_extra_keys("image_vae", cfg.extra, ('attention', 'features', 'heads', 'kl_weight', 'prior'))
-    # Attention to the shots (one head) is the default: at an equal CPU budget on held-out
-    # Omniglot alphabets it doubles what one shot is worth (docs/results.md, "attention to the shots").
-    attention = cfg.extra.get("attention", True)
-    if not isinstance(attention, bool):
-        raise ConfigError(f"model.extra.attention must be true or false, got {attention!r}")
-    heads = check_heads(cfg, default=1)
-    prior = cfg.extra.get("prior", "mlp")
-    if prior not in ("mlp", "mixture"):
-        raise ConfigError(f"model.extra.prior must be mlp or mixture, got {prior!r}")
-    beta = cfg.extra.get("kl_weight", 1.0)
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta > 0:
-        raise ConfigError(f"model.extra.kl_weight must be a positive number, got {beta!r}")
-    f = cfg.extra.get("features", 256)
-    if not isinstance(f, int) or isinstance(f, bool) or f < 1:
-        raise ConfigError(f"model.extra.features must be a positive integer, got {f!r}")
     if s % 4:
         raise ConfigError(f"data.image_size must be divisible by 4 for image_vae, got {s}")
-    return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context, features=f,
-                    kl_weight=float(beta), prior=prior, attention=attention, heads=heads)
+    return ImageVAE(image_size=s, channels=c, hidden=cfg.hidden, latent=cfg.latent, context=cfg.context,
+                    **dataclasses.asdict(extra))

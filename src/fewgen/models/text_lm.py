@@ -34,6 +34,7 @@ MAML all go through it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
+from .base import Context, GenerativeModel, check_byte_tokenizer, exact_nll, parse_extra
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .nn import masked_mean, norm_mlp
 from .text_cache import CODE_BASE, MATCH_BETA, history_codes, match_log_probs
@@ -106,6 +107,27 @@ def _shift_in(x: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class TextLMExtra:
+    """The ``model.extra`` keys of ``text_lm``."""
+
+    embed: int = 64  # byte embedding size, >= 1
+    max_len: int = 0  # bytes per string incl. EOS, >= 1; 0 = the data's
+    # The match cache's highest order, 1 to 7; 1 = none (the default: at an equal 240 s CPU budget
+    # orders 2-4 cost 35% of the training steps and did not lower held-out bits/char, see
+    # docs/design-notes.md). The constructor takes the orders themselves, 2 .. match_orders.
+    match_orders: int = 1
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a value out of range."""
+        if self.embed < 1:
+            raise ConfigError(f"model.extra.embed must be a positive integer, got {self.embed}")
+        if self.max_len < 0:
+            raise ConfigError(f"model.extra.max_len must be a positive integer (or 0: the data's), got {self.max_len}")
+        if not 1 <= self.match_orders <= 7:
+            raise ConfigError(f"model.extra.match_orders must be from 1 (no match cache) to 7, got {self.match_orders}")
+
+
 class TextLM(GenerativeModel):
     """Byte-level GRU language model conditioned on a set of support strings.
 
@@ -117,6 +139,7 @@ class TextLM(GenerativeModel):
 
     family = "text_lm"
     modality = "text"
+    Extra = TextLMExtra
 
     def __init__(self, hidden: int = 128, context: int = 128, embed: int = 64, max_len: int = 24,
                  match_orders: tuple[int, ...] = ()) -> None:
@@ -308,22 +331,11 @@ class TextLM(GenerativeModel):
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("embed", "max_len", "match_orders")
-
-
 def build_text_lm(model_cfg: ModelConfig, taskset_meta: dict) -> TextLM:
-    """A :class:`TextLM` from the model config (``hidden``, ``context``, ``extra.embed``,
-    ``extra.max_len``) and the tokenizer facts in ``TaskSet.meta``."""
-    check_extra_keys("text_lm", model_cfg.extra, EXTRA_KEYS)
+    """A :class:`TextLM` from the model config (``hidden``, ``context`` and the ``model.extra`` keys
+    of :class:`TextLMExtra`) and the tokenizer facts in ``TaskSet.meta``."""
+    extra = parse_extra(TextLM, model_cfg)
     check_byte_tokenizer("text_lm", taskset_meta)
-    max_len = int(model_cfg.extra.get("max_len", taskset_meta.get("max_len", 24)))
-    embed = int(model_cfg.extra.get("embed", 64))
-    if min(model_cfg.hidden, model_cfg.context, embed, max_len) < 1:
-        raise ConfigError("text_lm: model.hidden, model.context, model.extra.embed and max_len must be positive")
-    # The match cache's highest order; 1 = none (the default: at an equal 240 s CPU budget orders
-    # 2-4 cost 35% of the training steps and did not lower held-out bits/char, see docs/design-notes.md).
-    top = int(model_cfg.extra.get("match_orders", 1))
-    if not 1 <= top <= 7:
-        raise ConfigError(f"model.extra.match_orders must be from 1 (no match cache) to 7, got {top}")
-    return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=embed, max_len=max_len,
-                  match_orders=tuple(range(2, top + 1)))
+    return TextLM(hidden=model_cfg.hidden, context=model_cfg.context, embed=extra.embed,
+                  max_len=extra.max_len or int(taskset_meta.get("max_len", 24)),
+                  match_orders=tuple(range(2, extra.match_orders + 1)))

@@ -34,6 +34,7 @@ present shots}``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import ConfigError
 from . import ngram
-from .base import Context, GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
+from .base import Context, GenerativeModel, check_byte_tokenizer, exact_nll, parse_extra
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .text_lm import _shift_in
 from .utf8 import advance, draw_token, legal_tokens
@@ -59,19 +60,36 @@ MIX_EPS = 1e-4  # a and b are kept in [MIX_EPS, 1 - MIX_EPS] (finite logits)
 HASH_PRIME = 2147483647  # canonical order of the shots: a polynomial hash of their ids
 
 
+@dataclass(frozen=True)
+class TextNgramExtra:
+    """The ``model.extra`` keys of ``text_ngram`` (constructor arguments of the same names)."""
+
+    order: int = 4  # n of the n-grams, 1 to MAX_ORDER
+    smoothing: str = "kneser_ney"  # the background's: kneser_ney | witten_bell (fewgen.models.ngram.SMOOTHING)
+    max_len: int = 0  # bytes per string incl. EOS, >= 1; 0 = the data's
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a value out of range."""
+        if not 1 <= self.order <= MAX_ORDER:
+            raise ConfigError(f"model.extra.order must be an integer from 1 to {MAX_ORDER}, got {self.order!r}")
+        if self.smoothing not in ngram.SMOOTHING:
+            raise ConfigError(f"model.extra.smoothing must be one of {', '.join(ngram.SMOOTHING)}, "
+                              f"got {self.smoothing!r}")
+        if self.max_len < 0:
+            raise ConfigError(f"model.extra.max_len must be a positive integer (or 0: the data's), got {self.max_len}")
+
+
 class TextNgram(GenerativeModel):
     """Background byte n-gram (meta-train counts) mixed with a support n-gram."""
 
     family = "text_ngram"
     modality = "text"
+    Extra = TextNgramExtra
 
     def __init__(self, order: int = 4, smoothing: str = "kneser_ney", max_len: int = 24,
                  sizes: Sequence[Sequence[int]] = ()) -> None:
         super().__init__()
-        if not 1 <= order <= MAX_ORDER:
-            raise ConfigError(f"text_ngram order must be from 1 to {MAX_ORDER}, got {order}")
-        if smoothing not in ngram.SMOOTHING:
-            raise ConfigError(f"text_ngram smoothing must be one of {', '.join(ngram.SMOOTHING)}, got {smoothing!r}")
+        TextNgramExtra(order, smoothing, max_len).validate(hidden=0)  # no size of it is model.hidden
         self.order, self.smoothing, self.max_len = order, smoothing, max_len
         sizes = [tuple(s) for s in sizes] or [(0, 0)] * order
         if len(sizes) != order:
@@ -261,16 +279,10 @@ def choose_mix(model: TextNgram, val: Sequence[Tensor], seed: int = 0) -> dict[s
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("order", "smoothing", "max_len")
-
-
 def build_text_ngram(model_cfg: ModelConfig, taskset_meta: dict) -> TextNgram:
-    """A :class:`TextNgram` (empty background) from ``model.extra.order`` (default 4),
-    ``model.extra.smoothing`` (default kneser_ney) and the tokenizer facts in ``TaskSet.meta``."""
-    check_extra_keys("text_ngram", model_cfg.extra, EXTRA_KEYS)
+    """A :class:`TextNgram` (empty background) from the ``model.extra`` keys of
+    :class:`TextNgramExtra` and the tokenizer facts in ``TaskSet.meta``."""
+    extra = parse_extra(TextNgram, model_cfg)
     check_byte_tokenizer("text_ngram", taskset_meta)
-    order = model_cfg.extra.get("order", 4)
-    if not isinstance(order, int) or isinstance(order, bool):
-        raise ConfigError(f"model.extra.order must be an integer from 1 to {MAX_ORDER}, got {order!r}")
-    max_len = int(model_cfg.extra.get("max_len", taskset_meta.get("max_len", 24)))
-    return TextNgram(order=order, smoothing=str(model_cfg.extra.get("smoothing", "kneser_ney")), max_len=max_len)
+    return TextNgram(order=extra.order, smoothing=extra.smoothing,
+                     max_len=extra.max_len or int(taskset_meta.get("max_len", 24)))

@@ -41,7 +41,9 @@ byte per step under the UTF-8 grammar of :mod:`fewgen.models.utf8`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,7 +53,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError, DataError
-from .base import GenerativeModel, check_byte_tokenizer, check_extra_keys, exact_nll
+from .base import GenerativeModel, check_byte_tokenizer, exact_nll, parse_extra
 from .bytes import BOS, EOS, NUM_OUTPUTS, PAD, VOCAB_SIZE
 from .nn import LayerNorm
 from .text_cache import history_codes, match_counts, match_probs
@@ -153,6 +155,34 @@ def _as_start(inp: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class TextTransformerExtra:
+    """The ``model.extra`` keys of ``text_transformer`` (constructor arguments of the same names;
+    the width ``d_model`` is ``model.hidden``). The strings per training episode are
+    ``train.shots + train.queries``."""
+
+    layers: int = 4  # Transformer blocks, >= 1
+    heads: int = 4  # attention heads, >= 1: model.hidden must be a multiple of 2 x heads
+    max_len: int = 0  # bytes per string incl. EOS, >= 1; 0 = the data's
+    window: int = 1024  # most bytes of support plus string read at test time, >= 2 max_len
+    train_window: int = 256  # tokens per packed training sequence, >= 2 max_len
+    match_order: int = 4  # the match cache's highest order, -1 (no cache) to 7
+    track: bool = True  # the gate reads each expert's running log-likelihood of the task's text
+
+    def validate(self, hidden: int) -> None:
+        """One-line ConfigErrors naming the key of a value out of range."""
+        for key in ("layers", "heads", "window", "train_window"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.extra.{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.max_len < 0:
+            raise ConfigError(f"model.extra.max_len must be a positive integer (or 0: the data's), got {self.max_len}")
+        if not -1 <= self.match_order <= 7:
+            raise ConfigError(f"model.extra.match_order must be from -1 (no cache) to 7, got {self.match_order}")
+        if hidden % self.heads or (hidden // self.heads) % 2:
+            raise ConfigError(f"text_transformer: model.hidden ({hidden}) must be a multiple of 2 x "
+                              f"model.extra.heads ({self.heads})")
+
+
 class TextTransformer(GenerativeModel):
     """Decoder-only byte Transformer reading the support as a prefix, mixed with a match cache."""
 
@@ -161,15 +191,13 @@ class TextTransformer(GenerativeModel):
     # The support is read as a sequence: attention and positions see the shots' order, so
     # p(x | s_1..s_K) changes (a little) when the shots are permuted. The match cache's votes do not.
     permutation_invariant = False
+    Extra = TextTransformerExtra
 
     def __init__(self, d_model: int = 128, layers: int = 4, heads: int = 4, max_len: int = 24,
                  window: int = 1024, train_window: int = 256, match_order: int = 4, track: bool = False) -> None:
         super().__init__()
-        if d_model % heads or (d_model // heads) % 2:
-            raise ConfigError(f"text_transformer: model.hidden ({d_model}) must be a multiple of 2 x heads ({heads})")
-        if not -1 <= match_order <= 7:
-            raise ConfigError(f"model.extra.match_order must be from -1 (no cache) to 7, got {match_order}")
-        if min(window, train_window) < 2 * max_len:
+        TextTransformerExtra(layers, heads, max_len, window, train_window, match_order, track).validate(d_model)
+        if min(window, train_window) < 2 * max_len:  # max_len may be the data's: checked with it
             raise ConfigError(f"model.extra.window ({window}) and train_window ({train_window}) must hold at least "
                               f"two strings of max_len {max_len}")
         self.d_model, self.layers, self.heads = d_model, layers, heads
@@ -518,27 +546,11 @@ class TextTransformer(GenerativeModel):
 
 
 # ----------------------------------------------------------------------------- building
-EXTRA_KEYS = ("layers", "heads", "max_len", "window", "train_window", "match_order", "track")
-
-
 def build_text_transformer(model_cfg: ModelConfig, taskset_meta: dict) -> TextTransformer:
-    """A :class:`TextTransformer` from the model config: ``hidden`` (the width d_model), and
-    ``extra.layers`` (4), ``extra.heads`` (4), ``extra.max_len`` (bytes per string incl. EOS;
-    default the data's), ``extra.window`` (most bytes of support plus string read at test time,
-    1024), ``extra.train_window`` (tokens per packed training sequence, 256) and
-    ``extra.match_order`` (the cache's highest order, 4; -1 = no cache) and ``extra.track``
-    (true: the gate reads each expert's running log-likelihood of the task's text; checkpoints
-    from before it load without). The strings per training episode are ``train.shots + train.queries``."""
-    check_extra_keys("text_transformer", model_cfg.extra, EXTRA_KEYS)
+    """A :class:`TextTransformer` of width ``model.hidden`` from the ``model.extra`` keys of
+    :class:`TextTransformerExtra` and the tokenizer facts in ``TaskSet.meta`` (checkpoints from
+    before ``track`` load without it: the constructor's default is False)."""
+    extra = parse_extra(TextTransformer, model_cfg)
     check_byte_tokenizer("text_transformer", taskset_meta)
-    values = {}
-    for key, default in (("layers", 4), ("heads", 4), ("max_len", taskset_meta.get("max_len", 24)),
-                         ("window", 1024), ("train_window", 256), ("match_order", 4)):
-        v = model_cfg.extra.get(key, default)
-        if not isinstance(v, int) or isinstance(v, bool) or (v < 1 and key != "match_order"):
-            raise ConfigError(f"model.extra.{key} must be a positive integer, got {v!r}")
-        values[key] = v
-    track = model_cfg.extra.get("track", True)
-    if not isinstance(track, bool):
-        raise ConfigError(f"model.extra.track must be true or false, got {track!r}")
-    return TextTransformer(d_model=model_cfg.hidden, track=track, **values)
+    values = {**dataclasses.asdict(extra), "max_len": extra.max_len or int(taskset_meta.get("max_len", 24))}
+    return TextTransformer(d_model=model_cfg.hidden, **values)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..config import ModelConfig
-from .base import Context, GenerativeModel
+from .base import Context, GenerativeModel, parse_extra
 from .nn import masked_mean, mlp
 
 
@@ -74,6 +74,8 @@ class ToyGauss(GenerativeModel):
 
 
 def build_toy_gauss(cfg: ModelConfig, data_meta: dict[str, Any]) -> ToyGauss:
-    """The ``toy_gauss`` family for toy vectors ``data_meta["example_shape"]`` = (D,), scaled to the data."""
+    """The ``toy_gauss`` family for toy vectors ``data_meta["example_shape"]`` = (D,), scaled to the
+    data; it has no ``model.extra`` keys (:class:`~fewgen.models.base.NoExtra`)."""
+    parse_extra(ToyGauss, cfg)
     scale = (data_meta.get("mean_scale", 1.0) ** 2 + data_meta.get("std", 0.0) ** 2) ** 0.5 or 1.0
     return ToyGauss(dim=int(data_meta["example_shape"][-1]), hidden=cfg.hidden, context=cfg.context, scale=scale)
