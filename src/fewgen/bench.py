@@ -22,6 +22,7 @@ real strings' ceiling and chance), novelty, validity and support sensitivity
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .errors import FewgenError
 from .evaluate import add_script_groups, check_shots, evaluate, training_strings
 from .image_quality import QualitySet, quality_reports, quality_set
 from .meta import ALGORITHMS, UNTRAINED, resolve_fine_tuning
-from .models import TEXT_BASELINE, family_for_data
+from .models import TEXT_BASELINE, model_for_data
 from .metrics.nll import paired_difference
 from .metrics.text_groups import task_scripts
 from .tasks.base import TaskSet
@@ -142,7 +143,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict[
     base_data = replace(cfg.base, data={"spec": cfg.data}).data
     tasks = load_tasks(cfg.data, base_data)
     methods = _runnable(cfg.methods, tasks.modality, progress)
-    cfg.base = replace(cfg.base, model={"family": family_for_data(cfg.base.model, tasks.modality)})  # as train does
+    cfg.base = dataclasses.replace(cfg.base, model=model_for_data(cfg.base.model, tasks.modality))  # as train does
     eval_spec = cfg.eval_data or cfg.data
     held_out = _held_out(cfg, tasks, base_data)
     for name, path in cfg.ckpts.items():  # a given checkpoint that cannot read the data: said before any training

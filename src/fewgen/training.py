@@ -38,7 +38,7 @@ from .config import Config, ModelConfig, config_to_dict, replace, validate
 from .ema import WeightAverage
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm, resolve_fine_tuning
-from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_config, family_for_data, params_of
+from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_config, model_for_data, params_of
 from .progress import Progress
 from .tasks import augment
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
@@ -191,11 +191,11 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
 
     Under ``torchrun`` every process calls this; they join one process group for the run."""
     validate(cfg)  # e.g. a config changed with config.replace, which does not validate
-    if cfg.model.family != ModelConfig.family:  # the default family's stand-in depends on the data (family_for_data)
+    if cfg.model.family != ModelConfig.family:  # the default family's stand-in depends on the data (model_for_data)
         family_config(cfg.model)  # a bad model.extra fails here, before any data loads
     device = distributed.resolve_device(cfg.train.device)
     tasks = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
-    cfg = replace(cfg, model={"family": family_for_data(cfg.model, tasks.modality)})  # words -> a text family
+    cfg = dataclasses.replace(cfg, model=model_for_data(cfg.model, tasks.modality))  # words -> a text family
     created = distributed.setup(device)
     try:
         if cfg.model.family in COUNTED_FAMILIES:

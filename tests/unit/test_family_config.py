@@ -88,9 +88,17 @@ def test_constructor_arguments_are_validated_by_the_same_config():
 
 
 def test_toy_data_build_toy_gauss_without_the_configured_familys_keys():
+    from fewgen.models import model_for_data
+
     m = build_model(ModelConfig(family="image_vae", extra={"features": 16}),
                     {"modality": "toy", "example_shape": [2], "mean_scale": 1.0})
     assert m.family == "toy_gauss"
+    assert model_for_data(ModelConfig(extra={"features": 16}), "toy") == ModelConfig(family="toy_gauss")
+    # the default family's stand-in for words keeps the keys (they are meant for it)
+    assert model_for_data(ModelConfig(extra={"layers": 2}), "text") == ModelConfig(family="text_transformer",
+                                                                                 extra={"layers": 2})
+    with pytest.raises(ConfigError, match="for toy_gauss; valid keys: none"):
+        build_model(ModelConfig(family="toy_gauss", extra={"features": 16}), {"modality": "toy", "example_shape": [2]})
 
 
 def test_train_refuses_a_bad_model_extra_before_loading_data(tmp_path):

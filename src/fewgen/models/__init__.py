@@ -40,12 +40,17 @@ def _family(name: str, what: str) -> tuple[Any, str, str]:
     return import_module(f"{__name__}.{module}"), cls, builder
 
 
-def family_for_data(cfg: ModelConfig, modality: str) -> str:
-    """The family to build: ``cfg.family``, or the data's default family where the config names
-    the default one (``image_vae``) and the data are not images (``--data words`` means text_transformer)."""
+def model_for_data(cfg: ModelConfig, modality: str) -> ModelConfig:
+    """The model config to build for data of ``modality``: ``cfg``, or with the data's default
+    family where the config names the default one (``image_vae``) and the data are not images
+    (``--data words`` means text_transformer). Low-dimensional ``toy`` data always get
+    ``toy_gauss`` (the image and text families cannot read them), which has no ``model.extra``
+    keys: those meant for the family the config names are dropped."""
+    if modality == "toy" and cfg.family != "toy_gauss":
+        return dataclasses.replace(cfg, family="toy_gauss", extra={})
     if cfg.family == ModelConfig.family and modality in DEFAULT_FAMILY:
-        return DEFAULT_FAMILY[modality]
-    return cfg.family
+        return dataclasses.replace(cfg, family=DEFAULT_FAMILY[modality])
+    return cfg
 
 
 def family_config(cfg: ModelConfig) -> Any:
@@ -58,11 +63,9 @@ def family_config(cfg: ModelConfig) -> Any:
 
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
-    (``TaskSet.meta`` plus ``example_shape``). Low-dimensional ``toy`` data always gets
-    ``toy_gauss`` (the image and text families cannot read it), without the ``model.extra``
-    keys meant for the family the config names."""
-    if data_meta.get("modality") == "toy" and cfg.family != "toy_gauss":
-        cfg = dataclasses.replace(cfg, family="toy_gauss", extra={})
+    (``TaskSet.meta`` plus ``example_shape``); ``toy`` data always get ``toy_gauss`` (:func:`model_for_data`)."""
+    if data_meta.get("modality") == "toy":
+        cfg = model_for_data(cfg, "toy")
     module, _, builder = _family(cfg.family, "model.family {}")
     return getattr(module, builder)(cfg, data_meta)
 
@@ -74,5 +77,5 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
 
 
 __all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "TEXT_BASELINE",
-           "build_model", "call", "context_expand", "context_tasks", "family_config", "family_for_data",
+           "build_model", "call", "context_expand", "context_tasks", "family_config", "model_for_data",
            "model_from_dict", "params_of"]
