@@ -104,7 +104,7 @@ def torch_convs(model) -> None:
 
 
 def build_step(impl: str, first_order: bool):
-    """A zero-argument function doing one meta-training step, and the parameter count."""
+    """A zero-argument function doing one meta-training step, the parameter count and the model."""
     import torch
 
     from fewgen.config import TrainConfig
@@ -145,7 +145,7 @@ def build_step(impl: str, first_order: bool):
 
         def step():
             outer(meta_loss(model, params, {}, ep, g))
-        return step, nparams
+        return step, nparams, model
 
     if impl == "loop":
         params = params_of(model)
@@ -162,7 +162,7 @@ def build_step(impl: str, first_order: bool):
                 f = lambda *a, p=phi: call(model, p, *a)  # noqa: E731
                 losses.append(f("loss", qry, empty_ctx(f, qry), nq).mean())
             outer(torch.stack(losses).mean())
-        return step, nparams
+        return step, nparams, model
 
     if impl == "higher":
         import higher
@@ -174,12 +174,16 @@ def build_step(impl: str, first_order: bool):
             for t in range(TASKS):
                 sup, qry = ep.support[t : t + 1], ep.query[t : t + 1]
                 ns, nq = model.draw_noise(sup, g), model.draw_noise(qry, g)
+                # First order detaches the inner gradients; track_higher_grads=False would instead cut
+                # the adapted weights from the model's own, so no parameter got a meta-gradient.
                 with higher.innerloop_ctx(model, inner_opt, copy_initial_weights=False,
-                                          track_higher_grads=not first_order) as (fmodel, diffopt):
-                    diffopt.step(fmodel("loss", sup, empty_ctx(fmodel, sup), ns).mean())
+                                          track_higher_grads=True) as (fmodel, diffopt):
+                    detach = (lambda grads: [None if gr is None else gr.detach() for gr in grads]) if first_order \
+                        else None
+                    diffopt.step(fmodel("loss", sup, empty_ctx(fmodel, sup), ns).mean(), grad_callback=detach)
                     (fmodel("loss", qry, empty_ctx(fmodel, qry), nq).mean() / TASKS).backward()
             opt.step()
-        return step, nparams
+        return step, nparams, model
 
     if impl == "learn2learn":
         MAML = import_l2l_maml()
@@ -194,15 +198,29 @@ def build_step(impl: str, first_order: bool):
                 learner.adapt(learner("loss", sup, empty_ctx(learner, sup), ns).mean())
                 (learner("loss", qry, empty_ctx(learner, qry), nq).mean() / TASKS).backward()
             opt.step()
-        return step, nparams
+        return step, nparams, model
     raise ValueError(impl)
+
+
+def check_meta_gradient(impl: str, step, model) -> None:
+    """Every row must be a real meta-step: one step moves most of the model's parameters (a row
+    whose outer step changes nothing measures nothing)."""
+    import torch
+
+    params = list(model.parameters())
+    before = [p.detach().clone() for p in params]
+    step()
+    moved = sum(not torch.equal(b, p.detach()) for b, p in zip(before, params))
+    if moved < len(params) // 2:
+        raise SystemExit(f"{impl}: one step moved {moved} of {len(params)} parameters: not a meta-training step")
 
 
 def worker(impl: str, order: str, steps: int, warmup: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    step, nparams = build_step(impl, first_order=order == "first")
+    step, nparams, model = build_step(impl, first_order=order == "first")
+    check_meta_gradient(impl, step, model)
     base = rss_mib()
     for _ in range(warmup):
         step()
@@ -222,7 +240,7 @@ def step_gflop(order: str, threads: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(threads)
-    step, _ = build_step("loop", first_order=order == "first")
+    step, _, _ = build_step("loop", first_order=order == "first")
     with FlopCounterMode(display=False) as counter:
         step()
     return {"gflop": counter.get_total_flops() / 1e9}
