@@ -208,6 +208,20 @@ def _task_samples(adapt_fn: AdaptFn, ts: TaskSet, tasks: list[int], shots: int, 
             yield i, ex, perm, supports[j], sample_text(a.task(j), n, seed, guidance=guidance)[0]
 
 
+def _text_fidelity(per_task: dict[str, dict[str, Any]], held: dict[str, tuple[list[str], list[str]]]
+                   ) -> dict[str, Any]:
+    """The text fidelity figures of the samples in ``per_task`` against each task's held-out
+    (real, references) strings; each task's own figures go into its ``per_task`` entry."""
+    from .metrics.text_fidelity import fidelity_report
+
+    names = list(per_task)
+    fid = fidelity_report([per_task[t]["samples"] for t in names], [held[t][1] for t in names],
+                          [held[t][0] for t in names], names)
+    for t, figures in fid.pop("per_task").items():
+        per_task[t].update(figures)
+    return fid
+
+
 def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str], shots: int, steps: int = 0,
                        n: int = 20, seed: int = 0, batch_tasks: int = 8, fidelity: bool = False,
                        real_per_task: int = 50, scripts: Mapping[str, str] | None = None,
@@ -258,14 +272,7 @@ def text_sample_report(adapt_fn: AdaptFn, ts: TaskSet, training_strings: set[str
     mean |= {key: _defined_mean([r[key] for r in per_task.values()]) for key in ("novelty_real", "validity_real")}
     out = {"shots": shots, "steps": steps, "n": n, "tasks": len(per_task), **mean, "per_task": per_task}
     if fidelity and per_task:
-        from .metrics.text_fidelity import fidelity_report
-
-        names = list(per_task)
-        fid = fidelity_report([per_task[t]["samples"] for t in names], [held[t][1] for t in names],
-                              [held[t][0] for t in names], names)
-        for t, figures in fid.pop("per_task").items():
-            per_task[t].update(figures)
-        out.update(fid)
+        out.update(_text_fidelity(per_task, held))
     out["by_script"] = group_means(per_task, scripts)
     out["sensitivity"] = support_sensitivity({t: r["samples"] for t, r in per_task.items()}, words, scripts, seed)
     return out

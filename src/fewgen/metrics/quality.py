@@ -218,6 +218,20 @@ def _fid_kid_pooled(real: Tensor, fake: Tensor, subset_size: int, subsets: int, 
     return _num(fid_from_features(r, f)), _num(kid_from_features(r, f, subset_size, subsets, seed)[0])
 
 
+def _per_task_figures(f_gen: Tensor, f_sup: Tensor, f_real: Tensor, mask: Tensor, halves: tuple[Tensor, Tensor],
+                      kid_args: tuple[int, int, int]) -> dict[str, Tensor]:
+    """Every per-task figure ``(T,)`` of :func:`quality_report` from the features, and its real value."""
+    t, q = f_gen.shape[0], f_real.shape[1]
+    nan = torch.full((t,), math.nan, dtype=torch.float64)
+    fid_t, kid_t = _fid_kid_per_task(f_real, f_gen, *kid_args)
+    fid_r, kid_r = _fid_kid_per_task(*halves, *kid_args)
+    return {"fid": fid_t, "kid": kid_t, "fidelity": fidelity(f_gen, f_sup, mask),
+            "diversity": diversity(f_gen, f_real) if q >= 2 else nan,
+            "memorization": memorization(f_gen, f_sup, f_real, mask),
+            "fid_real": fid_r, "kid_real": kid_r, "fidelity_real": fidelity(f_real, f_sup, mask) if q else nan,
+            "diversity_real": diversity(*halves), "memorization_real": memorization_real(f_sup, f_real, mask)}
+
+
 def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Module,
                    support_mask: Tensor | None = None, names: Sequence[str] | None = None, chunk: int = 256,
                    kid_subset_size: int = 100, kid_subsets: int = 50, seed: int = 0) -> dict[str, Any]:
@@ -262,15 +276,7 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
     mask = _full_mask(f_sup, None if support_mask is None else support_mask.cpu())
     half_a, half_b = real_halves(f_real, seed)
     kid_args = (kid_subset_size, kid_subsets, seed)
-
-    nan = torch.full((t,), math.nan, dtype=torch.float64)
-    fid_t, kid_t = _fid_kid_per_task(f_real, f_gen, *kid_args)
-    fid_r, kid_r = _fid_kid_per_task(half_a, half_b, *kid_args)
-    per = {"fid": fid_t, "kid": kid_t, "fidelity": fidelity(f_gen, f_sup, mask),
-           "diversity": diversity(f_gen, f_real) if q >= 2 else nan,
-           "memorization": memorization(f_gen, f_sup, f_real, mask),
-           "fid_real": fid_r, "kid_real": kid_r, "fidelity_real": fidelity(f_real, f_sup, mask) if q else nan,
-           "diversity_real": diversity(half_a, half_b), "memorization_real": memorization_real(f_sup, f_real, mask)}
+    per = _per_task_figures(f_gen, f_sup, f_real, mask, (half_a, half_b), kid_args)
     report: dict[str, Any] = {}
     for k, v in per.items():
         _summary(report, k, v)
