@@ -73,7 +73,7 @@ def test_a_name_resolves_and_an_existing_path_wins(tiny_zoo, tmp_path, monkeypat
 def test_zoo_list_and_show(tiny_zoo, monkeypatch, capsys):
     monkeypatch.setattr(zoo, "ZOO_DIR", tiny_zoo)
     r = cli_in_process(["zoo", "list"], capsys, monkeypatch)
-    assert r.returncode == 0 and "tiny-vae" in r.stdout and "A tiny test model." in r.stdout
+    assert r.returncode == 0 and "tiny-vae" in r.stdout and "A tiny test model" in r.stdout
     r = cli_in_process(["zoo", "show", "tiny-vae"], capsys, monkeypatch)
     assert r.returncode == 0 and r.stdout.startswith("# tiny-vae")
     r = cli_in_process(["zoo", "show", "nope"], capsys, monkeypatch)

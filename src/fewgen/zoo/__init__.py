@@ -54,11 +54,22 @@ def entries(root: Path | None = None) -> list[ZooModel]:
     out = []
     for name in names(root):
         folder = root / name
-        lines = [ln.strip() for ln in card(name, root).splitlines()]
-        summary = next((ln for ln in lines if ln and not ln.startswith(("#", "|", "!", "```"))), "")
+        summary = first_sentence(card(name, root))
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 2**20
         out.append(ZooModel(name, folder, summary, size))
     return out
+
+
+def first_sentence(markdown: str) -> str:
+    """The first sentence of a card's first paragraph of prose (headings, code, tables skipped)."""
+    paragraph: list[str] = []
+    for line in (ln.strip() for ln in markdown.splitlines()):
+        if line and not line.startswith(("#", "|", "!", "```", "-")):
+            paragraph.append(line)
+        elif paragraph:
+            break
+    text = " ".join(paragraph)
+    return text.split(": ")[0].split(". ")[0].rstrip(".")
 
 
 def card(name: str, root: Path | None = None) -> str:
