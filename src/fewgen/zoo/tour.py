@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,27 +41,38 @@ def held_out(ck: Checkpoint, seed: int, count: int) -> list[tuple[str, torch.Ten
     return [(test.names[i], test.examples(i)) for i in ids]
 
 
+def adapted_held_out(ck: Checkpoint, seed: int, count: int, shots: int) -> tuple[list[str], torch.Tensor, Any] | None:
+    """``count`` held-out tasks of the checkpoint's data (:func:`held_out`): their names, ``shots``
+    seeded support examples each (T, K, *X) and the checkpoint adapted to them (None: no data)."""
+    from ..adaptation import adapter_for_checkpoint
+
+    tasks = held_out(ck, seed, count)
+    if tasks is None:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    support = torch.stack([ex[torch.randperm(len(ex), generator=g)[:shots]] for _, ex in tasks])
+    adapted = adapter_for_checkpoint(ck, seed=seed)(support, torch.ones(support.shape[:2], dtype=torch.bool), 0)
+    return [name for name, _ in tasks], support, adapted
+
+
 def image_tour(ck: Checkpoint, name: str, out: Path, seed: int = 0, count: int = 6, shots: int = 5,
                n: int = 12) -> TourResult | None:
     """A grid of ``count`` held-out characters: each one's ``shots`` support images, then ``n`` samples."""
     import time
 
-    from ..adaptation import adapter_for_checkpoint
     from ..pictures import save_grid
     from ..sample import sample_images
 
     t0 = time.time()
-    tasks = held_out(ck, seed, count)
-    if tasks is None:
+    got = adapted_held_out(ck, seed, count, shots)
+    if got is None:
         return None
-    g = torch.Generator().manual_seed(seed)
-    support = torch.stack([ex[torch.randperm(len(ex), generator=g)[:shots]] for _, ex in tasks])  # (T, K, C, S, S)
-    a = adapter_for_checkpoint(ck, seed=seed)(support, torch.ones(support.shape[:2], dtype=torch.bool), 0)
+    tasks, support, a = got
     samples = sample_images(a, n, seed, ecfg=ck.config.eval)
     rows = [r for t in range(len(tasks)) for r in (support[t], samples[t])]
-    labels = [lab for task, _ in tasks for lab in (f"{task.split()[0]} shots", "samples")]
+    labels = [lab for task in tasks for lab in (f"{task.split()[0]} shots", "samples")]
     path = save_grid(out / f"zoo_{name}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
-    return TourResult(name, path, [t for t, _ in tasks], time.time() - t0)
+    return TourResult(name, path, tasks, time.time() - t0)
 
 
 def text_tour(ck: Checkpoint, name: str, out: Path, seed: int = 0, count: int = 4, shots: int = 10,
@@ -68,24 +80,21 @@ def text_tour(ck: Checkpoint, name: str, out: Path, seed: int = 0, count: int = 
     """A text file: for ``count`` held-out languages, ``shots`` support words and ``n`` samples."""
     import time
 
-    from ..adaptation import adapter_for_checkpoint
     from ..models.bytes import decode_batch
     from ..sample import sample_text, text_guidance
 
     t0 = time.time()
-    tasks = held_out(ck, seed, count)
-    if tasks is None:
+    got = adapted_held_out(ck, seed, count, shots)
+    if got is None:
         return None
-    g = torch.Generator().manual_seed(seed)
-    support = torch.stack([ex[torch.randperm(len(ex), generator=g)[:shots]] for _, ex in tasks])  # (T, K, L)
-    a = adapter_for_checkpoint(ck, seed=seed)(support, torch.ones(support.shape[:2], dtype=torch.bool), 0)
+    tasks, support, a = got
     drawn = sample_text(a, n, seed, guidance=text_guidance(ck.model, ck.config.eval))
     lines = [f"{task}\n  support: {' '.join(decode_batch(support[t]))}\n  samples: {' '.join(drawn[t])}\n"
-             for t, (task, _) in enumerate(tasks)]
+             for t, task in enumerate(tasks)]
     path = out / f"zoo_{name}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
-    return TourResult(name, path, [t for t, _ in tasks], time.time() - t0)
+    return TourResult(name, path, tasks, time.time() - t0)
 
 
 def tour(out: str | Path, seed: int = 0) -> list[TourResult]:
