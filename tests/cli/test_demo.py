@@ -19,6 +19,10 @@ def test_demo_writes_grids_and_metrics(tmp_path, monkeypatch):
                        eval={"max_tasks": 3, "importance_samples": 3})
 
     monkeypatch.setattr(demo, "demo_config", tiny)
+    import fewgen.zoo
+
+    (tmp_path / "no_zoo").mkdir()
+    monkeypatch.setattr(fewgen.zoo, "ZOO_DIR", tmp_path / "no_zoo")  # the tour has its own test (test_zoo)
     monkeypatch.setattr("fewgen.tasks.images.GLYPH_FONTS", ["DejaVuSans.ttf", "DejaVuSerif.ttf",
                                                             "DejaVuSansMono.ttf", "STIXGeneral.ttf"])
     r = demo.run_demo(tmp_path / "demo", train_seconds=30, progress=False, num_characters=2)
@@ -27,4 +31,4 @@ def test_demo_writes_grids_and_metrics(tmp_path, monkeypatch):
     assert len(m["sample_grids"]) == 2 and len(m["held_out_characters"]) == 2
     for f in [r["overview"], *r["sample_grids"]]:
         assert Image.open(f).width > 100
-    assert (tmp_path / "demo" / "model" / "model.safetensors").exists()
+    assert (tmp_path / "demo" / "model" / "model.safetensors").exists() and m["zoo"] == {}

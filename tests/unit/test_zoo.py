@@ -109,3 +109,21 @@ def test_the_wheel_carries_the_zoo(tmp_path):
     assert {"fewgen/zoo/__init__.py", "fewgen/zoo/build.py", "fewgen/zoo/tour.py"} <= packed
     for name in zoo.names():
         assert {f"fewgen/zoo/{name}/{f}" for f in ("config.json", "model.safetensors", zoo.CARD)} <= packed, name
+
+
+def test_the_tour_shows_every_zoo_model_whose_data_is_here(tmp_path):
+    """fewgen demo's first minute: a picture (or text file) per zoo model, of held-out tasks."""
+    from PIL import Image
+
+    from fewgen.zoo.tour import tour
+
+    shown = {r.name: r for r in tour(tmp_path)}
+    assert "glyphs-diffusion" in shown  # its data, the fonts inside matplotlib, are always here
+    r = shown["glyphs-diffusion"]
+    assert len(r.tasks) == 6 and Image.open(r.path).size[0] > 500
+    from fewgen.checkpoint import load
+    from fewgen.tasks.spec import load_tasks, splits_of
+
+    ck = load("glyphs-diffusion")
+    test = splits_of(load_tasks("glyphs", ck.config.data), ck.config.data)["test"]
+    assert set(r.tasks) <= set(test.names)  # held-out characters only

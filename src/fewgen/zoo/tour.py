@@ -55,57 +55,52 @@ def adapted_held_out(ck: Checkpoint, seed: int, count: int, shots: int) -> tuple
     return [name for name, _ in tasks], support, adapted
 
 
-def image_tour(ck: Checkpoint, name: str, out: Path, seed: int = 0, count: int = 6, shots: int = 5,
-               n: int = 12) -> TourResult | None:
-    """A grid of ``count`` held-out characters: each one's ``shots`` support images, then ``n`` samples."""
-    import time
-
+def image_tour(ck: Checkpoint, name: str, out: Path, tasks: list[str], support: torch.Tensor, adapted: Any,
+               seed: int = 0, n: int = 12) -> Path:
+    """A grid: each held-out character's support images, then ``n`` samples of it."""
     from ..pictures import save_grid
     from ..sample import sample_images
 
-    t0 = time.time()
-    got = adapted_held_out(ck, seed, count, shots)
-    if got is None:
-        return None
-    tasks, support, a = got
-    samples = sample_images(a, n, seed, ecfg=ck.config.eval)
+    samples = sample_images(adapted, n, seed, ecfg=ck.config.eval)
     rows = [r for t in range(len(tasks)) for r in (support[t], samples[t])]
     labels = [lab for task in tasks for lab in (f"{task.split()[0]} shots", "samples")]
-    path = save_grid(out / f"zoo_{name}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
-    return TourResult(name, path, tasks, time.time() - t0)
+    return save_grid(out / f"zoo_{name}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
 
 
-def text_tour(ck: Checkpoint, name: str, out: Path, seed: int = 0, count: int = 4, shots: int = 10,
-              n: int = 10) -> TourResult | None:
-    """A text file: for ``count`` held-out languages, ``shots`` support words and ``n`` samples."""
-    import time
-
+def text_tour(ck: Checkpoint, name: str, out: Path, tasks: list[str], support: torch.Tensor, adapted: Any,
+              seed: int = 0, n: int = 10) -> Path:
+    """A text file: each held-out language's support words, then ``n`` samples."""
     from ..models.bytes import decode_batch
     from ..sample import sample_text, text_guidance
 
-    t0 = time.time()
-    got = adapted_held_out(ck, seed, count, shots)
-    if got is None:
-        return None
-    tasks, support, a = got
-    drawn = sample_text(a, n, seed, guidance=text_guidance(ck.model, ck.config.eval))
+    drawn = sample_text(adapted, n, seed, guidance=text_guidance(ck.model, ck.config.eval))
     lines = [f"{task}\n  support: {' '.join(decode_batch(support[t]))}\n  samples: {' '.join(drawn[t])}\n"
              for t, task in enumerate(tasks)]
     path = out / f"zoo_{name}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
-    return TourResult(name, path, tasks, time.time() - t0)
+    return path
+
+
+# The tasks and shots each kind of model is shown with: six characters from five shots, four
+# languages from ten words.
+SHOWN = {"image": (image_tour, 6, 5), "text": (text_tour, 4, 10)}
 
 
 def tour(out: str | Path, seed: int = 0) -> list[TourResult]:
     """Every zoo model whose data is here: a picture (images) or a text file (text) in ``out``."""
+    import time
+
     from ..checkpoint import load
     from . import names
 
     results = []
     for name in names():
+        t0 = time.time()
         ck = load(name)
-        r = (image_tour if ck.model.modality == "image" else text_tour)(ck, name, Path(out), seed)
-        if r is not None:
-            results.append(r)
+        show, count, shots = SHOWN[ck.model.modality]
+        got = adapted_held_out(ck, seed, count, shots)
+        if got is not None:
+            path = show(ck, name, Path(out), *got, seed=seed)
+            results.append(TourResult(name, path, got[0], time.time() - t0))
     return results
