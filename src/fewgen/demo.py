@@ -28,11 +28,11 @@ from .training import train
 def demo_config(train_seconds: float, seed: int = 0) -> Config:
     """The demo's configuration: glyphs, amortized image VAE, a time budget.
 
-    The VAE without attention: in three minutes it trains about 2.5x the steps of the default
-    (attending) one, and measured here the attending VAE's held-out NLL after the demo's 180 s was
-    168.6 / 161.4 / 150.5 nats (K = 0, 1, 5; 187 steps) against 136.8 / 128.9 / 124.1 for this
-    one (490 steps; the two runs did not share the same machine load). Attention wins at 25
-    CPU-minutes (docs/results.md), not at three."""
+    The VAE without attention: in three minutes it trains about 1.8x the steps of the default
+    (attending) one. Measured with ``make demo`` on the same loaded 2-core machine (a training on
+    the other core), the held-out NLL after the demo's 180 s was 168.6 / 161.4 / 150.5 nats
+    (K = 0, 1, 5; 187 steps) with attention and 145.5 / 137.8 / 132.5 without (338 steps).
+    Attention wins at 25 CPU-minutes (docs/results.md), not at three."""
     cfg = Config()
     return replace(cfg, data={"spec": "glyphs"}, model={"extra": {"attention": False}},
                    train={"steps": 20_000, "max_seconds": train_seconds, "seed": seed, "val_every": 250,
