@@ -159,42 +159,57 @@ def adapter_for_checkpoint(ck: "Checkpoint", algo: str | None = None, lr: float 
     ``train.inner_lr``. An adapted checkpoint (``ck.info["adapted"]``) keeps its stored
     context and fine-tunes further from its own weights.
     """
-    from .meta import CONDITIONAL, resolve_fine_tuning
+    from .meta import CONDITIONAL
 
-    algo = algo or ck.info.get("algo", (train or ck.config.train).algo)
-    tc = resolve_fine_tuning(train or ck.config.train, ck.model.modality, algo)
-    adapted = bool(ck.info.get("adapted"))
-    fresh = algo == "scratch" and not adapted  # an adapted scratch model keeps its fine-tuned weights
-    model = fresh_model(ck.model, seed) if fresh else ck.model
-    step_size, optimizer, rates = fine_tuning_step(ck, algo, lr, tc, fresh)
-    inner = inner_config(tc)
-    if rates is not None and set(rates) != set(adapt_variables(model, params_of(model), inner)):
+    ft = fine_tuning(ck, algo, lr, train)
+    model = fresh_model(ck.model, seed) if ft.fresh else ck.model
+    inner = inner_config(ft.train)
+    if ft.rates is not None and set(ft.rates) != set(adapt_variables(model, params_of(model), inner)):
         raise ConfigError(f"the checkpoint's Meta-SGD rates are for train.adapt_params="
-                          f"{ck.config.train.adapt_params}, not {tc.adapt_params}; give --lr for one scalar rate")
-    stored = stored_context(ck.tensors) if adapted else None  # checked by checkpoint.load
+                          f"{ck.config.train.adapt_params}, not {ft.train.adapt_params}; give --lr for one scalar rate")
+    stored = stored_context(ck.tensors) if ck.info.get("adapted") else None  # checked by checkpoint.load
 
     def fn(support: Tensor, mask: Tensor, steps: int, on_step: Callable[[int], None] | None = None) -> Adapted:
-        return adapt(model, support, mask, conditional=algo in CONDITIONAL, steps=steps, lr=step_size, lrs=rates,
-                     optimizer=optimizer, generator=torch.Generator().manual_seed(seed), context=stored, inner=inner,
-                     on_step=on_step)
+        return adapt(model, support, mask, conditional=ft.algo in CONDITIONAL, steps=steps, lr=ft.step_size,
+                     lrs=ft.rates, optimizer=ft.optimizer, generator=torch.Generator().manual_seed(seed),
+                     context=stored, inner=inner, on_step=on_step)
 
     return fn
 
 
-def fine_tuning_step(ck: "Checkpoint", algo: str, lr: float | None, tc: TrainConfig,
-                     fresh: bool = False) -> tuple[float, str, Params | None]:
-    """How ``algo`` fine-tunes checkpoint ``ck``: (step size, optimiser, Meta-SGD rates or None).
+@dataclass(frozen=True)
+class FineTuning:
+    """How a checkpoint is fine-tuned at test time (:func:`fine_tuning`)."""
+
+    algo: str
+    train: TrainConfig  # the fine-tuning options, "auto" resolved for ``algo`` and the model's data
+    fresh: bool  # scratch: a fresh seeded init replaces the weights
+    step_size: float
+    optimizer: str  # sgd | adam
+    rates: Params | None  # the checkpoint's Meta-SGD per-parameter rates, used instead of step_size
+
+
+def fine_tuning(ck: "Checkpoint", algo: str | None = None, lr: float | None = None,
+                train: TrainConfig | None = None) -> FineTuning:
+    """How ``algo`` (default: the checkpoint's) fine-tunes checkpoint ``ck`` with the options
+    ``train`` (default: the checkpoint's).
 
     maml, fomaml, reptile and hybrid repeat the inner loop they were meta-learned for (SGD at
     ``train.inner_lr``, Reptile's optimiser, or the checkpoint's learned per-parameter rates);
     the others fine-tune with Adam at ``eval.finetune_lr``. ``lr`` overrides the step size (and
-    the learned rates); a ``fresh`` (scratch) model has no learned rates."""
-    from .meta import META_LEARNED_INNER
+    the learned rates); scratch on a checkpoint not yet adapted starts from a fresh init, which
+    has no learned rates."""
+    from .meta import META_LEARNED_INNER, resolve_fine_tuning
 
+    algo = algo or ck.info.get("algo", (train or ck.config.train).algo)
+    tc = resolve_fine_tuning(train or ck.config.train, ck.model.modality, algo)
+    fresh = algo == "scratch" and not ck.info.get("adapted")  # an adapted scratch model keeps its weights
     rates = None if lr is not None or fresh else inner_lrs(ck.tensors)
     if algo in META_LEARNED_INNER:  # the inner loop the init was meta-learned for
-        return (tc.inner_lr if lr is None else lr), (tc.reptile_inner if algo == "reptile" else "sgd"), rates
-    return (ck.config.eval.finetune_lr if lr is None else lr), "adam", rates  # plain fine-tuning, as a user would
+        step, optimizer = (tc.inner_lr if lr is None else lr), (tc.reptile_inner if algo == "reptile" else "sgd")
+    else:  # plain fine-tuning, as a user would do it
+        step, optimizer = (ck.config.eval.finetune_lr if lr is None else lr), "adam"
+    return FineTuning(algo, tc, fresh, step, optimizer, rates)
 
 
 def steps_note(ck: "Checkpoint", algo: str | None, steps: Sequence[int]) -> str | None:
@@ -222,7 +237,6 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     ``info["adaptation"]`` records how. Returns the folder and the number of support examples.
     """
     from .errors import FewgenError
-    from .meta import resolve_fine_tuning
     from .support import read_support
 
     if Path(out).resolve() == ck.path.resolve():
@@ -230,12 +244,11 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0),
                            str(ck.path))
     mask = torch.ones(1, len(support), dtype=torch.bool)
-    algo = algo or ck.info.get("algo", ck.config.train.algo)
-    a = adapter_for_checkpoint(ck, algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1
-    tc = resolve_fine_tuning(train or ck.config.train, ck.model.modality, algo)
-    step_size, optimizer, rates = fine_tuning_step(ck, algo, lr, tc, algo == "scratch" and not ck.info.get("adapted"))
-    info = {"from": str(ck.path), "steps": steps, "lr": "meta-sgd (per parameter)" if rates else step_size,
-            "optimizer": optimizer, "algo": algo, "shots": len(support), "seed": seed,
+    ft = fine_tuning(ck, algo, lr, train)
+    a = adapter_for_checkpoint(ck, ft.algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1
+    tc = ft.train
+    info = {"from": str(ck.path), "steps": steps, "lr": "meta-sgd (per parameter)" if ft.rates else ft.step_size,
+            "optimizer": ft.optimizer, "algo": ft.algo, "shots": len(support), "seed": seed,
             "support": [str(f) for f in support_files],
             "adapt_params": tc.adapt_params, "augment": tc.inner_augment, "select": tc.inner_select}
     return save_adapted(ck, a, out, info), len(support)

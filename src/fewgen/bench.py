@@ -31,13 +31,13 @@ from typing import Any, Sequence
 
 import torch
 
-from .adaptation import adapter_for_checkpoint, steps_note
+from .adaptation import adapter_for_checkpoint, fine_tuning, steps_note
 from .checkpoint import Checkpoint, check_data, load
 from .config import Config, replace
 from .errors import FewgenError
 from .evaluate import add_script_groups, check_shots, evaluate, training_strings
 from .image_quality import QualitySet, quality_reports, quality_set
-from .meta import ALGORITHMS, UNTRAINED, resolve_fine_tuning
+from .meta import ALGORITHMS, UNTRAINED
 from .models import TEXT_BASELINE, model_for_data
 from .metrics.nll import paired_difference
 from .metrics.text_groups import task_scripts
@@ -222,7 +222,7 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
         per_k.pop("per_task", None)
         per_k.pop("per_task_bits_per_char", None)
     note = steps_note(ck, method if method in (*ALGORITHMS, *UNTRAINED) else None, cfg.steps)
-    tc = resolve_fine_tuning(ck.config.train, ck.model.modality, _algo_of(cfg, method, ck))
+    tc = fine_tuning(ck, _algo_of(cfg, method, ck)).train
     entry: dict[str, Any] = {"eval_seconds": round(time.time() - t0, 1),
                              "train_steps": ck.info.get("step"), "nll": report, "notes": [note] if note else [],
                              "fine_tuning": {"adapt_params": tc.adapt_params, "augment": tc.inner_augment,

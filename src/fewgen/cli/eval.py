@@ -95,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..checkpoint import check_data, load
-    from ..adaptation import adapter_for_checkpoint, steps_note
+    from ..adaptation import adapter_for_checkpoint, fine_tuning, steps_note
     from ..errors import FewgenError
     from ..evaluate import evaluate, format_report
-    from ..meta import ALGORITHMS, UNTRAINED, resolve_fine_tuning
+    from ..meta import ALGORITHMS, UNTRAINED
     from ..tasks.spec import load_split
 
     from .paths import out_file, spec_paths
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     ts = load_split(spec, _data_config(cfg, spec, args), args.split)
     check_data(ck, ts.modality, ts.example_shape, spec, args.checkpoint)
     algo = args.algo or ck.info.get("algo", cfg.train.algo)
-    tc = resolve_fine_tuning(adapt_train_config(cfg, args), ck.model.modality, algo)
+    tc = fine_tuning(ck, algo, args.lr, adapt_train_config(cfg, args)).train
     adapt_fn = adapter_for_checkpoint(ck, algo=algo, lr=args.lr, seed=ecfg.seed, train=tc)
     text = ts.modality == "text"
     quality = [m for m in metrics if m != "nll"]
