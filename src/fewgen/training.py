@@ -182,6 +182,11 @@ def run_config(out: str | Path) -> Config:
         raise CheckpointError(f"{f}: {e}") from None
 
 
+def write_run_config(out: Path, cfg: Config) -> None:
+    """Store the whole config a run starts with (what :func:`run_config` reads back)."""
+    (out / RUN_CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+
+
 def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True,
           tasks: TaskSet | None = None, callback: StepCallback | None = None) -> TrainResult:
     """Meta-train ``cfg.model.family`` with ``cfg.train.algo`` on ``cfg.data.spec``; write a
@@ -225,7 +230,7 @@ def fit_by_counting(cfg: Config, out: Path, ts: TaskSet, device: torch.device,
     seconds = time.time() - t0
     if distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        (out / RUN_CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2), encoding="utf-8")
+        write_run_config(out, cfg)
         record = json.dumps({"step": 0, "fit": fit, "time": seconds})
         (out / "metrics.jsonl").write_text(record + "\n", encoding="utf-8")
         ckpt.save(out, model, cfg, {"data": meta, "algo": "amortized", "splits": {k: len(v) for k, v in splits.items()},
@@ -260,7 +265,7 @@ class Run:
 
     def __init__(self, cfg: Config, out: Path, ts: TaskSet, device: torch.device) -> None:
         # "auto" fine-tuning options become the algorithm's measured recipe: the stored config says which
-        cfg = replace(cfg, train=dataclasses.asdict(resolve_fine_tuning(cfg.train, ts.modality)))
+        cfg = dataclasses.replace(cfg, train=resolve_fine_tuning(cfg.train, ts.modality))
         tc = self.tc = cfg.train
         self.cfg, self.out, self.device = cfg, out, device
         self.main, self.world = distributed.is_main(), distributed.world_size()
@@ -338,7 +343,7 @@ class Run:
             (out / ckpt.STATE_FILE).unlink(missing_ok=True)  # an overwritten run's resume state is not this one's
             for old in (out / TENSORBOARD_DIR).glob("events.out.tfevents.*"):  # a new run's curves only
                 old.unlink()
-            (out / RUN_CONFIG).write_text(json.dumps(config_to_dict(self.cfg), indent=2), encoding="utf-8")
+            write_run_config(out, self.cfg)
         distributed.broadcast_(self.meta_params)  # every rank starts from rank 0's weights (a no-op alone)
         if self.tc.tensorboard and self.main:  # a resumed run drops the events logged after its saved state
             self.tensorboard = summary_writer()(str(out / TENSORBOARD_DIR),
