@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import adapt_train_config, add_adapt_args, finite_float
+from .common import adapt_train_config, add_adapt_args, add_overwrite_arg, finite_float
 
 HELP = "adapt a checkpoint to a few support examples; write an adapted checkpoint"
 
@@ -30,8 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algo", help="adapt as this algorithm would (default: the checkpoint's; 'scratch' = fresh init)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the adapted checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
+    add_overwrite_arg(p)
     add_adapt_args(p)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_args, base_config, finite_float
+from .common import add_config_args, add_overwrite_arg, base_config, finite_float
 
 HELP = "benchmark meta-learning methods against the baselines (table + plots)"
 
@@ -39,8 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
+    add_overwrite_arg(p)
     add_config_args(p)
 
 

@@ -20,6 +20,13 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e).replace("the value ", "", 1)) from None
 
 
+def add_overwrite_arg(p: argparse.ArgumentParser, replaces: str = "replaces them") -> None:
+    """``--overwrite``: the one way past :func:`fewgen.cli.paths.out_folder`'s refusal of an
+    output folder that already holds something (``replaces`` says what happens to it)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"write into --out even though it already holds a checkpoint or other files ({replaces})")
+
+
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help="a TOML preset (keys mirror fewgen.config)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],

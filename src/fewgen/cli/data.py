@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..pictures import tasks_picture
-    from .paths import out_file, spec_paths
+    from .paths import out_file, picture_name, spec_paths
 
     if args.out != "-":
         out_file(args.out, example="tasks.png", inputs=spec_paths(args.spec))
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if ts.modality == "image":  # a picture: a file name Pillow can write
         if args.out == "-":
             raise FewgenError("--out -: a picture cannot go to standard output; give a file, e.g. tasks.png")
-        out_file(args.out, example="tasks.png", image=True)
+        picture_name(args.out)
     if ts.modality not in ("text", "image"):
         for i in torch.randperm(len(ts), generator=torch.Generator().manual_seed(args.seed))[: args.tasks].tolist():
             print(ts.names[i], "|", ", ".join(ts.meta["decode"](ts.examples(i)[: args.examples])) if "decode" in ts.meta else "")

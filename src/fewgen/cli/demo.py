@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import finite_float
+from .common import add_overwrite_arg, finite_float
 
 HELP = "the quick tour: train on embedded glyphs, evaluate, write sample grids"
 
@@ -19,8 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=finite_float, default=180.0, help="training time budget (default 180)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into --out even though it holds files, e.g. an earlier demo (replaces them)")
+    add_overwrite_arg(p, "e.g. an earlier demo: replaces them")
 
 
 def run(args: argparse.Namespace) -> int:

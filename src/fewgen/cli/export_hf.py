@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import finite_float
+from .common import add_overwrite_arg, finite_float
 
 HELP = "pre-train a small GPT-2 on the meta-train text and save it as a Hugging Face model folder"
 
@@ -28,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=128, help="embedding width (n_embd)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into --out even though it already holds a checkpoint or other files (replaces them)")
+    add_overwrite_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

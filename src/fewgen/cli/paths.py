@@ -79,6 +79,15 @@ def image_suffixes() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE}
 
 
+def picture_name(arg: str, flag: str = "--out") -> None:
+    """A FewgenError unless ``arg`` ends in the suffix of a picture format Pillow writes (for an
+    output whose kind is known only once the checkpoint or data is read: sample, data show)."""
+    path = Path(arg).expanduser()
+    if path.suffix.lower() not in image_suffixes():
+        raise FewgenError(f"{flag} {arg}: not a picture file name; end it in .png (or .jpg, .webp, ...), "
+                          f"e.g. {path.with_suffix('.png')}")
+
+
 def out_folder(arg: str, flag: str = "--out", inputs: Iterable[str | Path] = (), overwrite: bool = False,
                resume: bool | None = None) -> Path:
     """``arg`` as a command's output folder, checked before any work (see the module docstring).
@@ -119,9 +128,8 @@ def out_file(arg: str, flag: str = "--out", example: str = "grid.png", inputs: I
     clash = _input_clash(path, inputs)
     if clash is not None:
         raise FewgenError(f"{flag} {arg} is this command's input {clash}; nothing was written: give a new file name")
-    if image and path.suffix.lower() not in image_suffixes():
-        raise FewgenError(f"{flag} {arg}: not a picture file name; end it in .png (or .jpg, .webp, ...), "
-                          f"e.g. {path.with_suffix('.png')}")
+    if image:
+        picture_name(arg, flag)
     if path.exists() and (path.name in CHECKPOINT_FILES or path.suffix == ".safetensors") \
             and (path.parent / "config.json").is_file():
         raise FewgenError(f"{flag} {arg} is a file of the model folder {path.parent}; nothing was written: "

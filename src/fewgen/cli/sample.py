@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load
     from ..support import read_support
 
-    from .paths import out_file
+    from .paths import out_file, picture_name
 
     if args.out not in (None, "-"):
         out_file(args.out, inputs=[args.checkpoint, *args.support])
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if m.modality == "image":
         if args.out in (None, "-"):
             raise FewgenError("--out: give the output PNG file")
-        out_file(args.out, image=True)
+        picture_name(args.out)
     adapted = bool(ck.info.get("adapted"))
     what = "image files or folders" if m.modality == "image" else ".txt files, one example per line"
     if not args.support and not adapted:

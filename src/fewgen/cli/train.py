@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import TrainConfig, replace
-from .common import add_config_args, base_config, finite_float, with_data
+from .common import add_config_args, add_overwrite_arg, base_config, finite_float, with_data
 from .paths import out_folder, spec_paths
 
 HELP = "meta-train a generator (progress bar, validation, checkpoints, --resume)"
@@ -35,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the meta-loss (falls back to eager with a warning)")
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into --out even though it already holds a checkpoint or other files (a new run replaces it)")
+    add_overwrite_arg(p, "a new run replaces it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_overwrite_arg
+
 HELP = "pretrained meta-generators: list, show a model card, re-train one"
 
 
@@ -25,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", required=True, metavar="DIR", help="a new folder: the run in DIR/run, the model in DIR")
     b.add_argument("--data", metavar="SPEC", help="the same data from elsewhere (e.g. omniglot: download it)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
-    b.add_argument("--overwrite", action="store_true", help="build into --out even though it holds files")
+    add_overwrite_arg(b)
     b.add_argument("--quiet", action="store_true")
 
 
