@@ -238,10 +238,11 @@ def load(path: str | Path) -> Checkpoint:
 def check_data(ck: Checkpoint, modality: str, example_shape: tuple[int, ...], spec: str, name: str = "") -> None:
     """A one-line DataError when data of ``spec`` (its ``modality`` and ``example_shape``) cannot
     go through the checkpoint's model: another modality, or images of another size or channels."""
+    from .support import a_model
+
     m, where = ck.model, name or str(ck.path)
     if m.modality != modality:
-        article = "an" if m.modality[0] in "aeiou" else "a"
-        raise DataError(f"{where} is {article} {m.modality} model, but {spec} is {modality} data: give data of its kind")
+        raise DataError(f"{where} is {a_model(m.modality)}, but {spec} is {modality} data: give data of its kind")
     if modality == "image":
         want = (m.channels, m.image_size, m.image_size)
         if tuple(example_shape) != want:

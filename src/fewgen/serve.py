@@ -190,11 +190,10 @@ def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits) -> Tensor
 def decode_lines(text: str, max_len: int, limits: Limits) -> Tensor:
     """Pasted text, one example a line (blank lines skipped) -> byte ids (K, max_len)."""
     from .models.bytes import encode_batch
+    from .support import require_examples
 
     if len(text) > limits.max_bytes:
         raise DataError(f"the text is over the limit of {limits.max_bytes / 2**20:.3g} MiB")
-    from .support import require_examples
-
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     require_examples(len(lines), "the pasted text")
     if len(lines) > limits.max_lines:
@@ -414,8 +413,7 @@ def page_handlers(registry: Registry, limits: Limits, downloads: Downloads) -> t
 
     def text(name, lines, n, seed, steps, temperature, top_p, progress=gr.Progress()):
         r = personalise_text(registry.get(name), lines or "", whole(n, "n"), whole(seed, "seed"), whole(steps, "steps"),
-                             finite_number(temperature, "temperature"), finite_number(top_p, "top-p"), limits,
-                             lambda f, what: progress(f, desc=what))
+                             temperature, top_p, limits, lambda f, what: progress(f, desc=what))
         return "\n".join(r.samples), stats_line(r, "text"), str(downloads.put(r.checkpoint_zip)), ""
 
     def chosen(name):

@@ -25,19 +25,24 @@ def require_examples(count: int, source: str) -> None:
         raise DataError(f"{source}: no examples (empty, or only blank lines); give at least one example")
 
 
+def a_model(modality: str) -> str:
+    """``an image model``, ``a text model``: how error messages name a model's kind."""
+    return f"{'an' if modality[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {modality} model"
+
+
 def check_kind(paths: Sequence[str | Path], modality: str, model: str) -> None:
     """A one-line error when a support file given by name is of the other modality than the
     model's (a .txt file for an image model, an image for a text model)."""
     from .tasks.images import IMAGE_SUFFIXES
 
-    other = {"image": ((".txt",), "a text file", "an image model: give image files or folders"),
-             "text": (tuple(IMAGE_SUFFIXES), "an image", "a text model: give .txt files, one example a line")}
+    other = {"image": ((".txt",), "a text file", "give image files or folders"),
+             "text": (tuple(IMAGE_SUFFIXES), "an image", "give .txt files, one example a line")}
     if modality not in other:
         return
     suffixes, kind, wanted = other[modality]
     for p in map(Path, paths):
         if p.is_file() and p.suffix.lower() in suffixes:
-            raise DataError(f"{p} is {kind}, but {model} is {wanted}")
+            raise DataError(f"{p} is {kind}, but {model} is {a_model(modality)}: {wanted}")
 
 
 def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: str, reader: str = "") -> list[Path]:
@@ -82,7 +87,7 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     (``model`` names the checkpoint in them).
     """
     check_kind(paths, modality, model)
-    reader = f"{model} is {'an' if modality == 'image' else 'a'} {modality} model"
+    reader = f"{model} is {a_model(modality)}"
     if modality == "image":
         return read_support_images(paths, cfg, reader)
     if modality not in ("text", "toy"):

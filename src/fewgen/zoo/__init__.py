@@ -8,9 +8,9 @@ them. A zoo name works wherever a checkpoint folder does (``fewgen sample omnigl
 ...``, ``fewgen.load("words-transformer")``): :func:`resolve` maps names to folders. Adding a
 model is adding a folder.
 
-:func:`build` re-trains a zoo model from the config its checkpoint stores (a fixed number of
-steps, one thread, the same seed: bit for bit on CPU) and :func:`export` turns a training run
-into a zoo folder.
+:func:`fewgen.zoo.build.build` re-trains a zoo model from the config its checkpoint stores (a
+fixed number of steps, one thread, the same seed: bit for bit on CPU) and
+:func:`fewgen.zoo.build.export` turns a training run into a zoo folder.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ZooModel:
 
     name: str
     path: Path
-    summary: str  # the card's first paragraph line
+    summary: str  # the first sentence of the card's first paragraph
     megabytes: float
 
 
