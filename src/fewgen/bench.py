@@ -285,17 +285,18 @@ def results_markdown(results: dict[str, Any]) -> str:
              f"(meta-trained on `{results['data']}`, {results['train_steps']} steps budget). "
              "NLL in nats per example (lower is better), mean ± 95% CI over tasks."
              + (" Text rows also give bits per character." if any("bits_per_char" in m["nll"]["unconditional"]
-                                                                   for m in results["methods"].values()) else ""), ""]
+                                                                   for m in results["methods"].values()) else "")
+             + (" Image rows also give bits per sub-pixel (b/d)." if any("bits_per_dim" in m["nll"]["unconditional"]
+                                                                        for m in results["methods"].values()) else ""), ""]
     head = "| method | K=0 |" + "".join(f" K={k} s={s} |" for k in shots for s in steps)
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for m, e in results["methods"].items():
         u = e["nll"]["unconditional"]
-        row = f"| {m} | {u['nll_nats']:.1f}" + (f" ({u['bits_per_char']:.2f} b/c)" if "bits_per_char" in u else "") + " |"
+        row = f"| {m} | {u['nll_nats']:.1f}" + _per_unit(u) + " |"
         for k in shots:
             for s in steps:
                 r = e["nll"]["steps"][str(s)][str(k)]
-                row += (f" {r['nll_nats']:.1f} ± {r['ci95']:.1f}"
-                        + (f" ({r['bits_per_char']:.2f} b/c)" if "bits_per_char" in r else "") + " |")
+                row += f" {r['nll_nats']:.1f} ± {r['ci95']:.1f}" + _per_unit(r) + " |"
         lines.append(row)
     lines += paired_markdown(results)
     lines += _image_quality_lines(results)
@@ -305,6 +306,13 @@ def results_markdown(results: dict[str, Any]) -> str:
 
 
 REAL_ROW = "real held-out data"
+
+
+def _per_unit(r: dict[str, Any]) -> str:
+    """An NLL cell's figure per unit: bits per character (text) or per sub-pixel (images)."""
+    if "bits_per_char" in r:
+        return f" ({r['bits_per_char']:.2f} b/c)"
+    return f" ({r['bits_per_dim']:.3f} b/d)" if "bits_per_dim" in r else ""
 
 
 def _image_quality_lines(results: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from .adaptation import AdaptFn, adapted_nll
 from .config import DataConfig, EvalConfig
 from .errors import DataError
 from .metrics.nll import mean_ci95, per_task_mean
+from .models.pixels import bits_per_dim
 from .progress import Progress
 from .tasks.base import TaskSet, episode_generator
 
@@ -125,6 +126,9 @@ def conditional_nll(adapt_fn: AdaptFn, ts: TaskSet, shots: int, steps: int, cfg:
     out: dict[str, Any] = {"nll_nats": mean, "ci95": ci, "tasks": int(len(present)), "queries": nq,
                            # per-task figures allow paired comparisons (methods, shots) on the same tasks
                            "per_task": {ts.names[i]: float(v) for i, v in zip(present.tolist(), per_task)}}
+    if ts.modality == "image":  # bits per sub-pixel (C*S*S of them), the unit of the image literature
+        dims = math.prod(ts.example_shape)
+        out["bits_per_dim"], out["bits_per_dim_ci95"] = bits_per_dim(mean, dims), bits_per_dim(ci, dims)
     if per_example is not None:
         # sum(w v) / sum(w) per task (the counts of the two means cancel)
         per_task_extra = per_task_mean(torch.cat(extra_vals), ti, len(ts)) / per_task_mean(torch.cat(extra_w), ti, len(ts))
@@ -351,7 +355,8 @@ def _nll_rows(report: dict[str, Any]) -> list[str]:
     lines = []
     for label, s, r in rows:
         lines.append(f"{label:>12} {s:>5} {r['nll_nats']:>12.2f} {r['ci95']:>7.2f} {r['tasks']:>6}"
-                     + (f"   {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else ""))
+                     + (f"   {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else "")
+                     + (f"   {r['bits_per_dim']:.3f} bits/dim" if "bits_per_dim" in r else ""))
         if r.get("by_script"):
             lines.append(f"{'':>14}bits/char by script: {format_groups(r['by_script'], 'bits_per_char')}")
     return lines

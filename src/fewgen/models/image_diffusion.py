@@ -36,7 +36,9 @@ FID and fidelity read it unchanged. Samples are not binarised (threshold at 0.5 
 in nats: the prior term ``KL(q(z_1 | x) || N(0, I))``, the diffusion term
 ``E_t[-0.5 lambda'(t) alpha_t^2 ||v - v_hat||^2]`` (``lambda`` = log-SNR) and a discretised
 Bernoulli decoder at t = 0, ``p(x_i = 1 | z_0) = sigmoid(2 alpha_0 z_0 / sigma_0^2)`` (VDM's
-decoder for the two values -1, 1). The expectations over ``t`` and the noise are estimated
+decoder for the two values -1, 1; ``model.extra.pixels = "binary"``) or, for 8-bit data
+(``"8bit"``, colour by default), VDM's categorical decoder over the 256 levels
+(:mod:`fewgen.models.pixels`). The expectations over ``t`` and the noise are estimated
 with ``num_samples`` stratified draws per example, ``chunk`` at a time: an unbiased estimate
 of the bound, not an importance-weighted one. Soft (non-binary) pixels give the same
 cross-entropy convention as the VAE's Bernoulli decoder. It scores the conditional model
@@ -70,6 +72,7 @@ from .attention import CrossAttention, SupportEncoder
 from .base import GenerativeModel, check_heads, parse_extra
 from .diffusion_sampler import SAMPLERS, ddim_loop, guided_v
 from .nn import canonical_order, masked_mean, mlp
+from .pixels import LEVELS, categorical_decoder_nll, levels, resolve_pixels
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 TEMPLATES = (True, False, "mean", "shot")  # model.extra.template: True is "mean"
@@ -83,9 +86,11 @@ class ImageDiffusionExtra:
     heads: int = 4  # cross-attention heads: a positive divisor of model.hidden
     p_uncond: float = 0.2  # probability of dropping an example's support in training (guidance), in [0, 1)
     template: bool | str = True  # the U-Net's template input: true / "mean" (the mean shot), "shot" (one shot per sample), false
+    pixels: str = "auto"  # the bound's decoder at t = 0: binary (Bernoulli) | 8bit (256 levels) | auto (by channels)
 
     def validate(self, hidden: int) -> None:
         """One-line ConfigErrors naming the key of a value out of range."""
+        resolve_pixels(self.pixels, 1)
         if self.template not in TEMPLATES:
             raise ConfigError(f"model.extra.template must be true (the mean shot), \"shot\" (one shot per sample) "
                               f"or false, got {self.template!r}")
@@ -145,13 +150,16 @@ class ImageDiffusion(GenerativeModel):
     Extra = ImageDiffusionExtra
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, context: int = 128,
-                 heads: int = 4, p_uncond: float = 0.2, template: bool | str = True) -> None:
+                 heads: int = 4, p_uncond: float = 0.2, template: bool | str = True, pixels: str = "auto") -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
-        ImageDiffusionExtra(heads, p_uncond, template).validate(hidden)
+        ImageDiffusionExtra(heads, p_uncond, template, pixels).validate(hidden)
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
                            p_uncond=p_uncond, template=template)
+        self.pixels = resolve_pixels(pixels, channels)
+        if self.pixels != "binary" or channels != 1:  # one-channel binary models (all before the key) store none
+            self.kwargs["pixels"] = self.pixels
         # template: the support's mean image enters the U-Net as extra input channels beside z_t
         # (zeros when the support is empty or dropped): a spatial hint of where the strokes go
         # that convolutions pick up within a few hundred steps, long before cross-attention has
@@ -316,13 +324,18 @@ class ImageDiffusion(GenerativeModel):
                generator: torch.Generator | None) -> Tensor:
         """The variational bound (T, N) of :meth:`nll` for one denoiser (one template per example)."""
         T, N = x.shape[:2]
+        if self.pixels == "8bit":  # the data are the 256 levels: the bound is of those values
+            x = levels(x).to(x.dtype) / (LEVELS - 1)
         x0 = 2 * x - 1
         one, zero = x.new_ones(()), x.new_zeros(())
         a1, s1 = self.alpha_sigma(one)
         prior = 0.5 * (a1**2 * x0**2 + s1**2 - 1 - torch.log(s1**2)).flatten(2).sum(-1)  # (T, N)
         a0, s0 = self.alpha_sigma(zero)
         z0 = a0 * x0 + s0 * task_randn(x.shape, generator, x.device)
-        recon = F.binary_cross_entropy_with_logits(2 * a0 * z0 / s0**2, x, reduction="none").flatten(2).sum(-1)
+        if self.pixels == "8bit":
+            recon = categorical_decoder_nll(x, z0, a0, s0)
+        else:
+            recon = F.binary_cross_entropy_with_logits(2 * a0 * z0 / s0**2, x, reduction="none").flatten(2).sum(-1)
         offset = normal_cdf(task_randn((T, N), generator, x.device))  # each example's stratum offset
         diffusion, done = x.new_zeros(T, N), 0
         while done < num_samples:

@@ -4,7 +4,9 @@ Edwards & Storkey, "Towards a Neural Statistician" (ICLR 2017): a permutation-in
 encoder of the support set gives a context ``c``; the VAE's prior ``p(z | c)``, posterior
 ``q(z | x, c)`` and decoder ``p(x | z, c)`` are all conditioned on it. Here ``c`` is a
 deterministic set encoding (mean-pooled, so any number of shots works, zero included: the
-empty set gives the unconditional model). Bernoulli likelihood over pixels.
+empty set gives the unconditional model). The likelihood over pixels is ``model.extra.pixels``
+(:mod:`fewgen.models.pixels`): Bernoulli for binary ink, a discretised logistic per sub-pixel
+for 8-bit colour.
 
 The context (a dict, contract v2) holds a learned vector (``vec``), the pixel-wise mean of the
 support images (``mean_image``) and each shot's posterior. The decoder reads the mean image at every resolution it
@@ -20,7 +22,7 @@ shots (:mod:`fewgen.models.attention`, the same blocks as ``image_diffusion``): 
 attention of Reed et al. 2017 and Generative Matching Networks (Bartunov & Vetrov 2018), in
 place of a mean that blurs K different drawings into one template.
 
-Shapes: T tasks, K shots, N examples, images (1, S, S) with S divisible by 4.
+Shapes: T tasks, K shots, N examples, images (C, S, S) with S divisible by 4.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
 from .base import Context, GenerativeModel, check_heads, parse_extra
+from .pixels import decoder_log_prob, decoder_mean, resolve_pixels
 from .nn import canonical_order, conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 from .task_conv import TaskConv2d
 
@@ -57,9 +60,11 @@ class ImageVAEExtra:
     features: int = 256  # width of the per-image feature trunk, >= 1
     kl_weight: float = 1.0  # beta of the training loss's KL term, > 0 (nll always uses 1)
     prior: str = "mlp"  # p(z | support): mlp | mixture (also one Gaussian per shot)
+    pixels: str = "auto"  # the decoder's likelihood: binary (Bernoulli) | 8bit (discretised logistic) | auto (by channels)
 
     def validate(self, hidden: int) -> None:
         """One-line ConfigErrors naming the key of a value out of range."""
+        resolve_pixels(self.pixels, 1)
         if self.attention:
             check_heads(self.heads, hidden)
         if self.prior not in PRIORS:
@@ -79,18 +84,23 @@ class ImageVAE(GenerativeModel):
 
     def __init__(self, image_size: int = 28, channels: int = 1, hidden: int = 32, latent: int = 32,
                  context: int = 128, features: int = 256, kl_weight: float = 1.0, prior: str = "mlp",
-                 attention: bool = False, heads: int = 4) -> None:
+                 attention: bool = False, heads: int = 4, pixels: str = "auto") -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError("image_size must be divisible by 4")
         # the constructor's defaults are those of checkpoints made before attention (they store no attention)
-        ImageVAEExtra(attention, heads, features, kl_weight, prior).validate(hidden)
+        ImageVAEExtra(attention, heads, features, kl_weight, prior, pixels).validate(hidden)
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, latent=latent,
                            context=context, features=features, kl_weight=kl_weight)
         if prior != "mlp":  # absent from checkpoints made before the option: they load unchanged
             self.kwargs["prior"] = prior
         if attention:  # likewise
             self.kwargs.update(attention=True, heads=heads)
+        self.pixels = resolve_pixels(pixels, channels)
+        if self.pixels != "binary" or channels != 1:  # likewise: one-channel binary models store no key
+            self.kwargs["pixels"] = self.pixels
+        # the decoder's output channels: Bernoulli logits, or a logistic's means and log-scales
+        self.out_channels = channels * (2 if self.pixels == "8bit" else 1)
         # prior = "mixture": p(z | support) is an equal mixture of the prior MLP's Gaussian and one
         # Gaussian per shot, N(mu_k, sigma_k^2 + s^2) around the shot's posterior (s learned): a
         # VampPrior (Tomczak & Welling 2018) whose pseudo-inputs are the support itself. The
@@ -119,15 +129,18 @@ class ImageVAE(GenerativeModel):
         # Each stage also sees the support's mean image at its resolution (+ channels inputs).
         self.up1 = deconv_block(2 * hidden + channels, hidden)
         self.up2 = deconv_block(hidden + channels, hidden)
-        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), TaskConv2d(hidden, channels, 3, 1, 1))
-        # A direct path from the support's mean image to the output logits: the decoder learns a
+        self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), TaskConv2d(hidden, self.out_channels, 3, 1, 1))
+        # A direct path from the support's mean image to the decoder's output: the decoder learns a
         # residual on top of the template, so conditioning pays off from the first step instead
         # of losing out to the per-example latent (which otherwise learns to ignore the context).
-        self.template = nn.Conv2d(channels, channels, 5, 1, 2)
+        # It starts as the mean image itself: logits 4m - 2 (binary); means m, scales 0.05 (8bit).
+        self.template = nn.Conv2d(channels, self.out_channels, 5, 1, 2)
         with torch.no_grad():
             self.template.weight.zero_()
-            self.template.weight[:, :, 2, 2] = 4.0 * torch.eye(channels)
-            self.template.bias.fill_(-2.0)
+            binary = self.pixels == "binary"
+            self.template.weight[:channels, :, 2, 2] = (4.0 if binary else 1.0) * torch.eye(channels)
+            self.template.bias.fill_(-2.0 if binary else 0.0)
+            self.template.bias[channels:] = math.log(0.05)
         self.attention = attention
         if attention:  # the shots' tokens, and the decoder's 7x7 and 14x14 maps attending to them
             self.tokens = SupportEncoder(image_size, channels, hidden, context)
@@ -144,7 +157,8 @@ class ImageVAE(GenerativeModel):
 
     def decode_logits(self, z: Tensor, c: Context) -> Tensor:
         """z (..., Z) and a context whose leaves broadcast to z's leading axes (``vec`` (..., ctx),
-        ``mean_image`` (..., C, S, S)) -> logits (..., channels, S, S)."""
+        ``mean_image`` (..., C, S, S)) -> the decoder's output (..., O, S, S): Bernoulli logits
+        (O = C) or a discretised logistic's means and log-scales (O = 2C; :mod:`.pixels`)."""
         lead = z.shape[:-1]
         S = self.image_size
         vec = c["vec"].expand(*lead, self.ctx)
@@ -159,7 +173,7 @@ class ImageVAE(GenerativeModel):
         if self.attention:
             h = self.att2(h, tok, tok_mask)
         h = self.up2(torch.cat([h, m2], 1))
-        return (self.out(torch.cat([h, m1], 1)) + self.template(m1)).reshape(*lead, self.channels, S, S)
+        return (self.out(torch.cat([h, m1], 1)) + self.template(m1)).reshape(*lead, self.out_channels, S, S)
 
     @staticmethod
     def _tokens(c: Context, lead: torch.Size) -> tuple[Tensor, Tensor]:
@@ -181,10 +195,9 @@ class ImageVAE(GenerativeModel):
         mu, logvar = self.posterior(torch.cat([f, c.expand(*f.shape[:-1], c.shape[-1])], -1)).chunk(2, -1)
         return mu, logvar.clamp(-8, 6)
 
-    @staticmethod
-    def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
-        """log p(x | logits) summed over (C, S, S); x may be soft (cross-entropy)."""
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
+    def _log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        """log p(x | the decoder's output) summed over (C, S, S) (:mod:`.pixels`)."""
+        return decoder_log_prob(self.pixels, out, x, self.channels)
 
     # ------------------------------------------------------------------ the contract
     def context(self, support: Tensor, mask: Tensor) -> Context:
@@ -258,7 +271,7 @@ class ImageVAE(GenerativeModel):
         mu_q, lv_q = self._posterior(self.features(x), c["vec"])
         eps = noise if noise is not None else torch.zeros_like(mu_q)
         z = mu_q + (0.5 * lv_q).exp() * eps
-        rec = self._bernoulli_log_prob(self.decode_logits(z, c), x)
+        rec = self._log_prob(self.decode_logits(z, c), x)
         if self.prior_kind == "mixture":  # one-sample KL estimate: log q(z | x) - log p(z | c)
             kl = gaussian_log_prob(z, mu_q, lv_q) - self._prior_log_prob(z, c)
         else:
@@ -284,7 +297,7 @@ class ImageVAE(GenerativeModel):
             # One draw per importance sample, so the estimate does not depend on ``chunk``.
             eps = torch.stack([torch.randn((mu_q.shape[0], *mu_q.shape[2:]), generator=generator, device=x.device) for _ in range(s)], 1)
             z = mu_q + (0.5 * lv_q).exp() * eps  # (T,s,N,Z): task-major, as the decoder groups its maps
-            log_w = (self._bernoulli_log_prob(self.decode_logits(z, c), x[:, None])
+            log_w = (self._log_prob(self.decode_logits(z, c), x[:, None])
                      + self._prior_log_prob(z, c) - gaussian_log_prob(z, mu_q, lv_q))  # (T,s,N)
             part = torch.logsumexp(log_w, 1)
             acc = part if acc is None else torch.logaddexp(acc, part)
@@ -303,8 +316,8 @@ class ImageVAE(GenerativeModel):
 
     def sample(self, n: int, context: Context, generator: torch.Generator | None = None,
                latent: str = EvalConfig.latent) -> Tensor:
-        """n samples per task, (T,n,C,S,S): the decoder's mean (pixel ink probabilities), as is
-        customary for Bernoulli VAEs, at latents drawn by one of two samplers (default: the eval
+        """n samples per task, (T,n,C,S,S): the decoder's mean (ink probabilities, or the
+        logistic's means for 8-bit pixels), as is customary for VAEs, at latents drawn by one of two samplers (default: the eval
         config's, ``eval.latent``):
 
         - ``prior``: z ~ p(z | c), the model's own distribution (the one ``nll`` scores); with
@@ -317,7 +330,7 @@ class ImageVAE(GenerativeModel):
           fall back to ``prior``.
         """
         z = self.draw_latents(n, context, generator, latent)
-        return torch.sigmoid(self.decode_logits(z, self._per_example(context)))
+        return decoder_mean(self.pixels, self.decode_logits(z, self._per_example(context)), self.channels)
 
     def draw_latents(self, n: int, context: Context, generator: torch.Generator | None = None,
                      latent: str = "prior") -> Tensor:

@@ -1,0 +1,48 @@
+#!/bin/bash
+# The colour table: few-shot generation of held-out icon names (`icons`, 32x32 RGB, the themes
+# that `make themes` installs), every model meta-trained for the same CPU budget on one thread
+# (train.clock=cpu), then evaluated on the same held-out names, supports and queries.
+#   bash benchmarks/icons_heldout.sh runs/icons            (BUDGET=900 CPU-seconds per model)
+#   bash benchmarks/icons_heldout.sh runs/icons train diffusion   (one phase, one model)
+# Models: diffusion (image_diffusion), vae (image_vae, attention), transfer (image_vae meta-trained
+# unconditionally on the pooled names, fine-tuned on the support at eval), diffusion_channels
+# (diffusion with colour-permuted tasks added: data.task_augment = default + channels).
+# Each eval writes $RUN/<model>/heldout.json: NLL and bits/dim at K = 0, 1, 5, and the samples'
+# FID, KID, fidelity, diversity and memorisation at K = 1 and 5, each beside real held-out icons.
+set -e
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=src
+RUN=${1:?usage: icons_heldout.sh RUN [train|eval|all] [MODEL...]}
+PHASE=${2:-all}
+shift $(( $# < 2 ? $# : 2 ))
+MODELS=${*:-diffusion vae transfer diffusion_channels}
+BUDGET=${BUDGET:-900}
+PY=${PYTHON:-python}  # e.g. PYTHON=.venv/bin/python
+FG="$PY -m fewgen"
+COMMON="--data icons --set data.image_size=32 --set train.clock=cpu --set train.max_seconds=$BUDGET --steps 100000 --quiet"
+
+train() {  # train MODEL: meta-train it unless its checkpoint exists
+  local out=$RUN/$1
+  [ -f $out/model.safetensors ] && [ ! -f $out/train_state.pt ] && return
+  case $1 in
+    diffusion) $FG train $COMMON --set model.family=image_diffusion --out $out --overwrite ;;
+    vae) $FG train $COMMON --set model.family=image_vae --out $out --overwrite ;;
+    transfer) $FG train $COMMON --algo transfer --out $out --overwrite ;;
+    diffusion_channels) $FG train $COMMON --set model.family=image_diffusion \
+                          --set 'data.task_augment=["default", "channels"]' --out $out --overwrite ;;
+  esac
+}
+
+evaluate() {  # evaluate MODEL on the held-out names
+  local steps=0
+  [ $1 = transfer ] && steps=0,10
+  for k in 1 5; do
+    $FG eval $RUN/$1 --split test --shots $k --steps $steps --max-tasks 100 --max-queries 5 \
+        --importance-samples 25 --metrics nll,fid,kid,fidelity,diversity,memorization --samples 32 \
+        --quiet --json $RUN/$1/heldout_k$k.json
+  done
+}
+
+for m in $MODELS; do
+  [ $PHASE = eval ] || train $m
+  [ $PHASE = train ] || evaluate $m
+done
