@@ -242,7 +242,7 @@ def adapt_checkpoint(ck: "Checkpoint", support_files: Sequence[str | Path], out:
     if Path(out).resolve() == ck.path.resolve():
         raise FewgenError(f"{out} is the checkpoint being adapted; write the adapted checkpoint to a new folder")
     support = read_support(support_files, ck.model.modality, ck.config.data, getattr(ck.model, "max_len", 0),
-                           str(ck.path))
+                           str(ck.path), getattr(ck.model, "channels", 1))
     mask = torch.ones(1, len(support), dtype=torch.bool)
     ft = fine_tuning(ck, algo, lr, train)
     a = adapter_for_checkpoint(ck, ft.algo, lr, seed, train)(support[None], mask, steps).task(0)  # T = 1

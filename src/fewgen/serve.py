@@ -163,9 +163,9 @@ def expand_uploads(uploads: Sequence[Upload], limits: Limits) -> list[Upload]:
     return out
 
 
-def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits) -> Tensor:
+def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits, channels: int = 1) -> Tensor:
     """Uploaded images (and zips of them) -> the support (K, C, S, S), prepared like the model's
-    training data (``cfg``: its DataConfig). Each file is judged by decoding it with Pillow,
+    training data (``cfg``: its DataConfig; ``channels``: the model's, 1 grey or 3 colour). Each file is judged by decoding it with Pillow,
     after its pixel count is checked against ``limits.max_pixels``."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
@@ -183,7 +183,7 @@ def decode_images(uploads: Sequence[Upload], cfg: Any, limits: Limits) -> Tensor
             raise DataError(f"{name}: not a readable image") from None
         if w * h > limits.max_pixels:
             raise DataError(f"{name}: image is too large ({w}x{h} pixels; the limit is {limits.max_pixels})")
-        arrays.append(read_image(data, cfg.image_size, cfg.binarize, name))
+        arrays.append(read_image(data, cfg.image_size, cfg.binarize, name, channels))
     return torch.from_numpy(np.stack(arrays))
 
 
@@ -245,7 +245,8 @@ def personalise_images(served: Served, uploads: Sequence[Upload], n: int = 32, s
     for key, value in opts.items():
         if key not in IMAGE_SAMPLERS or value not in IMAGE_SAMPLERS[key]:
             raise DataError(f"sampler option {key}={value!r} is not offered")
-    support = decode_images(uploads, served.checkpoint.config.data, limits)  # (K, C, S, S)
+    support = decode_images(uploads, served.checkpoint.config.data, limits,
+                            served.checkpoint.model.channels)  # (K, C, S, S)
     return _personalise(served, support, n, seed, steps, lambda a: sample_images(a, n, seed, **opts)[0], progress)
 
 

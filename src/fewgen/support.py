@@ -67,21 +67,22 @@ def support_files(paths: Sequence[str | Path], suffixes: Collection[str], what: 
     return files
 
 
-def read_support_images(paths: Sequence[str | Path], cfg: DataConfig, reader: str = "") -> Tensor:
-    """Image files and/or folders of images -> (K, C, S, S), prepared like the training data."""
+def read_support_images(paths: Sequence[str | Path], cfg: DataConfig, reader: str = "", channels: int = 1) -> Tensor:
+    """Image files and/or folders of images -> (K, C, S, S), prepared like the training data
+    (``channels`` = C: 1 grey, 3 colour, as the model was trained)."""
     import numpy as np
 
     from .tasks.images import IMAGE_SUFFIXES, read_image
 
     files = support_files(paths, IMAGE_SUFFIXES, "image", reader)
-    return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f)) for f in files]))
+    return torch.from_numpy(np.stack([read_image(f, cfg.image_size, cfg.binarize, str(f), channels) for f in files]))
 
 
 def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, max_len: int = 0,
-                 model: str = "the checkpoint") -> Tensor:
+                 model: str = "the checkpoint", channels: int = 1) -> Tensor:
     """A user's support files for a model of ``modality`` -> (K, *X), prepared like its data.
 
-    Images: image files and/or folders of them. Text: ``.txt`` files (or folders of them), one
+    Images: image files and/or folders of them, read with the model's ``channels`` (1 grey, 3 colour). Text: ``.txt`` files (or folders of them), one
     example per line, byte-encoded to ``max_len``. Toy: text files of numbers, one example per row.
     A file of the other modality, or files with no example at all, are one-line errors
     (``model`` names the checkpoint in them).
@@ -89,7 +90,7 @@ def read_support(paths: Sequence[str | Path], modality: str, cfg: DataConfig, ma
     check_kind(paths, modality, model)
     reader = f"{model} is {a_model(modality)}"
     if modality == "image":
-        return read_support_images(paths, cfg, reader)
+        return read_support_images(paths, cfg, reader, channels)
     if modality not in ("text", "toy"):
         raise DataError(f"reading support files of '{modality}' models is not supported")
     files = support_files(paths, (".txt",), ".txt", reader)

@@ -52,7 +52,8 @@ def test_values_are_converted_like_every_config_value():
     ("image_vae", {"prior": "flow"}, r"^model.extra.prior must be mlp or mixture, got 'flow'$"),
     ("image_vae", {"attention": 2}, r"^config key 'model.extra.attention' must be true or false, got 2$"),
     ("image_diffusion", {"dropout": 0.1}, r"^unknown config key 'model.extra.dropout' for image_diffusion; valid keys: "
-                                          r"model.extra.heads, model.extra.p_uncond, model.extra.template$"),
+                                          r"model.extra.heads, model.extra.p_uncond, model.extra.template, model.extra.pixels$"),
+    ("image_diffusion", {"pixels": "16bit"}, r"^model.extra.pixels must be auto, binary or 8bit, got '16bit'$"),
     ("image_diffusion", {"template": 1}, r"^config key 'model.extra.template' must be true or false or a string, got 1$"),
     ("toy_gauss", {"features": 16}, r"^unknown config key 'model.extra.features' for toy_gauss; valid keys: none$"),
     ("text_lm", {"match_orders": 8}, r"^model.extra.match_orders must be from 1 \(no match cache\) to 7, got 8$"),

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.support and not adapted:
         raise FewgenError(f"--support: give at least one example ({what}), or an adapted checkpoint")
     if args.support:
-        support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0), args.checkpoint)
+        support = read_support(args.support, m.modality, ck.config.data, getattr(m, "max_len", 0), args.checkpoint,
+                               getattr(m, "channels", 1))
     else:
         support = empty_examples(m)
     # An adapted checkpoint ignores the support's content (its context is stored) unless --steps > 0.

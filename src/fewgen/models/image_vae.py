@@ -130,17 +130,7 @@ class ImageVAE(GenerativeModel):
         self.up1 = deconv_block(2 * hidden + channels, hidden)
         self.up2 = deconv_block(hidden + channels, hidden)
         self.out = nn.Sequential(conv_block(hidden + channels, hidden, 1), TaskConv2d(hidden, self.out_channels, 3, 1, 1))
-        # A direct path from the support's mean image to the decoder's output: the decoder learns a
-        # residual on top of the template, so conditioning pays off from the first step instead
-        # of losing out to the per-example latent (which otherwise learns to ignore the context).
-        # It starts as the mean image itself: logits 4m - 2 (binary); means m, scales 0.05 (8bit).
-        self.template = nn.Conv2d(channels, self.out_channels, 5, 1, 2)
-        with torch.no_grad():
-            self.template.weight.zero_()
-            binary = self.pixels == "binary"
-            self.template.weight[:channels, :, 2, 2] = (4.0 if binary else 1.0) * torch.eye(channels)
-            self.template.bias.fill_(-2.0 if binary else 0.0)
-            self.template.bias[channels:] = math.log(0.05)
+        self.template = self._template_path(channels)
         self.attention = attention
         if attention:  # the shots' tokens, and the decoder's 7x7 and 14x14 maps attending to them
             self.tokens = SupportEncoder(image_size, channels, hidden, context)
@@ -148,6 +138,20 @@ class ImageVAE(GenerativeModel):
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.kwargs)
+
+    def _template_path(self, channels: int) -> nn.Conv2d:
+        """A direct path from the support's mean image to the decoder's output: the decoder learns a
+        residual on top of the template, so conditioning pays off from the first step instead of
+        losing out to the per-example latent (which otherwise learns to ignore the context). It
+        starts as the mean image itself: logits 4m - 2 (binary); means m, scales 0.05 (8bit)."""
+        conv = nn.Conv2d(channels, self.out_channels, 5, 1, 2)
+        with torch.no_grad():
+            conv.weight.zero_()
+            binary = self.pixels == "binary"
+            conv.weight[:channels, :, 2, 2] = (4.0 if binary else 1.0) * torch.eye(channels)
+            conv.bias.fill_(-2.0 if binary else 0.0)
+            conv.bias[channels:] = math.log(0.05)
+        return conv
 
     # ------------------------------------------------------------------ pieces
     def features(self, x: Tensor) -> Tensor:

@@ -2,7 +2,9 @@
 
 Every image becomes a ``(1, S, S)`` float tensor with ink = 1: converted to grayscale (alpha
 composited on white), inverted when the background is light, resized with antialiasing and,
-by default, binarised at 0.5.
+by default, binarised at 0.5. A ``folder:`` that holds colour images is read in colour instead:
+``(3, S, S)`` with ink = 1 - RGB (white paper = 0, the colours kept; never binarised), the same
+convention as the ``icons`` source.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -40,25 +42,59 @@ def cache_dir(cfg: DataConfig) -> Path:
 
 # ----------------------------------------------------------------------------- one image
 
-def to_array(img: Image.Image, size: int, binarize: bool) -> np.ndarray:
-    """A PIL image of any mode -> float32 ``(1, size, size)`` with ink = 1."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16/32-bit integer or float grayscale: scale to 0..255 by the image's own range
-        # (a float image in [0, 1] keeps its scale), never wrapping around in uint8.
-        a = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
-        top = float(a.max()) if a.size else 0.0
-        a = a / (1.0 if img.mode == "F" and top <= 1.0 else max(top, 1.0))
-        img = Image.fromarray((a.clip(0, 1) * 255).astype(np.uint8), "L")
-    elif img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+DEEP_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # grey modes of more than 8 bits
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """A 16/32-bit integer or float grey image -> 8-bit "L", scaled to 0..255 by the image's own
+    range (a float image in [0, 1] keeps its scale), never wrapping around in uint8."""
+    a = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
+    top = float(a.max()) if a.size else 0.0
+    a = a / (1.0 if img.mode == "F" and top <= 1.0 else max(top, 1.0))
+    return Image.fromarray((a.clip(0, 1) * 255).astype(np.uint8), "L")
+
+
+def _resample(img: Image.Image, size: int) -> Image.Resampling:
+    """Box filter when shrinking (antialiased), bilinear when growing."""
+    return Image.Resampling.BOX if min(img.size) >= size else Image.Resampling.BILINEAR
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """An image -> RGB, transparency composited on white."""
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba).convert("L")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if img.mode in DEEP_GREY:
+        return _eight_bit(img).convert("RGB")
+    return img.convert("RGB")
+
+
+def is_colour(img: Image.Image, tolerance: int = 16) -> bool:
+    """Whether an image has colour: some pixel's channels differ by more than ``tolerance`` of
+    255 (a grey JPEG's chroma noise stays below it), judged on a 64-pixel thumbnail."""
+    if img.mode in ("1", "L", "LA", "La") + DEEP_GREY:
+        return False
+    small = _on_white(img).resize((64, 64), Image.Resampling.BOX)
+    a = np.asarray(small, dtype=np.int16)
+    return bool((a.max(-1) - a.min(-1)).max() > tolerance)
+
+
+def to_array(img: Image.Image, size: int, binarize: bool, channels: int = 1) -> np.ndarray:
+    """A PIL image of any mode -> float32 ``(channels, size, size)`` with ink = 1: grey (below),
+    or with ``channels`` = 3 colour, ``1 - RGB`` on white (never binarised)."""
+    if channels == 3:
+        rgb = _on_white(img)
+        a = np.asarray(rgb.resize((size, size), _resample(rgb, size)), dtype=np.float32) / 255.0
+        return (1.0 - a).transpose(2, 0, 1).copy()
+    if img.mode in DEEP_GREY:
+        img = _eight_bit(img)
+    elif img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        img = _on_white(img).convert("L")
     elif img.mode in ("L", "1", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV"):
         img = img.convert("L")
     else:  # e.g. LAB, or a mode a newer Pillow adds: through RGB when Pillow can
         img = img.convert("RGB").convert("L")
-    a = np.asarray(img.resize((size, size), Image.Resampling.BOX if min(img.size) >= size else Image.Resampling.BILINEAR),
-                   dtype=np.float32) / 255.0
+    a = np.asarray(img.resize((size, size), _resample(img, size)), dtype=np.float32) / 255.0
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     if border.mean() > 0.5:  # dark ink on a light background
         a = 1.0 - a
@@ -67,8 +103,9 @@ def to_array(img: Image.Image, size: int, binarize: bool) -> np.ndarray:
     return a[None]
 
 
-def read_image(data: bytes | Path, size: int, binarize: bool, name: str) -> np.ndarray:
-    """Decode one image file (bytes or path); any failure raises DataError naming it.
+def read_image(data: bytes | Path, size: int, binarize: bool, name: str, channels: int = 1) -> np.ndarray:
+    """Decode one image file (bytes or path) into ``(channels, size, size)`` (:func:`to_array`);
+    any failure raises DataError naming it.
 
     Images over ``Image.MAX_IMAGE_PIXELS`` pixels are refused before they are decoded (Pillow
     itself only warns up to twice that limit), so a decompression bomb cannot exhaust memory.
@@ -86,7 +123,7 @@ def read_image(data: bytes | Path, size: int, binarize: bool, name: str) -> np.n
                 if w < 1 or h < 1:
                     raise ValueError("empty image")
                 img.load()
-                return to_array(img, size, binarize)
+                return to_array(img, size, binarize, channels)
     except Image.DecompressionBombError:
         raise DataError(f"{name}: image is too large (over the limit of {limit} pixels; "
                         "a decompression bomb?)") from None
@@ -96,14 +133,16 @@ def read_image(data: bytes | Path, size: int, binarize: bool, name: str) -> np.n
         raise DataError(f"{name}: not a readable image ({type(e).__name__})") from None
 
 
-def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfig, source: str) -> TaskSet:
-    """items: (task, group, file name, bytes-or-path) -> TaskSet; bad files skipped or fatal."""
+def _collect(items: Iterable[tuple[str, str, str, bytes | Path]], cfg: DataConfig, source: str,
+             channels: int = 1) -> TaskSet:
+    """items: (task, group, file name, bytes-or-path) -> TaskSet of ``channels``-channel images;
+    bad files skipped or fatal."""
     per_task: dict[str, list[np.ndarray]] = {}
     groups: dict[str, str] = {}
     skipped: list[str] = []
     for task, group, fname, data in items:
         try:
-            arr = read_image(data, cfg.image_size, cfg.binarize, fname)
+            arr = read_image(data, cfg.image_size, cfg.binarize, fname, channels)
         except DataError:
             if cfg.strict:
                 raise
@@ -150,7 +189,25 @@ def load_folder(arg: str, cfg: DataConfig) -> TaskSet:
     if empty:
         warnings.warn(f"{root}: skipped {len(empty)} empty task folder(s) (no image files), e.g. {empty[0]}",
                       stacklevel=2)
-    return _collect(items, cfg, str(root))
+    return _collect(items, cfg, str(root), folder_channels([f for *_, f in items]))
+
+
+def folder_channels(files: Sequence[Path]) -> int:
+    """3 when any of the image files has colour (:func:`is_colour`), else 1: a folder of colour
+    images is read in colour. Unreadable files count as grey (reading them later says why)."""
+    for f in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(f) as img:
+                    w, h = img.size
+                    if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+                        continue
+                    if is_colour(img):
+                        return 3
+        except Exception:  # noqa: BLE001 - judged (and named) when the file is read
+            continue
+    return 1
 
 
 # ----------------------------------------------------------------------------- omniglot
