@@ -34,7 +34,7 @@ class DataConfig:
     """Where tasks come from and how examples are prepared."""
 
     spec: str = "glyphs"  # data spec string, see fewgen.tasks.spec
-    image_size: int = 28  # images are resized to image_size x image_size
+    image_size: int = 0  # images are resized to image_size x image_size; 0: the source's own (icons 32, others 28)
     binarize: bool = True  # threshold at 0.5 after an antialiased resize (ink = 1)
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test, by group
     split_seed: int = 0
@@ -292,7 +292,7 @@ def parse_table(cls: type[T], data: dict[str, Any], prefix: str, owner: str = ""
 # Value ranges: a value outside them would fail deep inside training or evaluation (a modulo
 # by zero, an empty batch, a negative size), so it is refused here with the key's name.
 _AT_LEAST = {
-    "data.image_size": 4, "data.split_seed": 0, "data.max_examples_per_task": 0,
+    "data.image_size": 0, "data.split_seed": 0, "data.max_examples_per_task": 0,
     "model.hidden": 1, "model.latent": 1, "model.context": 1,
     "train.steps": 0, "train.meta_batch": 1, "train.shots": 0, "train.min_shots": 0, "train.queries": 1,
     "train.weight_decay": 0, "train.grad_clip": 0, "train.inner_steps": 0, "train.inner_lr": 0, "train.task_chunk": 0,
@@ -335,6 +335,9 @@ def validate(cfg: Config) -> Config:
                 raise ConfigError(f"config key '{key}' must be greater than 0, got {_short(value)}")
             if key in _CHOICES and value not in _CHOICES[key]:
                 raise ConfigError(f"config key '{key}' must be {_one_of(_CHOICES[key])}, got {_short(value)}")
+    if 0 < cfg.data.image_size < 4:
+        raise ConfigError(f"config key 'data.image_size' must be 0 (the source's own size) or at least 4, "
+                          f"got {cfg.data.image_size}")
     if cfg.train.min_shots > cfg.train.shots:
         raise ConfigError(f"config key 'train.min_shots' ({cfg.train.min_shots}) must not exceed "
                           f"train.shots ({cfg.train.shots})")

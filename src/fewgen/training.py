@@ -201,6 +201,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, progress: bool = T
     device = distributed.resolve_device(cfg.train.device)
     tasks = tasks if tasks is not None else load_tasks(cfg.data.spec, cfg.data)
     cfg = dataclasses.replace(cfg, model=model_for_data(cfg.model, tasks.modality))  # words -> a text family
+    if tasks.modality == "image":  # the run stores the size its images have (data.image_size 0: the source's)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=tasks.example_shape[-1]))
     created = distributed.setup(device)
     try:
         if cfg.model.family in COUNTED_FAMILIES:

@@ -88,7 +88,7 @@ def test_split_file(image_folder, tmp_path):
 
 
 def test_glyph_renders_are_nonempty_and_distinct():
-    ts = build_glyphs(DataConfig(), max_chars=80)
+    ts = build_glyphs(DataConfig(image_size=28), max_chars=80)
     assert len(ts) >= 40
     assert (ts.data.flatten(1).sum(1) >= 3).all()  # no blank renders
     means = torch.stack([ts.examples(i).mean(0).flatten() for i in range(len(ts))])

@@ -8,6 +8,7 @@ and a source's module is imported only when the source is loaded. This module is
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import import_module
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -27,11 +28,13 @@ class Source(NamedTuple):
     syntax: str  # the spec's forms, e.g. "omniglot | omniglot:PATH"
     about: str  # what a task is, in a few words
     example: str  # one spec that works as written (or with the user's own path)
+    image_size: int = 28  # images' side when data.image_size is 0 (the default): the source's own
 
     def load(self, arg: str, cfg: DataConfig) -> TaskSet:
-        """Every task of this source for the spec argument ``arg`` (its module imported now)."""
+        """Every task of this source for the spec argument ``arg`` (its module imported now), its
+        images ``data.image_size`` on a side, or the source's own :attr:`image_size` where that is 0."""
         fn: Loader = getattr(import_module(f"{__package__}.{self.module}"), self.loader)
-        return fn(arg, cfg)
+        return fn(arg, cfg if cfg.image_size else dataclasses.replace(cfg, image_size=self.image_size))
 
 
 def user_path(arg: str, source: str) -> Path:

@@ -10,6 +10,8 @@ only when the source is loaded, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..config import DataConfig
 from ..errors import DataError
 from .base import TaskSet
@@ -24,7 +26,7 @@ SOURCES: dict[str, Source] = {
                      "characters rendered from the fonts inside matplotlib (offline)", "glyphs"),
     "icons": Source("icons", "load_icons", "icons | icons:ITEM,...",
                     "colour icon themes (apt): a name a task; ITEM = THEME | PATH | by=theme | split=theme",
-                    "icons:split=theme"),
+                    "icons:split=theme", image_size=32),
     "omniglot": Source("images", "load_omniglot", "omniglot | omniglot:PATH",
                        "Omniglot characters (downloaded, or the official archives in PATH)",
                        "omniglot:../shared/data/omniglot"),
@@ -57,9 +59,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def load_tasks(spec: str, cfg: DataConfig | None = None) -> TaskSet:
-    """Load every task of a data spec (all splits)."""
+    """Load every task of a data spec (all splits). ``data.image_size`` 0 (the default) is the
+    source's own size (:attr:`Source.image_size`; a mixture takes its first source's)."""
     cfg = cfg or DataConfig()
-    if "+" in spec:  # a mixture of sources, each loaded as a spec of its own
+    if "+" in spec:  # a mixture of sources, each loaded as a spec of its own, all at one size
+        if not cfg.image_size:
+            first = SOURCES.get(spec.split("+")[0].partition(":")[0].partition("@")[0].strip())
+            cfg = dataclasses.replace(cfg, image_size=first.image_size if first else Source.image_size)
         return load_mixture(spec, cfg, load_tasks)
     name, arg = parse_spec(spec)
     ts = SOURCES[name].load(arg, cfg)
