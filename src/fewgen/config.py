@@ -83,6 +83,7 @@ class TrainConfig:
     inner_select: str = "auto"  # last | heldout: keep the inner step with the lowest held-out jittered loss; auto = heldout for maml, fomaml, reptile, hybrid, last otherwise
     inner_steps_random: bool = False  # meta-train each task with a uniform 1..inner_steps steps
     task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
+    task_map: str = "auto"  # maml / fomaml / meta-sgd: how a chunk's tasks run: vmap | loop (a Python loop, ordinary autograd) | auto (the faster on the first meta-batch, measured once per process; fewgen.meta.maml)
     seed: int = 0
     val_every: int = 200
     val_tasks: int = 64  # meta-val tasks per validation (0 = no validation: the checkpoint holds the latest weights)
@@ -308,6 +309,7 @@ _POSITIVE = {"train.lr", "eval.strength"}
 # Keys with a fixed set of values.
 _CHOICES = {
     "train.algo": ALGORITHM_NAMES, "train.adapt_params": ADAPT_PARAMS, "train.inner_select": ("auto", "last", "heldout"),
+    "train.task_map": ("auto", "vmap", "loop"),
     "train.reptile_inner": ("sgd", "adam"), "train.clock": ("wall", "cpu"), "train.precision": ("fp32", "bf16"),
     "eval.latent": ("fusion", "prior"), "eval.sampler": ("ddim", "ddpm"),
 }

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
@@ -318,6 +319,27 @@ def _detached(p: Params) -> Params:
     return {k: t.detach() for k, t in p.items()}
 
 
+def _transformed(*trees: Any) -> bool:
+    """Whether any tensor in ``trees`` is inside a ``torch.func`` transform (vmap, grad)."""
+    return any(isinstance(t, Tensor) and is_functorch_wrapped_tensor(t) for t in tree_leaves(list(trees)))
+
+
+def autograd_grad(loss_fn: Callable[..., Tensor], create_graph: bool) -> Callable[..., Params]:
+    """``torch.func.grad(loss_fn)`` for arguments outside any ``torch.func`` transform, with
+    ordinary autograd (``torch.autograd.grad``, ``create_graph`` for second order): the gradient
+    of ``loss_fn(v, *rest)`` w.r.t. the dict ``v``, zeros where ``v`` is unused. Outside a transform
+    this is the plain per-task loop's arithmetic: no functorch wrappers, and the models' task
+    convolutions (:mod:`fewgen.models.task_conv`) run torch's fused kernels, which is faster on CPU
+    (``benchmarks/meta_step_speed.py``); under vmap, :func:`fine_tune_task` uses ``torch.func.grad``."""
+    def fn(v: Params, *rest: Any) -> Params:
+        with torch.enable_grad():
+            leaves = {k: t if create_graph and t.requires_grad else t.detach().requires_grad_() for k, t in v.items()}
+            loss = loss_fn(leaves, *rest)
+            gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=create_graph, allow_unused=True)
+        return {k: torch.zeros_like(t) if g is None else g for (k, t), g in zip(leaves.items(), gs)}
+    return fn
+
+
 def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask: Tensor, noise: Noise | Tensor | None,
                    inner: InnerConfig, lrs: Params | None = None, context: Context | None = None) -> Params:
     """Fine-tune on one task: ``inner.steps`` steps on its support loss; returns the adapted params.
@@ -343,7 +365,8 @@ def fine_tune_task(model: GenerativeModel, params: Params, support: Tensor, mask
         p = compose(model, _detached(params), _detached(v), inner)
         return support_loss(model, p, noise["check"][None], mask[None], n, inner.conditional, fixed).detach()
 
-    grad_fn = grad(loss_fn)
+    looped = not _transformed(params, support, lrs, context)  # a plain loop over tasks: ordinary autograd
+    grad_fn = autograd_grad(loss_fn, not inner.first_order) if looped else grad(loss_fn)
     v = adapt_variables(model, params, inner)
     select = inner.select == "heldout" and "check" in noise
     best, best_loss = (v, check_loss(v)) if select else (v, None)
