@@ -4,8 +4,15 @@ One step = sample noise, inner loop (1 SGD step on each task's 5-shot support lo
 (15 queries per task), mean over a meta-batch of 16 tasks, backward, Adam step; second order
 and first order. Implementations:
 
-- ``fewgen``          fewgen.meta.maml: ``torch.func.grad`` inner loop, ``vmap`` over tasks in
-                      chunks of ``train.task_chunk`` (default 8), backward per chunk
+- ``fewgen``          fewgen.meta.maml as training runs it: tasks in chunks of ``train.task_chunk``
+                      (default 8), backward per chunk, ``train.task_map=auto`` (vmap or a per-task
+                      loop, whichever the first meta-batch measured faster)
+- ``fewgen-vmap``     forced ``train.task_map=vmap``: ``torch.func.grad`` inner loop, ``vmap`` over a chunk's tasks
+- ``fewgen-loop``     forced ``train.task_map=loop``: a chunk's tasks one by one, ordinary autograd
+- ``...+film``        with ``train.adapt_params=film`` (the inner loop adapts per-unit scales and shifts,
+                      MAML's default in training runs); ``loop+film`` is the plain loop doing the same
+                      through :func:`fewgen.meta.inner.compose`. higher and learn2learn adapt module
+                      parameters only: FiLM variables would need the model rewritten, so they have no film row
 - ``fewgen-chunkN``   the same with N tasks per chunk (``fewgen-chunk2``: memory within 2x of the peers)
 - ``fewgen-grouped``  (also ``fewgen-chunkN-grouped``) the VAE with torch's own ``nn.Conv2d`` /
                       ``nn.ConvTranspose2d`` instead of :mod:`fewgen.models.task_conv`'s: under
@@ -40,7 +47,7 @@ the same arithmetic). The table gives each step's achieved GFLOP/s and its share
 and its CPU seconds per step (``time.process_time``: less sensitive than wall time to other load
 on the machine, more sensitive to spinning threads).
 
-    PYTHONPATH=src python benchmarks/meta_step_speed.py [--threads 2] [--repeats 3] [--steps 4]
+    PYTHONPATH=src python benchmarks/meta_step_speed.py [--threads 1] [--repeats 3] [--steps 4]
 """
 
 from __future__ import annotations
@@ -56,8 +63,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IMPLS = ("fewgen", "fewgen-grouped", "fewgen-chunk2", "fewgen-chunk2-grouped", "loop", "higher", "learn2learn")
-# also: fewgen+compile, fewgen-chunkN[-grouped]
+IMPLS = ("fewgen", "fewgen-vmap", "fewgen-loop", "fewgen-chunk2", "loop", "higher", "learn2learn",
+         "fewgen+film", "fewgen-vmap+film", "fewgen-loop+film", "loop+film")
+# also: fewgen+compile, fewgen-chunkN[-grouped], fewgen-grouped
 TASKS, SHOTS, QUERIES, INNER_LR = 16, 5, 15, 0.05
 
 
@@ -113,6 +121,8 @@ def build_step(impl: str, first_order: bool):
     from fewgen.models.image_vae import ImageVAE
     from fewgen.tasks.base import Episode
 
+    adapt = "film" if "+film" in impl else "all"
+    impl = impl.replace("+film", "")
     torch.manual_seed(0)
     model = ImageVAE()  # the Omniglot default: 28x28, hidden 32, latent 32, context 128
     if "-grouped" in impl:
@@ -137,9 +147,11 @@ def build_step(impl: str, first_order: bool):
 
         m = re.search(r"-chunk(\d+)", impl)
         chunk = {"task_chunk": int(m.group(1))} if m else {}
-        compiled = impl.endswith("+compile")
+        compiled = "+compile" in impl
+        task_map = "loop" if "-loop" in impl else "vmap" if "-vmap" in impl else "auto"
         algo = get_algorithm(TrainConfig(algo="fomaml" if first_order else "maml", inner_steps=1, inner_lr=INNER_LR,
-                                         compile=compiled, **chunk))
+                                         compile=compiled, task_map=task_map, adapt_params=adapt, inner_select="last",
+                                         **chunk))
         meta_loss = algo.compiled_meta_loss() if compiled else algo.meta_loss  # as fewgen.training does
         params = params_of(model)
 
@@ -148,18 +160,23 @@ def build_step(impl: str, first_order: bool):
         return step, nparams, model
 
     if impl == "loop":
+        from fewgen.meta.inner import InnerConfig, adapt_variables, compose
+
         params = params_of(model)
+        how = InnerConfig(adapt=adapt)  # all: v = the parameters; film: per-unit scales and shifts from identity
 
         def step():
             losses = []
             for t in range(TASKS):
                 sup, qry = ep.support[t : t + 1], ep.query[t : t + 1]
                 ns, nq = model.draw_noise(sup, g), model.draw_noise(qry, g)
-                f = lambda *a, p=params: call(model, p, *a)  # noqa: E731
+                v = adapt_variables(model, params, how)
+                v = v if adapt == "all" else {k: x.requires_grad_() for k, x in v.items()}
+                f = lambda *a, p=compose(model, params, v, how): call(model, p, *a)  # noqa: E731
                 inner = f("loss", sup, empty_ctx(f, sup), ns).mean()
-                grads = torch.autograd.grad(inner, list(params.values()), create_graph=not first_order, allow_unused=True)
-                phi = {k: v if gr is None else v - INNER_LR * gr for (k, v), gr in zip(params.items(), grads)}
-                f = lambda *a, p=phi: call(model, p, *a)  # noqa: E731
+                grads = torch.autograd.grad(inner, list(v.values()), create_graph=not first_order, allow_unused=True)
+                v = {k: x if gr is None else x - INNER_LR * gr for (k, x), gr in zip(v.items(), grads)}
+                f = lambda *a, p=compose(model, params, v, how): call(model, p, *a)  # noqa: E731
                 losses.append(f("loss", qry, empty_ctx(f, qry), nq).mean())
             outer(torch.stack(losses).mean())
         return step, nparams, model
