@@ -5,8 +5,8 @@ table), so no figure is typed by hand:
     python benchmarks/zoo_card_figures.py runs/zoo_cards/glyphs-diffusion.k1.json runs/zoo_cards/glyphs-diffusion.k5.json
     python benchmarks/zoo_card_figures.py diffusion=runs/icons/diffusion/heldout_k1.json vae=runs/icons/vae/heldout_k1.json
 
-One row per report (``NAME=`` labels it): its K, the NLL (nats per image, 95% CI over tasks;
-bits per sub-pixel for 8-bit colour) after the report's last fine-tuning step count, then each
+One row per report and fine-tuning step count (``NAME=`` labels it): its K, the NLL (nats per
+image, 95% CI over tasks; bits per sub-pixel) after those steps, then each
 sample-quality figure beside what real held-out examples score under the same protocol. FID is
 the per-task mean where every task has enough real examples for one, else pooled over tasks.
 """
@@ -33,10 +33,15 @@ def _nll(r: dict) -> str:
     return f"{r['nll_nats']:.1f} ± {r['ci95']:.1f}{bpd}"
 
 
-def row(report: dict, label: str = "") -> str:
-    """One markdown row: K, NLL at K after the last step count (and unconditional), FID, KID,
-    fidelity, diversity, memorisation."""
-    steps, q = next(iter(report["quality"].items()))
+def rows(report: dict, label: str = "") -> list[str]:
+    """One markdown row per fine-tuning step count the report measured samples at."""
+    return [row(report, steps, label) for steps in report["quality"]]
+
+
+def row(report: dict, steps: str, label: str = "") -> str:
+    """One markdown row: K, NLL at K after ``steps`` fine-tuning steps (and unconditional), FID,
+    KID, fidelity, diversity, memorisation."""
+    q = report["quality"][steps]
     k = str(q["shots"])
     nll = report["steps"][steps][k]
     step_note = f" after {steps} steps" if steps != "0" else ""
@@ -63,7 +68,7 @@ def main() -> None:
     print("\n|" + (" model |" if named else "") + " K | NLL (nats/image) | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ |")
     print("|" + "---|" * (8 if named else 7))
     for name, r in reports:
-        print(row(r, name))
+        print("\n".join(rows(r, name)))
 
 
 if __name__ == "__main__":
