@@ -6,7 +6,8 @@
 #   bash benchmarks/icons_heldout.sh runs/icons train diffusion   (one phase, one model)
 # Models: diffusion (image_diffusion), vae (image_vae, attention), transfer (image_vae meta-trained
 # unconditionally on the pooled names, fine-tuned on the support at eval), diffusion_channels
-# (diffusion with colour-permuted tasks added: data.task_augment = default + channels).
+# (diffusion with colour-permuted tasks added: data.task_augment = default + channels), style
+# (diffusion on icons:by=theme: a task is a theme, its icons the examples; held-out themes).
 # Each eval writes $RUN/<model>/heldout.json: NLL and bits/dim at K = 0, 1, 5, and the samples'
 # FID, KID, fidelity, diversity and memorisation at K = 1 and 5, each beside real held-out icons.
 set -e
@@ -18,7 +19,7 @@ MODELS=${*:-diffusion vae transfer diffusion_channels}
 BUDGET=${BUDGET:-900}
 PY=${PYTHON:-python}  # e.g. PYTHON=.venv/bin/python
 FG="$PY -m fewgen"
-COMMON="--data icons --set data.image_size=32 --set train.clock=cpu --set train.max_seconds=$BUDGET --steps 100000 --quiet"
+COMMON="--data icons --set train.clock=cpu --set train.max_seconds=$BUDGET --steps 100000 --quiet"
 
 train() {  # train MODEL: meta-train it unless its checkpoint exists
   local out=$RUN/$1
@@ -29,6 +30,8 @@ train() {  # train MODEL: meta-train it unless its checkpoint exists
     transfer) $FG train $COMMON --algo transfer --out $out --overwrite ;;
     diffusion_channels) $FG train $COMMON --set model.family=image_diffusion \
                           --set 'data.task_augment=["default", "channels"]' --out $out --overwrite ;;
+    style) $FG train ${COMMON/--data icons/--data icons:by=theme} --set model.family=image_diffusion \
+             --out $out --overwrite ;;
   esac
 }
 
