@@ -5,8 +5,8 @@ One step = sample noise, inner loop (1 SGD step on each task's 5-shot support lo
 and first order. Implementations:
 
 - ``fewgen``          fewgen.meta.maml as training runs it: tasks in chunks of ``train.task_chunk``
-                      (default 8), backward per chunk, ``train.task_map=auto`` (vmap or a per-task
-                      loop, whichever the first meta-batch measured faster)
+                      (default 8), backward per chunk, ``train.task_map=auto`` (a per-task loop
+                      for first order on CPU, vmap otherwise)
 - ``fewgen-vmap``     forced ``train.task_map=vmap``: ``torch.func.grad`` inner loop, ``vmap`` over a chunk's tasks
 - ``fewgen-loop``     forced ``train.task_map=loop``: a chunk's tasks one by one, ordinary autograd
 - ``...+film``        with ``train.adapt_params=film`` (the inner loop adapts per-unit scales and shifts,

@@ -83,7 +83,7 @@ class TrainConfig:
     inner_select: str = "auto"  # last | heldout: keep the inner step with the lowest held-out jittered loss; auto = heldout for maml, fomaml, reptile, hybrid, last otherwise
     inner_steps_random: bool = False  # meta-train each task with a uniform 1..inner_steps steps
     task_chunk: int = 8  # gradient-based algorithms: tasks per vmapped chunk, backward per chunk (0 = all)
-    task_map: str = "auto"  # maml / fomaml / meta-sgd: how a chunk's tasks run: vmap | loop (a Python loop, ordinary autograd) | auto (the faster on the first meta-batch, measured once per process; fewgen.meta.maml)
+    task_map: str = "auto"  # maml / fomaml / meta-sgd: how a chunk's tasks run: vmap | loop (a Python loop, ordinary autograd) | auto (loop for first order on CPU, vmap otherwise: the measured faster; fewgen.meta.maml)
     seed: int = 0
     val_every: int = 200
     val_tasks: int = 64  # meta-val tasks per validation (0 = no validation: the checkpoint holds the latest weights)

@@ -10,7 +10,6 @@ import torch
 
 from fewgen.config import TrainConfig
 from fewgen.meta import get_algorithm
-from fewgen.meta import maml as maml_module
 from fewgen.models import params_of
 from fewgen.models.image_vae import ImageVAE
 from fewgen.tasks.base import Episode
@@ -54,21 +53,12 @@ def test_loop_and_vmap_give_the_same_meta_gradient(cfg, dtype, tol, rtol):
         torch.testing.assert_close(a, b, rtol=rtol, atol=tol * scale)
 
 
-def test_auto_measures_once_and_leaves_the_generator_alone(monkeypatch):
-    monkeypatch.setattr(maml_module, "_TASK_MAP", {})
-    model, ep = vae_episode(torch.float64)
-    cfg = TrainConfig(algo="fomaml", inner_steps=1, inner_lr=0.05, task_map="auto", adapt_params="all")
-    algo = get_algorithm(cfg)
-    params = params_of(model)
-    g_auto, g_vmap = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    auto = algo.meta_loss(model, params, {}, ep, g_auto)
-    vmap = get_algorithm(dataclasses.replace(cfg, task_map="vmap")).meta_loss(model, params, {}, ep, g_vmap)
-    assert torch.equal(g_auto.get_state(), g_vmap.get_state())  # the measurement drew from copies
-    torch.testing.assert_close(auto, vmap, rtol=1e-12, atol=1e-12)
-    assert len(maml_module._TASK_MAP) == 1
-    algo.meta_loss(model, params, {}, ep, g_auto)
-    assert len(maml_module._TASK_MAP) == 1  # remembered, not measured again
-    with torch.no_grad():  # without gradients nothing is measured
-        monkeypatch.setattr(maml_module, "_TASK_MAP", {})
-        algo.meta_loss(model, params, {}, ep, g_auto)
-        assert maml_module._TASK_MAP == {}
+@pytest.mark.parametrize("algo,device_first_order,want_vmap", [("fomaml", True, False), ("maml", False, True)])
+def test_auto_is_a_fixed_rule_loop_for_first_order_on_cpu(algo, device_first_order, want_vmap):
+    """``auto`` decides by the order and the device, never by a timing: a seed fixes the run."""
+    model, _ = vae_episode(torch.float64)
+    cfg = TrainConfig(algo=algo, inner_steps=1, inner_lr=0.05, task_map="auto", adapt_params="all")
+    a = get_algorithm(cfg)
+    assert a.use_vmap(model, params_of(model)) is want_vmap
+    assert get_algorithm(dataclasses.replace(cfg, task_map="vmap")).use_vmap(model, params_of(model)) is True
+    assert get_algorithm(dataclasses.replace(cfg, task_map="loop")).use_vmap(model, params_of(model)) is False

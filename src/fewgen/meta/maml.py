@@ -20,20 +20,18 @@ compiles the vmapped chunk (:meth:`MAML.compiled_meta_loss`), not the chunking a
 
 Execution path (``train.task_map``): ``vmap`` runs a chunk's tasks vectorised; ``loop`` runs them
 one by one with ordinary autograd (:func:`~fewgen.meta.inner.autograd_grad`), the arithmetic of
-a plain per-task loop; both give the same meta-gradient (to rounding, tested). Which is faster
-depends on the model, the order and the device (on CPU a plain loop beat vmap for first-order
-MAML of the image VAE, ``benchmarks/meta_step_speed.py``), so ``auto`` measures: the first
-meta-batch with gradients runs each path twice (a cloned generator: training's randomness is
-untouched) and keeps the one with fewer CPU seconds (:func:`faster_task_map`). The choice is
-remembered for the process, per model and meta-batch shape, so runs in one process take the
-same path; set ``vmap`` or ``loop`` for bit-identical runs across processes and machines.
+a plain per-task loop; both give the same meta-gradient (to rounding, tested). ``auto`` (the
+default) is a fixed rule from the measurement (``benchmarks/meta_step_speed.py``, docs/results.md):
+on CPU the loop is faster for first-order steps (1.10 against 1.35 CPU s for the image VAE;
+vmap's transposed gradient sums and denormal BCE gradients cost it), vmap is as fast for
+second-order ones, so ``auto`` is ``loop`` for first order on CPU and ``vmap`` otherwise. A rule,
+not a timing taken at run time: the same seed gives the same run, bit for bit, every time.
 """
 
 from __future__ import annotations
 
-import time
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -44,37 +42,6 @@ from ..tasks.base import Episode
 from .base import MetaAlgorithm
 from .inner import (chunked_task_mean, draw_episode_noise, fine_tune_task, init_inner_lrs, inner_config, inner_lrs,
                     map_tasks, noise_tasks, query_loss_task)
-
-
-_TASK_MAP: dict[tuple[Any, ...], bool] = {}  # train.task_map = auto: measured choices (True: vmap) in this process
-
-
-def cpu_seconds(fn: Callable[[], Tensor], leaves: list[Tensor], repeats: int = 2) -> float:
-    """CPU seconds (``time.process_time``: robust to other load on the machine) of the last of
-    ``repeats`` runs of ``fn()`` and its gradient w.r.t. ``leaves`` (the first warms the allocator)."""
-    seconds = 0.0
-    for _ in range(repeats):
-        start = time.process_time()
-        loss = fn()
-        if loss.requires_grad:
-            torch.autograd.grad(loss, leaves, allow_unused=True)
-        seconds = time.process_time() - start
-    return seconds
-
-
-def faster_task_map(meta_loss: Callable[[bool, torch.Generator | None], Tensor], leaves: list[Tensor],
-                    generator: torch.Generator | None) -> bool:
-    """Whether ``meta_loss(vectorize=True, g)`` with its gradient costs fewer CPU seconds than with
-    ``False`` (a per-task loop). Each run gets a copy of ``generator``, so the caller's stays untouched."""
-    def copy() -> torch.Generator | None:
-        if generator is None:
-            return None
-        g = torch.Generator(device=generator.device)
-        g.set_state(generator.get_state())
-        return g
-
-    seconds = {v: cpu_seconds(lambda v=v: meta_loss(v, copy()), leaves) for v in (True, False)}
-    return seconds[True] <= seconds[False]
 
 
 class MAML(MetaAlgorithm):
@@ -107,32 +74,23 @@ class MAML(MetaAlgorithm):
 
     def meta_loss(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
                   generator: torch.Generator) -> Tensor:
-        vectorize = self.use_vmap(model, params, algo_params, ep, generator)
+        vectorize = self.use_vmap(model, params)
         return self._meta_loss(partial(self.task_losses, vectorize=vectorize), model, params, algo_params, ep, generator)
 
-    def use_vmap(self, model: GenerativeModel, params: Params, algo_params: dict[str, Tensor], ep: Episode,
-                 generator: torch.Generator | None) -> bool:
-        """Whether this meta-batch's tasks run in ``vmap`` (``train.task_map``; ``auto``: the path
-        :func:`faster_task_map` measured on the first meta-batch of this shape with gradients;
-        vmap until then)."""
+    def use_vmap(self, model: GenerativeModel, params: Params) -> bool:
+        """Whether a meta-batch's tasks run in ``vmap`` (``train.task_map``; ``auto``: a loop for
+        first-order steps on CPU, vmap otherwise; see the module docstring)."""
         if not (self.vectorize and model.vmappable) or self.cfg.task_map == "loop":
             return False
         if self.cfg.task_map == "vmap":
             return True
-        key = (type(model).__name__, tuple((k, tuple(v.shape), v.dtype, v.device) for k, v in params.items()),
-               tuple(algo_params), self.inner, self.cfg.task_chunk, tuple(ep.support.shape), tuple(ep.query.shape))
-        leaves = [t for t in (*params.values(), *algo_params.values()) if t.requires_grad]
-        if key not in _TASK_MAP and leaves and torch.is_grad_enabled():
-            def run(vectorize: bool, g: torch.Generator | None) -> Tensor:
-                losses = partial(self.task_losses, vectorize=vectorize)
-                return self._meta_loss(losses, model, params, algo_params, ep, g)
-            _TASK_MAP[key] = faster_task_map(run, leaves, generator)
-        return _TASK_MAP.get(key, True)
+        on_cpu = next(iter(params.values())).device.type == "cpu"
+        return not (self.inner.first_order and on_cpu)
 
     def compiled_meta_loss(self) -> Callable[..., Tensor]:
         """The meta-loss with the vmapped chunk (:meth:`task_losses`) compiled: the chunking around
         it calls ``autograd.grad`` per chunk, which a compiled graph would break at anyway. Compiled,
-        the tasks run in vmap unless ``train.task_map`` is ``loop`` (nothing is measured)."""
+        the tasks run in vmap unless ``train.task_map`` is ``loop``."""
         if self.vectorize and self.cfg.task_map != "loop":
             return partial(self._meta_loss, torch.compile(self.task_losses))
         return partial(self._meta_loss, partial(self.task_losses, vectorize=False))
