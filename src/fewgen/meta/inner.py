@@ -50,6 +50,7 @@ Functions named ``*_task`` see one task (no T axis); :func:`map_tasks` runs them
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import random
@@ -62,6 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..config import TrainConfig
@@ -332,7 +334,12 @@ def autograd_grad(loss_fn: Callable[..., Tensor], create_graph: bool) -> Callabl
     convolutions (:mod:`fewgen.models.task_conv`) run torch's fused kernels, which is faster on CPU
     (``benchmarks/meta_step_speed.py``); under vmap, :func:`fine_tune_task` uses ``torch.func.grad``."""
     def fn(v: Params, *rest: Any) -> Params:
-        with torch.enable_grad():
+        # second order differentiates this gradient again: attention then takes the math kernel
+        # (the fused CPU kernel has no double backward), as it does under torch.func
+        if not v:  # nothing to adapt (e.g. FiLM of a model without any): as torch.func.grad gives
+            return {}
+        kernels = sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
+        with torch.enable_grad(), kernels:
             leaves = {k: t if create_graph and t.requires_grad else t.detach().requires_grad_() for k, t in v.items()}
             loss = loss_fn(leaves, *rest)
             gs = torch.autograd.grad(loss, list(leaves.values()), create_graph=create_graph, allow_unused=True)
