@@ -21,9 +21,9 @@ PY=${PYTHON:-python}  # e.g. PYTHON=.venv/bin/python
 FG="$PY -m fewgen"
 COMMON="--data icons --set train.clock=cpu --set train.max_seconds=$BUDGET --steps 100000 --quiet"
 
-train() {  # train MODEL: meta-train it unless its checkpoint exists
+train() {  # train MODEL: meta-train it unless its checkpoint exists (FORCE=1 trains it again)
   local out=$RUN/$1
-  [ -f $out/model.safetensors ] && [ ! -f $out/train_state.pt ] && return
+  [ -f $out/model.safetensors ] && [ -z "$FORCE" ] && return
   case $1 in
     diffusion) $FG train $COMMON --set model.family=image_diffusion --out $out --overwrite ;;
     vae) $FG train $COMMON --set model.family=image_vae --out $out --overwrite ;;
