@@ -2,7 +2,8 @@
 
 The unconditional NLL (empty support) is reported too, so the gain from conditioning shows.
 NLL is importance-weighted (IWAE) for latent-variable models, in nats per example, with a
-95% CI over tasks.
+95% CI over tasks; image models add bits per sub-pixel (bits/dim: nats / (C*S*S ln 2); colour
+models score 8-bit levels, so 8 bits/dim is a uniform guess).
 
 examples:
   fewgen eval runs/omni --data omniglot:../shared/data/omniglot --split test --shots 1,5 --json eval.json
