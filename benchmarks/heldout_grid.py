@@ -14,9 +14,8 @@ import dataclasses
 from pathlib import Path
 
 from fewgen.checkpoint import load
-from fewgen.pictures import save_grid
 from fewgen.sample import sample_images
-from fewgen.zoo.tour import adapted_held_out
+from fewgen.zoo.tour import adapted_held_out, tasks_grid
 
 
 def main() -> None:
@@ -41,9 +40,7 @@ def main() -> None:
     if args.sample_steps is not None:
         ecfg = dataclasses.replace(ecfg, sample_steps=args.sample_steps)
     samples = sample_images(adapted, args.samples, args.seed, ecfg=ecfg)
-    rows = [r for t in range(len(names)) for r in (support[t], samples[t])]
-    labels = [lab for name in names for lab in (name[:16], "samples")]
-    path = save_grid(Path(args.out), rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
+    path = tasks_grid(Path(args.out), names, support, samples)
     print(f"wrote {path}: {len(names)} held-out tasks ({', '.join(names)}), {args.shots} shots, {args.samples} samples each")
 
 

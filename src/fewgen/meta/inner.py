@@ -334,10 +334,10 @@ def autograd_grad(loss_fn: Callable[..., Tensor], create_graph: bool) -> Callabl
     convolutions (:mod:`fewgen.models.task_conv`) run torch's fused kernels, which is faster on CPU
     (``benchmarks/meta_step_speed.py``); under vmap, :func:`fine_tune_task` uses ``torch.func.grad``."""
     def fn(v: Params, *rest: Any) -> Params:
-        # second order differentiates this gradient again: attention then takes the math kernel
-        # (the fused CPU kernel has no double backward), as it does under torch.func
         if not v:  # nothing to adapt (e.g. FiLM of a model without any): as torch.func.grad gives
             return {}
+        # second order differentiates this gradient again: attention then takes the math kernel
+        # (the fused CPU kernel has no double backward), as it does under torch.func
         kernels = sdpa_kernel([SDPBackend.MATH]) if create_graph else contextlib.nullcontext()
         with torch.enable_grad(), kernels:
             leaves = {k: t if create_graph and t.requires_grad else t.detach().requires_grad_() for k, t in v.items()}

@@ -72,7 +72,7 @@ from .attention import CrossAttention, SupportEncoder
 from .base import GenerativeModel, check_heads, parse_extra
 from .diffusion_sampler import SAMPLERS, ddim_loop, guided_v
 from .nn import canonical_order, masked_mean, mlp
-from .pixels import LEVELS, categorical_decoder_nll, levels, resolve_pixels
+from .pixels import LEVELS, categorical_decoder_nll, levels, resolve_pixels, stored_pixels
 
 LOGSNR_MIN, LOGSNR_MAX = -12.0, 12.0
 TEMPLATES = (True, False, "mean", "shot")  # model.extra.template: True is "mean"
@@ -157,9 +157,8 @@ class ImageDiffusion(GenerativeModel):
         ImageDiffusionExtra(heads, p_uncond, template, pixels).validate(hidden)
         self.kwargs = dict(image_size=image_size, channels=channels, hidden=hidden, context=context, heads=heads,
                            p_uncond=p_uncond, template=template)
-        self.pixels = resolve_pixels(pixels, channels)
-        if self.pixels != "binary" or channels != 1:  # one-channel binary models (all before the key) store none
-            self.kwargs["pixels"] = self.pixels
+        self.pixels, stored = stored_pixels(pixels, channels)  # one-channel binary models (all before the key) store none
+        self.kwargs.update(stored)
         # template: the support's mean image enters the U-Net as extra input channels beside z_t
         # (zeros when the support is empty or dropped): a spatial hint of where the strokes go
         # that convolutions pick up within a few hundred steps, long before cross-attention has

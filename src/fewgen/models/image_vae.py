@@ -41,7 +41,7 @@ from ..config import EvalConfig, ModelConfig
 from ..errors import ConfigError
 from .attention import CrossAttention, SupportEncoder
 from .base import Context, GenerativeModel, check_heads, parse_extra
-from .pixels import decoder_log_prob, decoder_mean, resolve_pixels
+from .pixels import decoder_log_prob, decoder_mean, resolve_pixels, stored_pixels
 from .nn import canonical_order, conv_block, deconv_block, gaussian_kl, gaussian_log_prob, masked_mean, mlp
 from .task_conv import TaskConv2d
 
@@ -96,9 +96,8 @@ class ImageVAE(GenerativeModel):
             self.kwargs["prior"] = prior
         if attention:  # likewise
             self.kwargs.update(attention=True, heads=heads)
-        self.pixels = resolve_pixels(pixels, channels)
-        if self.pixels != "binary" or channels != 1:  # likewise: one-channel binary models store no key
-            self.kwargs["pixels"] = self.pixels
+        self.pixels, stored = stored_pixels(pixels, channels)  # likewise: one-channel binary models store no key
+        self.kwargs.update(stored)
         # the decoder's output channels: Bernoulli logits, or a logistic's means and log-scales
         self.out_channels = channels * (2 if self.pixels == "8bit" else 1)
         # prior = "mixture": p(z | support) is an equal mixture of the prior MLP's Gaussian and one

@@ -41,6 +41,14 @@ def resolve_pixels(pixels: str, channels: int) -> str:
     return pixels
 
 
+def stored_pixels(pixels: str, channels: int) -> tuple[str, dict[str, str]]:
+    """``model.extra.pixels`` resolved for images of ``channels`` channels, and the constructor
+    arguments a model stores for it: none for a one-channel binary model (every checkpoint made
+    before the key, so they load and store as they were)."""
+    resolved = resolve_pixels(pixels, channels)
+    return resolved, ({} if resolved == "binary" and channels == 1 else {"pixels": resolved})
+
+
 def levels(x: Tensor) -> Tensor:
     """Values in [0, 1] -> their 8-bit level k in 0..255 (long), rounding to the nearest."""
     return (x.clamp(0, 1) * (LEVELS - 1)).round().long()
@@ -58,7 +66,8 @@ def logistic_log_prob(mean: Tensor, log_scale: Tensor, x: Tensor) -> Tensor:
     probabilities sum to one)."""
     k = levels(x.expand_as(mean)).to(mean.dtype)
     half = 0.5 / (LEVELS - 1)
-    inv_s = torch.exp(-log_scale.clamp_min(-7.0))
+    log_scale = log_scale.clamp_min(-7.0)
+    inv_s = torch.exp(-log_scale)
     centre = k / (LEVELS - 1) - mean
     up, down = (centre + half) * inv_s, (centre - half) * inv_s
     log_cdf_up = F.logsigmoid(up)  # log P(X <= upper edge)
@@ -66,7 +75,7 @@ def logistic_log_prob(mean: Tensor, log_scale: Tensor, x: Tensor) -> Tensor:
     # log(sigmoid(up) - sigmoid(down)) computed stably; where the bin is far in a tail the
     # difference underflows and the density at the centre times the bin width stands in for it.
     mid = centre * inv_s
-    log_pdf_mid = mid - log_scale.clamp_min(-7.0) - 2 * F.softplus(mid) + math.log(2 * half)
+    log_pdf_mid = mid - log_scale - 2 * F.softplus(mid) + math.log(2 * half)
     diff = torch.sigmoid(up) - torch.sigmoid(down)
     inner = torch.where(diff > 1e-5, torch.log(diff.clamp_min(1e-12)), log_pdf_mid)
     out = torch.where(k == 0, log_cdf_up, torch.where(k == LEVELS - 1, log_sf_down, inner))

@@ -15,7 +15,7 @@ import dataclasses
 from ..config import DataConfig
 from ..errors import DataError
 from .base import TaskSet
-from .mix import load_mixture
+from .mix import load_mixture, parse_mixture
 from .source import Source
 
 # name -> Source(module, loader, syntax, about, example); `fewgen data list` shows them sorted by name
@@ -64,8 +64,8 @@ def load_tasks(spec: str, cfg: DataConfig | None = None) -> TaskSet:
     cfg = cfg or DataConfig()
     if "+" in spec:  # a mixture of sources, each loaded as a spec of its own, all at one size
         if not cfg.image_size:
-            first = SOURCES.get(spec.split("+")[0].partition(":")[0].partition("@")[0].strip())
-            cfg = dataclasses.replace(cfg, image_size=first.image_size if first else Source.image_size)
+            first = SOURCES[parse_spec(parse_mixture(spec)[0][0])[0]]
+            cfg = dataclasses.replace(cfg, image_size=first.image_size)
         return load_mixture(spec, cfg, load_tasks)
     name, arg = parse_spec(spec)
     ts = SOURCES[name].load(arg, cfg)

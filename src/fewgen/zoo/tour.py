@@ -55,16 +55,22 @@ def adapted_held_out(ck: Checkpoint, seed: int, count: int, shots: int) -> tuple
     return [name for name, _ in tasks], support, adapted
 
 
+def tasks_grid(path: Path, tasks: list[str], support: torch.Tensor, samples: torch.Tensor) -> Path:
+    """A picture at ``path``: for each task, a row of its support images (T, K, C, S, S), then a
+    row of its samples (T, n, C, S, S)."""
+    from ..pictures import save_grid
+
+    rows = [r for t in range(len(tasks)) for r in (support[t], samples[t])]
+    labels = [lab for task in tasks for lab in (f"{task.split()[0]} shots", "samples")]
+    return save_grid(path, rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
+
+
 def image_tour(ck: Checkpoint, name: str, out: Path, tasks: list[str], support: torch.Tensor, adapted: Any,
                seed: int = 0, n: int = 12) -> Path:
     """A grid: each held-out character's support images, then ``n`` samples of it."""
-    from ..pictures import save_grid
     from ..sample import sample_images
 
-    samples = sample_images(adapted, n, seed, ecfg=ck.config.eval)
-    rows = [r for t in range(len(tasks)) for r in (support[t], samples[t])]
-    labels = [lab for task in tasks for lab in (f"{task.split()[0]} shots", "samples")]
-    return save_grid(out / f"zoo_{name}.png", rows, labels=labels, gap_after=list(range(1, len(rows), 2)))
+    return tasks_grid(out / f"zoo_{name}.png", tasks, support, sample_images(adapted, n, seed, ecfg=ck.config.eval))
 
 
 def text_tour(ck: Checkpoint, name: str, out: Path, tasks: list[str], support: torch.Tensor, adapted: Any,
