@@ -6,10 +6,13 @@
 #   bash benchmarks/icons_heldout.sh runs/icons train diffusion   (one phase, one model)
 # Models: diffusion (image_diffusion), vae (image_vae, attention), transfer (image_vae meta-trained
 # unconditionally on the pooled names, fine-tuned on the support at eval), diffusion_channels
-# (diffusion with colour-permuted tasks added: data.task_augment = default + channels), style
+# (diffusion with colour-permuted tasks added: data.task_augment = default + channels), diffusion_shot
+# (diffusion whose U-Net takes one shot per sample as its template input, model.extra.template=shot), style
 # (diffusion on icons:by=theme: a task is a theme, its icons the examples; held-out themes).
 # Each eval writes $RUN/<model>/heldout.json: NLL and bits/dim at K = 0, 1, 5, and the samples'
-# FID, KID, fidelity, diversity and memorisation at K = 1 and 5, each beside real held-out icons.
+# FID, KID, fidelity, diversity, memorisation and support sensitivity at K = 1 and 5, each beside
+# real held-out icons (sensitivity: how far the samples move when another name's shots replace the
+# name's, from the same seed, over how far apart the two names' real icons are).
 set -e
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONPATH=src
 RUN=${1:?usage: icons_heldout.sh RUN [train|eval|all] [MODEL...]}
@@ -30,6 +33,8 @@ train() {  # train MODEL: meta-train it unless its checkpoint exists (FORCE=1 tr
     transfer) $FG train $COMMON --algo transfer --out $out --overwrite ;;
     diffusion_channels) $FG train $COMMON --set model.family=image_diffusion \
                           --set 'data.task_augment=["default", "channels"]' --out $out --overwrite ;;
+    diffusion_shot) $FG train $COMMON --set model.family=image_diffusion --set model.extra.template=shot \
+                      --out $out --overwrite ;;
     style) $FG train ${COMMON/--data icons/--data icons:by=theme} --set model.family=image_diffusion \
              --out $out --overwrite ;;
   esac
@@ -40,7 +45,7 @@ evaluate() {  # evaluate MODEL on the held-out names
   [ $1 = transfer ] && steps=0,10
   for k in 1 5; do
     $FG eval $RUN/$1 --split test --shots $k --steps $steps --max-tasks 100 --max-queries 5 \
-        --importance-samples 25 --metrics nll,fid,kid,fidelity,diversity,memorization --samples 32 \
+        --importance-samples 25 --metrics nll,fid,kid,fidelity,diversity,memorization,sensitivity --samples 32 \
         --quiet --json $RUN/$1/heldout_k$k.json
   done
 }

@@ -5,7 +5,7 @@ adapts to a new distribution from few samples better and more cheaply than train
 For every method: meta-train (or take a given checkpoint), then on the held-out split report
 NLL for every K x adaptation steps (the same seeded episodes for every method), the
 adaptation wall time, and for images the sample-quality metrics of :mod:`fewgen.image_quality`
-(FID/KID on a domain feature network, fidelity, diversity, memorisation) on the same
+(FID/KID on a domain feature network, fidelity, diversity, memorisation, support sensitivity) on the same
 support sets, beside the values real held-out data gets under the same protocol. Writes
 ``results.json``, ``results.md``, PNG plots and a sample grid per method.
 Paired differences over the same tasks (each method after s steps minus itself at 0 steps, and
@@ -231,7 +231,7 @@ def _evaluate_method(cfg: BenchConfig, method: str, ck: Checkpoint, adapt_fn, he
     if quality is not None:
         entry["adapt_seconds_per_task"] = adaptation_seconds(adapt_fn, quality.support, cfg.steps)
         entry["quality"] = quality_reports(adapt_fn, quality, max(cfg.steps), cfg.base.eval, cfg.quality_samples,
-                                           cfg.seed, out / f"samples_{method}.png", method)
+                                           cfg.seed, out / f"samples_{method}.png", method, sensitivity=True)
     if held_out.modality == "text":
         entry["text_quality"] = text_quality_for(adapt_fn, held_out, seen, cfg, scripts)
     return entry, per_task
@@ -331,20 +331,22 @@ def _image_quality_lines(results: dict[str, Any]) -> list[str]:
              "at half the size, not a target), fidelity of all of them (chance: 1 / tasks), memorisation of each "
              "against the support and the others (one reference fewer than the samples: it leans high; bound: the "
              "most that samples copying nothing score in "
-             "expectation, 1 / (real examples + 1)).", "",
+             "expectation, 1 / (real examples + 1)). Sensitivity (configured sampler): how far the samples move "
+             "when another task's support replaces the task's, from the same seed, over how far apart the two "
+             "tasks' real examples are (0: the seed alone decides the sample; about 1: it follows the support).", "",
              "| method | steps | sampler | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | "
-             "s / 64 samples | adapt s/task | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "sensitivity (≈1) | s / 64 samples | adapt s/task | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, e, key, qr in reports:
         s = key.split(":")[0]
         lines.append(f"| {m} | {s} | {qr.get('sampler', '-')} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | "
                      f"{_fmt(qr, 'fidelity')} | {_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
-                     f"{_fmt(qr, 'seconds_per_64')} | "
+                     f"{_fmt(qr, 'sensitivity')} | {_fmt(qr, 'seconds_per_64')} | "
                      f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
     lines.append(f"| {REAL_ROW} | - | - | {_fmt(first, 'fid_real')} | {_fmt(first, 'kid_real')} | "
                  f"{_fmt(first, 'fidelity_real')} (chance {_fmt(first, 'fidelity_chance')}) | "
                  f"{_fmt(first, 'diversity_real')} | {_fmt(first, 'memorization_real')} "
-                 f"(bound {_fmt(first, 'memorization_chance')}) | - | - | - |")
+                 f"(bound {_fmt(first, 'memorization_chance')}) | - | - | - | - |")
     return lines
 
 

@@ -310,7 +310,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-QUALITY_FIGURES = ("fid", "kid", "fidelity", "diversity", "memorization", "fid_pooled", "kid_pooled")
+QUALITY_FIGURES = ("fid", "kid", "fidelity", "diversity", "memorization", "sensitivity", "fid_pooled", "kid_pooled")
 QUALITY_LEVELS = {"fidelity": "chance", "memorization": "bound"}  # the figure's level printed beside its real value
 
 
@@ -330,7 +330,10 @@ def quality_lines(quality: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      "(fid, kid, diversity: one half against the other, a noise level at half the size; fidelity: "
                      "all of them; memorization: each against the support and the others, one reference fewer than the "
                      "samples, so it leans high); chance: 1 / tasks; "
-                     "bound: the most samples that copy nothing score in expectation, 1 / (real + 1)")
+                     "bound: the most samples that copy nothing score in expectation, 1 / (real + 1)"
+                     + ("; sensitivity: how far the samples move when another task's support replaces the "
+                        "task's (same seed), over how far apart the two tasks' real examples are (0 = the "
+                        "support is ignored)" if q.get("sensitivity") is not None else ""))
     return lines
 
 

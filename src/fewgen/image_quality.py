@@ -64,16 +64,20 @@ def quality_set(train_ts: TaskSet, held_out: TaskSet, shots: int, tasks: int, se
 
 def quality_reports(adapt_fn: AdaptFn, q: QualitySet, steps: int, ecfg: EvalConfig, samples: int = 32,
                     seed: int = 0, grid: str | Path | None = None, label: str = "samples",
-                    all_samplers: bool = True) -> dict[str, Any]:
+                    all_samplers: bool = True, sensitivity: bool = False) -> dict[str, Any]:
     """Sample-quality figures of ``adapt_fn`` on ``q`` after 0 adaptation steps and after
     ``steps``: one report per step count (key ``"s"``, the sampler ``ecfg`` configures) and, with
     ``all_samplers``, per other sampler (``"s:label"``, the family's ``sampler_variants``), each with its
     sampler's label and the seconds per 64 samples (``samples`` per task, batched over the tasks,
     drawn from ``seed``). ``grid``: a PNG of four tasks' shots and samples after ``steps``
-    (rows labelled ``label s=steps``)."""
-    from .metrics.quality import quality_report
+    (rows labelled ``label s=steps``). ``sensitivity``: the configured sampler's report also gets
+    ``sensitivity`` (:func:`fewgen.metrics.quality.support_sensitivity`): the same samples drawn
+    again, from the same seed, with each task's support swapped for another task's (twice the
+    sampling time)."""
+    from .metrics.quality import partners, quality_report
 
     mask = torch.ones(q.support.shape[:2], dtype=torch.bool)
+    partner = partners(len(q.support), seed) if sensitivity else None
     res = {}
     for s in sorted({0, steps}):
         a: Adapted = adapt_fn(q.support, mask, s)
@@ -81,8 +85,13 @@ def quality_reports(adapt_fn: AdaptFn, q: QualitySet, steps: int, ecfg: EvalConf
             t0 = time.perf_counter()
             x = adapted_sample(a, samples, torch.Generator().manual_seed(seed), **opts)  # (T, n, *X)
             seconds_64 = (time.perf_counter() - t0) * 64 / (x.shape[0] * x.shape[1])
-            res[str(s) if j == 0 else f"{s}:{sampler}"] = {**quality_report(x, q.support, q.real, q.net),
-                                                           "sampler": sampler, "seconds_per_64": seconds_64}
+            swapped = None
+            if partner is not None and j == 0:  # the same noise, another task's shots
+                swapped = adapted_sample(adapt_fn(q.support[partner], mask, s), samples,
+                                         torch.Generator().manual_seed(seed), **opts)
+            res[str(s) if j == 0 else f"{s}:{sampler}"] = {
+                **quality_report(x, q.support, q.real, q.net, swapped=swapped, partner=partner),
+                "sampler": sampler, "seconds_per_64": seconds_64}
             if s == steps and j == 0 and grid is not None:
                 _save_grid(grid, q.support, x, f"{label} s={s}")
     return res

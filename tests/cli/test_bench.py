@@ -24,11 +24,12 @@ def test_bench_tiny(omniglot_dir, tmp_path):
     for m, e in res["methods"].items():
         assert set(e["nll"]["steps"]) == {"0", "2"} and set(e["nll"]["steps"]["2"]) == {"1", "5"}
         assert e["nll"]["steps"]["0"]["5"]["tasks"] == 4  # the same held-out tasks for every method
-        assert set(e["quality"]["2"]) >= {"fid", "kid", "fidelity", "diversity", "memorization"}
+        assert set(e["quality"]["2"]) >= {"fid", "kid", "fidelity", "diversity", "memorization", "sensitivity"}
     # scratch has no meta-training: it is far worse than a meta-trained model before adaptation
     assert res["methods"]["scratch"]["nll"]["shots"]["5"]["nll_nats"] > res["methods"]["amortized"]["nll"]["shots"]["5"]["nll_nats"]
     md = (tmp_path / "b" / "results.md").read_text()
     assert "| amortized |" in md and "| scratch |" in md and md.count("| real held-out data |") == 1
+    assert "sensitivity (≈1) |" in md
 
 
 def test_quick_budget_is_small():

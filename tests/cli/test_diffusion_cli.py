@@ -29,12 +29,13 @@ def test_diffusion_on_two_examples_per_task(tmp_path, capsys):
                  "--out", str(tmp_path / "g2.png")]) == 0
     out = tmp_path / "eval" / "r.json"
     assert main(["eval", str(run), "--split", "all", "--shots", "1", "--importance-samples", "2",
-                 "--metrics", "nll,fid,kid,fidelity,diversity,memorization", "--sample-steps", "2",
+                 "--metrics", "nll,fid,kid,fidelity,diversity,memorization,sensitivity", "--sample-steps", "2",
                  "--feature-steps", "3", "--json", str(out), "--quiet"]) == 0
     r = json.loads(out.read_text())
     q = r["quality"]["0"]
     assert q["shots"] == 1 and q["tasks"] == 6 and 0 <= q["fidelity"] <= 1 and q["memorization"] is not None
     assert q["fid"] is None and q["fid_pooled"] is not None  # one real example per task: pooled FID only
+    assert q["sensitivity"] >= 0 and q["sensitivity_ci95"] is not None and "sensitivity_real" not in q
     assert r["shots"]["1"]["nll_nats"] > 0
 
 

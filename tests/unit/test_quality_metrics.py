@@ -16,7 +16,8 @@ from fewgen.errors import CheckpointError
 from fewgen import feature_net as features
 from fewgen.feature_net import FeatureNet, embed, feature_net_for, load_feature_net, save_feature_net, train_feature_net
 from fewgen.metrics.fid import fid, fid_from_features, frechet_distance, kid, kid_from_features
-from fewgen.metrics.quality import diversity, fidelity, mean_pairwise_distance, memorization, quality_report
+from fewgen.metrics.quality import (diversity, fidelity, mean_pairwise_distance, memorization, partners, quality_report,
+                                    support_sensitivity)
 
 WAYS = 10  # held-out tasks per report
 
@@ -91,6 +92,55 @@ def test_fidelity_assigns_each_sample_to_its_nearest_prototype():
     assert fidelity(samples, support).tolist() == [0.5, 1.0]
     mask = torch.tensor([[True, False], [True, True]])  # task 0's prototype becomes 0
     assert fidelity(torch.tensor([[[4.0]], [[6.0]]]), support, mask).tolist() == [1.0, 1.0]
+
+
+def test_partners_are_a_seeded_cycle_with_no_task_its_own():
+    p = partners(7, seed=3)
+    assert sorted(p.tolist()) == list(range(7)) and all(p[i] != i for i in range(7))
+    assert torch.equal(p, partners(7, seed=3)) and not torch.equal(p, partners(7, seed=4))
+    assert partners(2).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="two tasks"):
+        partners(1)
+
+
+def test_support_sensitivity_is_how_far_samples_move_over_how_far_the_concepts_lie():
+    real = torch.tensor([[[0.0], [0.0]], [[10.0], [10.0]]])  # (T=2, Q=2, D=1): the two tasks 10 apart
+    samples = torch.tensor([[[1.0], [2.0]], [[9.0], [8.0]]])
+    p = torch.tensor([1, 0])
+    assert support_sensitivity(samples, samples, real, p).tolist() == [0.0, 0.0]  # the seed alone decides
+    assert support_sensitivity(samples, samples + 5, real, p).tolist() == [0.5, 0.5]
+    assert support_sensitivity(samples, samples.flip(0), real, p).tolist() == [0.7, 0.7]  # (8 + 6) / 2 / 10
+
+
+def tiny_diffusion(read_support: bool):
+    """A tiny image_diffusion model: fresh (its zero-initialised output layers ignore the support
+    exactly) or with every parameter moved at random (it reads the support)."""
+    from fewgen.config import Config, replace
+    from fewgen.models import build_model
+
+    cfg = replace(Config(), data={"image_size": 8}, model={"family": "image_diffusion", "hidden": 8, "context": 16})
+    m = build_model(cfg.model, {"example_shape": [1, 8, 8], "modality": "image"})
+    if read_support:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for q in m.parameters():
+                q.add_(0.3 * torch.randn(q.shape, generator=g))
+    return m.eval(), cfg.eval
+
+
+@pytest.mark.parametrize("read_support", [False, True])
+def test_quality_reports_measure_whether_samples_follow_the_support(read_support):
+    from fewgen.adaptation import adapt
+    from fewgen.image_quality import QualitySet, quality_reports
+
+    model, ecfg = tiny_diffusion(read_support)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(4, 6, 1, 8, 8, generator=g) > 0.6).float()
+    q = QualitySet(x[:, :2], x[:, 2:], FeatureNet(1, 8, width=8).eval())
+    res = quality_reports(lambda s, m, steps: adapt(model, s, m), q, 0, ecfg, samples=3, sensitivity=True)
+    sens = res["0"]["sensitivity"]
+    assert sens == 0.0 if not read_support else sens > 0.05
+    assert "sensitivity" not in quality_reports(lambda s, m, steps: adapt(model, s, m), q, 0, ecfg, samples=3)["0"]
 
 
 # ----------------------------------------------------------------------------- on held-out Omniglot

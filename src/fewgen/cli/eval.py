@@ -10,6 +10,13 @@ examples:
   fewgen eval runs/user --data folder:./my_chars --split all --shots 1
   fewgen eval runs/maml --steps 0,1,5,10 --json maml.json       # after 0/1/5/10 fine-tuning steps
   fewgen eval runs/maml --algo scratch --steps 0,1,5,10           # baseline: fresh init + fine-tuning
+  fewgen eval runs/omni --shots 1 --metrics fid,fidelity,memorization,sensitivity --json quality.json
+
+Image sample quality (--metrics fid,kid,fidelity,diversity,memorization,sensitivity) is scored on
+a domain feature network trained on the checkpoint's meta-train tasks, each figure beside what
+real held-out examples get; "sensitivity" draws the samples again from the same seed with each
+task's support swapped for another task's: how far they move, over how far apart the two tasks'
+real examples are (0 = the seed alone decides the sample; about 1 = it follows the support).
 
 Text models add bits per character (per Unicode character, EOS counted as one; a task's figure
 is its total bits over its total characters) to every entry, with "by_script": the mean over the
@@ -80,8 +87,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent", choices=("fusion", "prior"), default=None,
                    help="images: the latent sampler the quality metrics use (default: the checkpoint's eval.latent)")
     add_diffusion_arguments(p)
-    p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization "
-                   "(image sample quality on a domain feature network trained on the checkpoint's meta-train tasks); "
+    p.add_argument("--metrics", default="nll", help="comma-separated: nll,fid,kid,fidelity,diversity,memorization,"
+                   "sensitivity (image sample quality on a domain feature network trained on the checkpoint's "
+                   "meta-train tasks; sensitivity: do the samples move when the support does); "
                    "text: nll,fidelity (samples attributed to the support's task by character n-gram language "
                    "identifiers fit on each task's other examples)")
     p.add_argument("--feature-steps", type=int, default=300, help="episodes to train the domain feature network")
@@ -127,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     quality = [m for m in metrics if m != "nll"]
     if text and quality and (quality != ["fidelity"] or args.samples <= 0):
         raise FewgenError(f"--metrics {','.join(quality)}: for text only fidelity, with --samples > 0 "
-                          "(fid, kid, diversity and memorization are for images)")
+                          "(fid, kid, diversity, memorization and sensitivity are for images; text samples "
+                          "always report their sensitivity)")
     report = _text_report(ck, ts, adapt_fn, ecfg, args, "fidelity" in quality) if text else \
         evaluate(adapt_fn, ts, ecfg, progress=not args.quiet)
     if quality and not text:
@@ -151,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization")
+QUALITY_METRICS = ("fid", "kid", "fidelity", "diversity", "memorization", "sensitivity")
 
 
 def _text_report(ck, ts, adapt_fn, ecfg, args: argparse.Namespace, fidelity: bool) -> dict:
@@ -235,7 +244,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     if q is None:
         raise FewgenError(f"{args.data or cfg.data.spec}: too few examples per task for sample-quality metrics")
     per_steps = quality_reports(adapt_fn, q, max(ecfg.steps), ecfg, seed=ecfg.seed, grid=out / "samples_eval.png",
-                                label="eval", all_samplers=False)
+                                label="eval", all_samplers=False, sensitivity="sensitivity" in wanted)
     # each figure beside real held-out data's value under the same protocol, and the levels to read them by
     keep = {w + end for w in wanted for end in ("", "_ci95", "_real", "_real_ci95")}
     keep |= {"tasks", "samples_per_task", "shots", "real_per_task", "fidelity_real", "fidelity_chance",

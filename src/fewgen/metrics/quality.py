@@ -19,6 +19,10 @@ Shapes: ``T`` tasks, ``n`` samples, ``K`` shots, ``Q`` real held-out examples, `
 - **Memorisation** (:func:`memorization`): the share of samples that copy a shot (see the
   function for the precise rule). Copies of the support give 1; fresh real examples give at
   most ``1 / (Q + 1)`` in expectation.
+- **Support sensitivity** (:func:`support_sensitivity`): how far a task's samples move when only
+  its support changes (another task's shots, the same seed), over how far apart the two tasks'
+  real examples are. 0: the seed alone decides the sample (the support is ignored); about 1:
+  the samples change as much as the concept does.
 - **FID / KID** per task (samples against the task's real examples) and pooled over all tasks
   (:mod:`fewgen.metrics.fid`).
 
@@ -173,6 +177,32 @@ def memorization_real(support: Tensor, real: Tensor, support_mask: Tensor | None
     return torch.cat(out)
 
 
+def partners(num_tasks: int, seed: int = 0) -> Tensor:
+    """Each task's partner for :func:`support_sensitivity` ``(T,)``: the next task in a seeded
+    random cycle through all T, so no task is its own partner. Needs T >= 2."""
+    if num_tasks < 2:
+        raise ValueError(f"partners: need two tasks at least, got {num_tasks}")
+    order = torch.randperm(num_tasks, generator=torch.Generator().manual_seed(seed))
+    partner = torch.empty_like(order)
+    partner[order] = order.roll(-1)
+    return partner
+
+
+def support_sensitivity(samples: Tensor, swapped: Tensor, real: Tensor, partner: Tensor) -> Tensor:
+    """Per-task support sensitivity ``(T,)``: the mean distance between task t's samples ``(T, n, D)``
+    and the same-index samples drawn with the same seed from its partner's support instead
+    (``swapped[t]``, the support of task ``partner[t]``), over the mean distance between task t's
+    real examples and its partner's ``(T, Q, D)``.
+
+    A model that ignores its support draws the same image from the same noise whatever the
+    shots: 0. One that reads it moves its samples as far as the concepts' real examples lie apart:
+    about 1 (the shared noise may keep some layout, so a little below 1 is no fault)."""
+    moved = (samples - swapped).norm(dim=-1).double().mean(1)  # (T,)
+    other = real[partner.to(real.device)]
+    apart = torch.cat([_dist(real[j], other[j]).double().mean((1, 2)) for j in _task_chunks(len(real), real.shape[1] ** 2)])
+    return moved / apart
+
+
 # ----------------------------------------------------------------------------- the report
 def _num(x: float | Tensor) -> float | None:
     """A JSON-safe number: non-finite values (an undefined figure) become None."""
@@ -234,7 +264,8 @@ def _per_task_figures(f_gen: Tensor, f_sup: Tensor, f_real: Tensor, mask: Tensor
 
 def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Module,
                    support_mask: Tensor | None = None, names: Sequence[str] | None = None, chunk: int = 256,
-                   kid_subset_size: int = 100, kid_subsets: int = 50, seed: int = 0) -> dict[str, Any]:
+                   kid_subset_size: int = 100, kid_subsets: int = 50, seed: int = 0,
+                   swapped: Tensor | None = None, partner: Tensor | None = None) -> dict[str, Any]:
     """Every sample-quality figure of T tasks beside the value real held-out data gets under the
     same protocol, per task and as a mean with a 95% CI over tasks.
 
@@ -248,6 +279,9 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
         chunk: images per forward pass of ``net``.
         kid_subset_size, kid_subsets, seed: KID's subsets (size capped at the smaller set) and
             their seed; ``seed`` also draws :func:`real_halves`.
+        swapped, partner: for ``sensitivity`` (:func:`support_sensitivity`): the samples
+            ``(T, n, C, S, S)`` drawn with the samples' seed from the support of task ``partner[t]``
+            (:func:`partners`) in place of task t's.
 
     Returns a JSON-safe dict: ``fid``, ``kid``, ``fidelity``, ``diversity``, ``memorization``
     (each with ``<name>_ci95``; undefined figures are None and left out of the means) and each
@@ -263,6 +297,9 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
       not n against Q: FID's upward small-set bias is larger there, so ``fid_real`` is the noise
       level of the figure at that size, to read beside ``fid``, not an equal-size target.
 
+    With ``swapped``: ``sensitivity`` (+ ``_ci95``), which has no real value (real data has no
+    seed); 0 is a model that ignores its support, about 1 one that follows it.
+
     ``fid_pooled`` / ``kid_pooled`` (all samples against all real examples) and
     ``fid_pooled_real`` / ``kid_pooled_real`` (all first halves against all second halves);
     the sizes ``tasks``, ``samples_per_task``, ``shots``, ``real_per_task``, ``feature_dim``;
@@ -277,6 +314,8 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
     half_a, half_b = real_halves(f_real, seed)
     kid_args = (kid_subset_size, kid_subsets, seed)
     per = _per_task_figures(f_gen, f_sup, f_real, mask, (half_a, half_b), kid_args)
+    if swapped is not None and partner is not None:
+        per["sensitivity"] = support_sensitivity(f_gen, embed(net, swapped, chunk), f_real, partner)
     report: dict[str, Any] = {}
     for k, v in per.items():
         _summary(report, k, v)
