@@ -333,7 +333,8 @@ def _image_quality_lines(results: dict[str, Any]) -> list[str]:
              "most that samples copying nothing score in "
              "expectation, 1 / (real examples + 1)). Sensitivity (configured sampler): how far the samples move "
              "when another task's support replaces the task's, from the same seed, over how far apart the two "
-             "tasks' real examples are (0: the seed alone decides the sample; about 1: it follows the support).", "",
+             "tasks' real examples are (0: the seed alone decides the sample; about 1: it follows the support); "
+             "in brackets the same ratio for another seed and the same support.", "",
              "| method | steps | sampler | FID ↓ | KID ↓ | fidelity ↑ | diversity (≈1) | memorisation ↓ | "
              "sensitivity (≈1) | s / 64 samples | adapt s/task | train s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -341,7 +342,7 @@ def _image_quality_lines(results: dict[str, Any]) -> list[str]:
         s = key.split(":")[0]
         lines.append(f"| {m} | {s} | {qr.get('sampler', '-')} | {_fmt(qr, 'fid')} | {_fmt(qr, 'kid')} | "
                      f"{_fmt(qr, 'fidelity')} | {_fmt(qr, 'diversity')} | {_fmt(qr, 'memorization')} | "
-                     f"{_fmt(qr, 'sensitivity')} | {_fmt(qr, 'seconds_per_64')} | "
+                     f"{_sens(qr)} | {_fmt(qr, 'seconds_per_64')} | "
                      f"{e['adapt_seconds_per_task'].get(s, float('nan')):.3f} | {e['train_seconds']:.0f} |")
     lines.append(f"| {REAL_ROW} | - | - | {_fmt(first, 'fid_real')} | {_fmt(first, 'kid_real')} | "
                  f"{_fmt(first, 'fidelity_real')} (chance {_fmt(first, 'fidelity_chance')}) | "
@@ -410,6 +411,11 @@ def _script_lines(results: dict[str, Any]) -> list[str]:
                  for g in groups]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _sens(qr: dict[str, Any]) -> str:
+    """Support sensitivity with the seed's beside it, ``0.64 (seed 0.76)``, or ``-``."""
+    return _fmt(qr, "sensitivity") + (f" (seed {_fmt(qr, 'sensitivity_seed')})" if qr.get("sensitivity_seed") is not None else "")
 
 
 def _fmt(qr: dict[str, Any], key: str) -> str:

@@ -333,7 +333,8 @@ def quality_lines(quality: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      "bound: the most samples that copy nothing score in expectation, 1 / (real + 1)"
                      + ("; sensitivity: how far the samples move when another task's support replaces the "
                         "task's (same seed), over how far apart the two tasks' real examples are (0 = the "
-                        "support is ignored)" if q.get("sensitivity") is not None else ""))
+                        "support is ignored; seed: the same for another seed and the same support)"
+                        if q.get("sensitivity") is not None else ""))
     return lines
 
 
@@ -343,6 +344,8 @@ def _quality_figure(q: Mapping[str, Any], key: str) -> str:
     text = f"{key} {q[key]:.3g}" + (f" ± {ci:.2g}" if ci is not None else "")
     real = q.get(key + "_real")
     extras = [f"real {'-' if real is None else format(real, '.3g')}"] if key + "_real" in q else []
+    if q.get(key + "_seed") is not None:  # sensitivity: what a change of seed moves, on the same scale
+        extras.append(f"seed {q[key + '_seed']:.3g}")
     level = QUALITY_LEVELS.get(key)
     if level and q.get(f"{key}_chance") is not None:
         extras.append(f"{level} {q[f'{key}_chance']:.3g}")

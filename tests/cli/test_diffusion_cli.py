@@ -36,6 +36,7 @@ def test_diffusion_on_two_examples_per_task(tmp_path, capsys):
     assert q["shots"] == 1 and q["tasks"] == 6 and 0 <= q["fidelity"] <= 1 and q["memorization"] is not None
     assert q["fid"] is None and q["fid_pooled"] is not None  # one real example per task: pooled FID only
     assert q["sensitivity"] >= 0 and q["sensitivity_ci95"] is not None and "sensitivity_real" not in q
+    assert q["sensitivity_seed"] > 0
     assert r["shots"]["1"]["nll_nats"] > 0
 
 

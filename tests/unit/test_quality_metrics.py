@@ -17,7 +17,7 @@ from fewgen import feature_net as features
 from fewgen.feature_net import FeatureNet, embed, feature_net_for, load_feature_net, save_feature_net, train_feature_net
 from fewgen.metrics.fid import fid, fid_from_features, frechet_distance, kid, kid_from_features
 from fewgen.metrics.quality import (diversity, fidelity, mean_pairwise_distance, memorization, partners, quality_report,
-                                    support_sensitivity)
+                                    seed_sensitivity, support_sensitivity)
 
 WAYS = 10  # held-out tasks per report
 
@@ -110,6 +110,7 @@ def test_support_sensitivity_is_how_far_samples_move_over_how_far_the_concepts_l
     assert support_sensitivity(samples, samples, real, p).tolist() == [0.0, 0.0]  # the seed alone decides
     assert support_sensitivity(samples, samples + 5, real, p).tolist() == [0.5, 0.5]
     assert support_sensitivity(samples, samples.flip(0), real, p).tolist() == [0.7, 0.7]  # (8 + 6) / 2 / 10
+    assert seed_sensitivity(samples, real, p).tolist() == [0.1, 0.1]  # two samples of a task lie 1 apart
 
 
 def tiny_diffusion(read_support: bool):
@@ -138,8 +139,9 @@ def test_quality_reports_measure_whether_samples_follow_the_support(read_support
     x = (torch.rand(4, 6, 1, 8, 8, generator=g) > 0.6).float()
     q = QualitySet(x[:, :2], x[:, 2:], FeatureNet(1, 8, width=8).eval())
     res = quality_reports(lambda s, m, steps: adapt(model, s, m), q, 0, ecfg, samples=3, sensitivity=True)
-    sens = res["0"]["sensitivity"]
+    sens, seed = res["0"]["sensitivity"], res["0"]["sensitivity_seed"]
     assert sens == 0.0 if not read_support else sens > 0.05
+    assert seed > 0  # another seed moves the samples either way
     assert "sensitivity" not in quality_reports(lambda s, m, steps: adapt(model, s, m), q, 0, ecfg, samples=3)["0"]
 
 

@@ -16,7 +16,8 @@ Image sample quality (--metrics fid,kid,fidelity,diversity,memorization,sensitiv
 a domain feature network trained on the checkpoint's meta-train tasks, each figure beside what
 real held-out examples get; "sensitivity" draws the samples again from the same seed with each
 task's support swapped for another task's: how far they move, over how far apart the two tasks'
-real examples are (0 = the seed alone decides the sample; about 1 = it follows the support).
+real examples are (0 = the seed alone decides the sample; about 1 = it follows the support),
+beside the same ratio for another seed and the same support ("seed").
 
 Text models add bits per character (per Unicode character, EOS counted as one; a task's figure
 is its total bits over its total characters) to every entry, with "by_script": the mean over the
@@ -246,7 +247,7 @@ def _quality(ck, cfg, ts, adapt_fn, ecfg, wanted: list[str], args: argparse.Name
     per_steps = quality_reports(adapt_fn, q, max(ecfg.steps), ecfg, seed=ecfg.seed, grid=out / "samples_eval.png",
                                 label="eval", all_samplers=False, sensitivity="sensitivity" in wanted)
     # each figure beside real held-out data's value under the same protocol, and the levels to read them by
-    keep = {w + end for w in wanted for end in ("", "_ci95", "_real", "_real_ci95")}
+    keep = {w + end for w in wanted for end in ("", "_ci95", "_real", "_real_ci95", "_seed", "_seed_ci95")}
     keep |= {"tasks", "samples_per_task", "shots", "real_per_task", "fidelity_real", "fidelity_chance",
              "memorization_chance", "sampler", "seconds_per_64"}
     keep |= {w + end for w in wanted if w in ("fid", "kid") for end in ("_pooled", "_pooled_real")}  # all tasks pooled

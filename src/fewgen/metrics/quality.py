@@ -22,7 +22,8 @@ Shapes: ``T`` tasks, ``n`` samples, ``K`` shots, ``Q`` real held-out examples, `
 - **Support sensitivity** (:func:`support_sensitivity`): how far a task's samples move when only
   its support changes (another task's shots, the same seed), over how far apart the two tasks'
   real examples are. 0: the seed alone decides the sample (the support is ignored); about 1:
-  the samples change as much as the concept does.
+  the samples change as much as the concept does. Beside it, the same ratio for a change of
+  seed with the support kept (:func:`seed_sensitivity`): which of the two decides the sample.
 - **FID / KID** per task (samples against the task's real examples) and pooled over all tasks
   (:mod:`fewgen.metrics.fid`).
 
@@ -198,9 +199,21 @@ def support_sensitivity(samples: Tensor, swapped: Tensor, real: Tensor, partner:
     shots: 0. One that reads it moves its samples as far as the concepts' real examples lie apart:
     about 1 (the shared noise may keep some layout, so a little below 1 is no fault)."""
     moved = (samples - swapped).norm(dim=-1).double().mean(1)  # (T,)
+    return moved / _concepts_apart(real, partner)
+
+
+def seed_sensitivity(samples: Tensor, real: Tensor, partner: Tensor) -> Tensor:
+    """Per-task ``(T,)``: :func:`support_sensitivity` for a change of seed instead of support: the
+    mean distance between two of task t's samples ``(T, n, D)`` (other noise, the same shots) over
+    the same distance between its real examples and its partner's ``(T, Q, D)``. Where it is above
+    :func:`support_sensitivity`, the seed moves the samples more than the support does."""
+    return mean_pairwise_distance(samples) / _concepts_apart(real, partner)
+
+
+def _concepts_apart(real: Tensor, partner: Tensor) -> Tensor:
+    """The mean distance between task t's real examples and task ``partner[t]``'s ``(T,)``."""
     other = real[partner.to(real.device)]
-    apart = torch.cat([_dist(real[j], other[j]).double().mean((1, 2)) for j in _task_chunks(len(real), real.shape[1] ** 2)])
-    return moved / apart
+    return torch.cat([_dist(real[j], other[j]).double().mean((1, 2)) for j in _task_chunks(len(real), real.shape[1] ** 2)])
 
 
 # ----------------------------------------------------------------------------- the report
@@ -298,7 +311,9 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
       level of the figure at that size, to read beside ``fid``, not an equal-size target.
 
     With ``swapped``: ``sensitivity`` (+ ``_ci95``), which has no real value (real data has no
-    seed); 0 is a model that ignores its support, about 1 one that follows it.
+    seed); 0 is a model that ignores its support, about 1 one that follows it; beside it
+    ``sensitivity_seed`` (+ ``_ci95``, :func:`seed_sensitivity`), how far a change of seed moves
+    the samples on the same scale.
 
     ``fid_pooled`` / ``kid_pooled`` (all samples against all real examples) and
     ``fid_pooled_real`` / ``kid_pooled_real`` (all first halves against all second halves);
@@ -316,6 +331,7 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
     per = _per_task_figures(f_gen, f_sup, f_real, mask, (half_a, half_b), kid_args)
     if swapped is not None and partner is not None:
         per["sensitivity"] = support_sensitivity(f_gen, embed(net, swapped, chunk), f_real, partner)
+        per["sensitivity_seed"] = seed_sensitivity(f_gen, f_real, partner)
     report: dict[str, Any] = {}
     for k, v in per.items():
         _summary(report, k, v)
