@@ -275,6 +275,17 @@ def _per_task_figures(f_gen: Tensor, f_sup: Tensor, f_real: Tensor, mask: Tensor
             "diversity_real": diversity(*halves), "memorization_real": memorization_real(f_sup, f_real, mask)}
 
 
+def _sensitivities(net: nn.Module, f_gen: Tensor, f_real: Tensor, swapped: Tensor | None, partner: Tensor | None,
+                   chunk: int) -> dict[str, Tensor]:
+    """``sensitivity`` (:func:`support_sensitivity` of the ``swapped`` samples) and ``sensitivity_seed``
+    (:func:`seed_sensitivity`) per task, or nothing without ``swapped``. Neither has a real value:
+    real data has no seed; 0 is a model that ignores its support, about 1 one that follows it."""
+    if swapped is None or partner is None:
+        return {}
+    return {"sensitivity": support_sensitivity(f_gen, embed(net, swapped, chunk), f_real, partner),
+            "sensitivity_seed": seed_sensitivity(f_gen, f_real, partner)}
+
+
 def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Module,
                    support_mask: Tensor | None = None, names: Sequence[str] | None = None, chunk: int = 256,
                    kid_subset_size: int = 100, kid_subsets: int = 50, seed: int = 0,
@@ -292,9 +303,8 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
         chunk: images per forward pass of ``net``.
         kid_subset_size, kid_subsets, seed: KID's subsets (size capped at the smaller set) and
             their seed; ``seed`` also draws :func:`real_halves`.
-        swapped, partner: for ``sensitivity`` (:func:`support_sensitivity`): the samples
-            ``(T, n, C, S, S)`` drawn with the samples' seed from the support of task ``partner[t]``
-            (:func:`partners`) in place of task t's.
+        swapped, partner: samples drawn from the same seed with task ``partner[t]``'s support in
+            task t's place: ``sensitivity`` and ``sensitivity_seed`` (:func:`_sensitivities`).
 
     Returns a JSON-safe dict: ``fid``, ``kid``, ``fidelity``, ``diversity``, ``memorization``
     (each with ``<name>_ci95``; undefined figures are None and left out of the means) and each
@@ -310,11 +320,6 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
       not n against Q: FID's upward small-set bias is larger there, so ``fid_real`` is the noise
       level of the figure at that size, to read beside ``fid``, not an equal-size target.
 
-    With ``swapped``: ``sensitivity`` (+ ``_ci95``), which has no real value (real data has no
-    seed); 0 is a model that ignores its support, about 1 one that follows it; beside it
-    ``sensitivity_seed`` (+ ``_ci95``, :func:`seed_sensitivity`), how far a change of seed moves
-    the samples on the same scale.
-
     ``fid_pooled`` / ``kid_pooled`` (all samples against all real examples) and
     ``fid_pooled_real`` / ``kid_pooled_real`` (all first halves against all second halves);
     the sizes ``tasks``, ``samples_per_task``, ``shots``, ``real_per_task``, ``feature_dim``;
@@ -329,9 +334,7 @@ def quality_report(samples: Tensor, support: Tensor, real: Tensor, net: nn.Modul
     half_a, half_b = real_halves(f_real, seed)
     kid_args = (kid_subset_size, kid_subsets, seed)
     per = _per_task_figures(f_gen, f_sup, f_real, mask, (half_a, half_b), kid_args)
-    if swapped is not None and partner is not None:
-        per["sensitivity"] = support_sensitivity(f_gen, embed(net, swapped, chunk), f_real, partner)
-        per["sensitivity_seed"] = seed_sensitivity(f_gen, f_real, partner)
+    per |= _sensitivities(net, f_gen, f_real, swapped, partner, chunk)
     report: dict[str, Any] = {}
     for k, v in per.items():
         _summary(report, k, v)
