@@ -71,7 +71,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 10.0
-    ema: float = 0.0  # decay of a moving average of the weights used for validation and checkpoints (0 = off; e.g. 0.999)
+    ema: float | str = "auto"  # decay of a moving average of the weights used for validation and checkpoints (0 = off; e.g. 0.999); "auto" = the family's measured default (fewgen.models.weight_average: 0.999 for the diffusion model, else 0)
     inner_steps: int = 1  # gradient-based algorithms: inner-loop steps
     inner_lr: float = 1e-3  # SGD step on the support loss (nats per example: a sum over pixels)
     learn_inner_lr: bool = False  # Meta-SGD: learned per-parameter inner learning rates
@@ -240,7 +240,15 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 def _coerce_union(value: Any, members: tuple[Any, ...], key: str) -> Any:
     """A value of a union type (e.g. ``bool | str``): kept as it is when it already has one
-    member's type, else the first member's coercion that accepts it."""
+    member's type, else the first member's coercion that accepts it. Text first tries the other
+    members (``--set train.ema=0.99`` is the number 0.99, ``template=true`` the flag), else stays text."""
+    if type(value) is str and str in members:
+        for m in (m for m in members if m is not str):
+            try:
+                return _coerce(value, m, key)
+            except ConfigError:
+                pass
+        return value
     if any(type(value) is m for m in members):
         return value
     for m in members:
@@ -347,8 +355,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config keys 'eval.shots' and 'eval.steps' need at least one value each")
     if sum(cfg.data.split_fractions) <= 0:
         raise ConfigError("config key 'data.split_fractions' must not be all zero")
-    if not 0 <= cfg.train.ema < 1:
-        raise ConfigError(f"config key 'train.ema' must be in [0, 1) (0 = no weight average), got {cfg.train.ema}")
+    ema = cfg.train.ema
+    if ema != "auto" and (isinstance(ema, str) or not 0 <= ema < 1):
+        raise ConfigError(f"config key 'train.ema' must be in [0, 1) (0 = no weight average) or \"auto\", got {ema!r}")
     if cfg.train.algo == "reptile" and cfg.train.learn_inner_lr:
         raise ConfigError("config key 'train.learn_inner_lr' (Meta-SGD) needs a differentiable inner loop, "
                           "which reptile has not: use algo maml, fomaml or hybrid")

@@ -34,11 +34,12 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from . import distributed
-from .config import Config, ModelConfig, config_to_dict, replace, validate
+from .config import Config, ModelConfig, TrainConfig, config_to_dict, replace, validate
 from .ema import WeightAverage
 from .errors import CheckpointError, ConfigError, FewgenError, TrainingDiverged
 from .meta import get_algorithm, resolve_fine_tuning
-from .models import COUNTED_FAMILIES, GenerativeModel, build_model, family_config, model_for_data, params_of
+from .models import (COUNTED_FAMILIES, GenerativeModel, build_model, family_config, model_for_data, params_of,
+                     weight_average)
 from .progress import Progress
 from .tasks import augment
 from .tasks.base import Episode, TaskSet, episode_generator, shard_generator
@@ -259,6 +260,13 @@ class RunState:
     elapsed: float = 0.0  # training seconds up to the last save (a resumed run's clock goes on)
 
 
+def resolve_ema(tc: TrainConfig, family: str) -> TrainConfig:
+    """``tc`` with ``ema`` "auto" made concrete for model ``family``: the decay its class was
+    measured to sample better with (:func:`fewgen.models.weight_average`; the diffusion model's
+    0.999, 0 elsewhere): the stored config says which."""
+    return dataclasses.replace(tc, ema=weight_average(family)) if tc.ema == "auto" else tc
+
+
 class Run:
     """One meta-training run, in one process: data, model, algorithm, optimiser and :class:`RunState`.
 
@@ -267,7 +275,7 @@ class Run:
 
     def __init__(self, cfg: Config, out: Path, ts: TaskSet, device: torch.device) -> None:
         # "auto" fine-tuning options become the algorithm's measured recipe: the stored config says which
-        cfg = dataclasses.replace(cfg, train=resolve_fine_tuning(cfg.train, ts.modality))
+        cfg = dataclasses.replace(cfg, train=resolve_ema(resolve_fine_tuning(cfg.train, ts.modality), cfg.model.family))
         tc = self.tc = cfg.train
         self.cfg, self.out, self.device = cfg, out, device
         self.main, self.world = distributed.is_main(), distributed.world_size()

@@ -18,6 +18,7 @@ def test_diffusion_on_two_examples_per_task(tmp_path, capsys):
     root = make_image_folder(tmp_path / "two", tasks=6, per_task=2, size=16)
     run = tmp_path / "run"
     assert main(["train", "--data", f"folder:{root}", "--out", str(run), "--steps", "2", *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["config"]["train"]["ema"] == 0.999  # train.ema "auto"
     first = sorted((root / "task00").iterdir())[:1]
     grid = tmp_path / "grid.png"
     assert main(["sample", str(run), "--support", *map(str, first), "--n", "4", "--sample-steps", "2",

@@ -67,6 +67,18 @@ def test_train_validates_a_config_built_with_replace(tmp_path):
     data = {"spec": f"folder:{tmp_path / 'no_such_folder'}"}
     for train_cfg, message in (({"algo": "mamal"}, "'train.algo' must be one of amortized, maml, fomaml, reptile"),
                                ({"precision": "fp16"}, "'train.precision' must be fp32 or bf16, got 'fp16'"),
-                               ({"ema": 1.0}, r"'train.ema' must be in \[0, 1\)")):
+                               ({"ema": 1.0}, r"'train.ema' must be in \[0, 1\)"),
+                               ({"ema": "often"}, r"""'train.ema' must be in \[0, 1\) \(0 = no weight average\) or "auto", got 'often'""")):
         with pytest.raises(ConfigError, match=message):
             train(replace(Config(), data=data, train=train_cfg), tmp_path / "run", progress=False)
+
+
+def test_train_ema_auto_is_the_familys_measured_average():
+    from fewgen.config import TrainConfig
+    from fewgen.training import resolve_ema
+
+    assert TrainConfig().ema == "auto"
+    assert resolve_ema(TrainConfig(), "image_diffusion").ema == 0.999
+    assert resolve_ema(TrainConfig(), "image_vae").ema == 0.0 and resolve_ema(TrainConfig(), "text_transformer").ema == 0.0
+    assert resolve_ema(TrainConfig(ema=0.0), "image_diffusion").ema == 0.0  # a number is kept
+    assert apply_overrides(Config(), ["train.ema=0.99"]).train.ema == 0.99  # numbers from the command line stay numbers

@@ -61,6 +61,13 @@ def family_config(cfg: ModelConfig) -> Any:
     return parse_extra(getattr(module, cls), cfg)
 
 
+def weight_average(family: str) -> float:
+    """The decay of the weight average family ``family`` was measured to sample better with (its
+    class's ``weight_average``; 0 = none): what ``train.ema = "auto"`` becomes."""
+    module, cls, _ = _family(family, "model.family {}")
+    return float(getattr(module, cls).weight_average)
+
+
 def build_model(cfg: ModelConfig, data_meta: dict[str, Any]) -> GenerativeModel:
     """Build the generator named by ``cfg.family`` for data described by ``data_meta``
     (``TaskSet.meta`` plus ``example_shape``); ``toy`` data always get ``toy_gauss`` (:func:`model_for_data`)."""
@@ -78,4 +85,4 @@ def model_from_dict(family: str, kwargs: dict[str, Any]) -> GenerativeModel:
 
 __all__ = ["COUNTED_FAMILIES", "Context", "DEFAULT_FAMILY", "FAMILIES", "GenerativeModel", "Params", "TEXT_BASELINE",
            "build_model", "call", "context_expand", "context_tasks", "family_config", "model_for_data",
-           "model_from_dict", "params_of"]
+           "model_from_dict", "params_of", "weight_average"]

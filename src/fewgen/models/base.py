@@ -67,6 +67,7 @@ class GenerativeModel(nn.Module):
     Extra: type = NoExtra  # the family's model.extra keys: a frozen dataclass with validate(hidden) (parse_extra)
     permutation_invariant: bool = True  # the context does not depend on the order of the shots
     vmappable: bool = True  # False: tasks run in a Python loop instead of torch.func.vmap
+    weight_average: float = 0.0  # train.ema "auto": the weight average's decay measured to sample better (0 = none)
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:  # dispatch: functional_call reaches any method
         return getattr(self, method)(*args, **kwargs)
