@@ -68,6 +68,7 @@ def bits(model, eps: list, k: int) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
 def measure(path: str, split: str, queries: int, seed: int) -> dict:
     """{view: {delta: {K: {task: bits/char}}}} for the views ``as is`` and ``letters``."""
     ck = load(path)
