@@ -27,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
+from statistics import fmean as mean
 
 import torch
 
@@ -38,23 +41,24 @@ from fewgen.tasks.augment import substitute_letters
 from fewgen.tasks.base import Episode, episode_generator
 from fewgen.tasks.spec import load_split
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import text_support_use  # noqa: E402  (its seeded supports and queries, shared by both benchmarks)
+
 GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 SHOTS = (1, 10)
 
 
 def episodes(ts, queries: int, seed: int, letters: bool) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Per task: (name, ten shots (1, 10, L), queries (1, Q, L)); ``letters``: both rewritten
-    with one letter substitution per task (seeded by the task's index)."""
-    out = []
-    for i, name in enumerate(ts.names):
-        ex = ts.examples(i)
-        perm = torch.randperm(len(ex), generator=episode_generator(seed, i))
-        sup, qry = ex[perm[: max(SHOTS)]][None], ex[perm[max(SHOTS) : max(SHOTS) + queries]][None]
-        if letters:
-            ep = substitute_letters(Episode(sup, torch.ones(1, sup.shape[1], dtype=torch.bool), qry, (name,)),
-                                    episode_generator(seed + 1, i), p=1.0)
-            sup, qry = ep.support, ep.query
-        out.append((name, sup, qry))
+    """Per task: (name, ten shots (1, 10, L), queries (1, Q, L)), the draw of
+    ``text_support_use.episodes``; ``letters``: both rewritten with one letter substitution per
+    task (seeded by the task's index)."""
+    out = text_support_use.episodes(ts, max(SHOTS), queries, seed)
+    if not letters:
+        return out
+    for i, (name, sup, qry) in enumerate(out):
+        ep = substitute_letters(Episode(sup, torch.ones(1, sup.shape[1], dtype=torch.bool), qry, (name,)),
+                                episode_generator(seed + 1, i), p=1.0)
+        out[i] = (name, ep.support, ep.query)
     return out
 
 
@@ -87,11 +91,6 @@ def measure(path: str, split: str, queries: int, seed: int) -> dict:
             out[view][delta] = {k: bits(model, eps, k) for k in SHOTS}
     model.gate.bias.copy_(base)
     return out
-
-
-def mean(xs) -> float:
-    xs = list(xs)
-    return sum(xs) / len(xs)
 
 
 def report(r: dict) -> tuple[str, float]:

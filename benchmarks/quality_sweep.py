@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 
-def row(path: Path) -> tuple[float, str]:
-    """(sort key: guidance, the row's text) for one report's quality at the fewest fine-tuning steps."""
+def row(path: Path) -> tuple[tuple[str, float], str]:
+    """(sort key: sampler kind and guidance, the row's text) for one report's quality at the fewest
+    fine-tuning steps."""
     quality = json.loads(path.read_text(encoding="utf-8"))["quality"]  # {steps: figures}
     q = quality[min(quality, key=int)]
     fid, mem = q["fidelity"], q["memorization"]
@@ -23,14 +24,15 @@ def row(path: Path) -> tuple[float, str]:
     cells = [f"{q['sampler']:<32}", f"{fid:.3f} ± {q['fidelity_ci95']:.3f} (real {q['fidelity_real']:.3f})",
              f"{q.get('diversity', float('nan')):.2f} (real {q.get('diversity_real', float('nan')):.2f})",
              f"{mem:.3f} ± {q['memorization_ci95']:.3f} (real {q['memorization_real']:.3f})", "yes" if meets else "no"]
-    return float(q["sampler"].split(",")[0].split()[-1]), " | ".join(cells)
+    guidance, steps = q["sampler"].split(", ")  # "guidance 2, 10 ddim steps"
+    return (steps.split()[1], float(guidance.split()[-1])), " | ".join(cells)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reports", nargs="+", type=Path)
     args = p.parse_args()
-    rows = sorted((row(f) for f in args.reports), key=lambda r: (r[1].split()[3], r[0]))
+    rows = sorted((row(f) for f in args.reports), key=lambda r: r[0])
     print(" | ".join(["sampler", "fidelity ↑", "diversity (≈1)", "memorisation ↓", "meets"]))
     for _, text in rows:
         print(text)
